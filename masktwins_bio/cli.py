@@ -1,0 +1,66 @@
+"""The ``masktwins-bio`` command line.
+
+Each subcommand lives in :mod:`masktwins_bio.commands` as a small module with ``register(subparsers)``; it parses
+arguments and calls the library API. This module only assembles the parser and turns user errors into one line on
+stderr with exit status 2 (argparse's own usage errors also exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Optional, Sequence
+
+from ._version import __version__
+from .errors import UserError
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+# order shown in --help
+COMMANDS = ("demo", "sample_data", "convert", "info", "train", "compare", "predict", "segment", "evaluate",
+            "benchmark")
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (``prog: error: ...; see --help``), exit status 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog="masktwins-bio",
+        description="Domain-adaptive 3D segmentation of EM volumes (mitochondria) with MaskTwins.",
+        epilog="Run 'masktwins-bio COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"masktwins-bio {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more log output (and tracebacks on errors)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_OneLineParser)
+    for name in COMMANDS:
+        module = importlib.import_module(f".commands.{name}", __package__)
+        module.register(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        result = args.handler(args)
+    except UserError as exc:
+        if args.verbose:
+            raise
+        print(f"masktwins-bio {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"masktwins-bio {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

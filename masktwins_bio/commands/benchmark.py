@@ -1,0 +1,14 @@
+"""``masktwins-bio benchmark``: not implemented yet."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("benchmark", help="(not implemented yet)")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from ..errors import UserError
+
+    raise UserError("'benchmark' is not implemented yet")

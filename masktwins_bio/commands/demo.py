@@ -1,0 +1,14 @@
+"""``masktwins-bio demo``: not implemented yet."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="(not implemented yet)")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from ..errors import UserError
+
+    raise UserError("'demo' is not implemented yet")

@@ -1,0 +1,571 @@
+"""Typed experiment configuration.
+
+A run is described by one YAML file validated into :class:`Config`. Defaults live here, in code; a YAML file only
+states what differs. Loading never executes code (``yaml.safe_load``), unknown keys are rejected with the closest valid
+key as a suggestion, values are type- and range-checked, and ``--set a.b=c`` overrides any key. Every run and every
+output stores the resolved config (:meth:`Config.resolved`) and its hash (:meth:`Config.hash`).
+
+Units: voxel sizes are in nanometres, ordered (z, y, x). Patch, block and mask sizes are in voxels of the training
+grid (``data.voxel_size``).
+
+Paths: ``${VAR}`` and ``${VAR:-default}`` expand environment variables in any string. Relative volume paths are
+resolved against ``data_root``; a relative ``data_root`` is resolved against the directory the command runs in.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+__all__ = [
+    "Config",
+    "DomainConfig",
+    "TargetConfig",
+    "DataConfig",
+    "AugmentConfig",
+    "ModelConfig",
+    "MethodConfig",
+    "TrainConfig",
+    "InferenceConfig",
+    "SegmentConfig",
+    "load_config",
+    "apply_overrides",
+    "config_from_dict",
+    "expand_env",
+    "METHOD_NAMES",
+    "MODEL_NAMES",
+]
+
+METHOD_NAMES = ("source_only", "mean_teacher", "mic", "masktwins_random_pair", "masktwins")
+MODEL_NAMES = ("unet", "basic_unet", "dynunet", "segresnet")
+
+Triple = tuple[float, float, float]
+IntTriple = tuple[int, int, int]
+
+
+class _Section(BaseModel):
+    """Base of every config section: unknown keys forbidden, assignments validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def _positive_triple(value, name: str):
+    if value is None:
+        return value
+    if any(v <= 0 for v in value):
+        raise ValueError(f"all three {name} values must be > 0 (z, y, x), got {list(value)}")
+    return value
+
+
+class DomainConfig(_Section):
+    """One labelled or unlabelled EM volume.
+
+    Attributes:
+        image: Path spec of the image volume: a Zarr/OME-Zarr store (``vol.zarr`` or ``vol.zarr/path/to/array``),
+            ``file.h5:/dataset``, a multi-page TIFF, or a folder of per-slice PNG/TIFF files.
+        labels: Path spec of the label volume (same shape as the image); needed for a training source or for
+            evaluation. Any integer volume; foreground is ``labels >= label_threshold``.
+        voxel_size: Voxel size in nm (z, y, x). Overrides what the file's metadata says; required when the file has
+            none.
+        label_threshold: Voxels with ``labels >= label_threshold`` are foreground (1 for 0/1, 0/255 or instance-id
+            labels; 128 for 8-bit masks with stray grey values).
+        roi: Optional sub-region in voxels of the file, e.g. ``"0:4, :, :"`` (numpy slice syntax per axis, z, y, x).
+    """
+
+    image: str
+    labels: Optional[str] = None
+    voxel_size: Optional[Triple] = None
+    label_threshold: float = Field(1.0, gt=0)
+    roi: Optional[str] = None
+
+    _check_vs = field_validator("voxel_size")(lambda v: _positive_triple(v, "voxel_size"))
+
+    @field_validator("roi")
+    @classmethod
+    def _check_roi(cls, v):
+        if v is not None:
+            parse_roi(v)
+        return v
+
+
+class TargetConfig(_Section):
+    """The unlabelled target domain used for adaptation, plus an optional labelled evaluation set.
+
+    Attributes:
+        image: Path spec of the unlabelled target volume used for adaptation (see :class:`DomainConfig`).
+        voxel_size: Voxel size in nm (z, y, x), overriding the metadata.
+        roi: Optional sub-region (voxels) of ``image`` used for adaptation.
+        eval: Optional labelled target volume used only to report metrics, never for training or model selection.
+    """
+
+    image: str
+    voxel_size: Optional[Triple] = None
+    roi: Optional[str] = None
+    eval: Optional[DomainConfig] = None
+
+    _check_vs = field_validator("voxel_size")(lambda v: _positive_triple(v, "voxel_size"))
+
+    @field_validator("roi")
+    @classmethod
+    def _check_roi(cls, v):
+        if v is not None:
+            parse_roi(v)
+        return v
+
+
+class AugmentConfig(_Section):
+    """Data augmentation applied by the patch loader (MONAI dictionary transforms plus EM-specific ones).
+
+    Geometric transforms are applied to source and target patches; intensity transforms to source patches (target
+    patches get their strong intensity augmentation inside the method, identically for both masked views).
+    """
+
+    flip: bool = True
+    rot90: bool = True
+    transpose_z: Literal["auto", "never", "always"] = "auto"
+    intensity_prob: float = Field(0.8, ge=0, le=1)
+    contrast: tuple[float, float] = (0.7, 1.4)
+    brightness: float = Field(0.15, ge=0)
+    gamma: tuple[float, float] = (0.7, 1.5)
+    noise_std: float = Field(0.1, ge=0)
+    blur_prob: float = Field(0.2, ge=0, le=1)
+    blur_sigma: tuple[float, float] = (0.5, 1.5)
+    missing_section_prob: float = Field(0.1, ge=0, le=1)
+    section_blur_prob: float = Field(0.1, ge=0, le=1)
+    misalign_prob: float = Field(0.05, ge=0, le=1)
+
+
+class DataConfig(_Section):
+    """Patch sampling and normalisation.
+
+    Attributes:
+        voxel_size: Training voxel size in nm (z, y, x). Volumes with another voxel size are resampled lazily, patch
+            by patch. ``None`` uses the source volume's voxel size.
+        patch_size: Training patch size in voxels (z, y, x).
+        foreground_fraction: Probability that a source patch is centred on a foreground voxel (sparse mitochondria).
+        normalization: ``zscore`` (mean/std) or ``percentile`` (1st/99th percentile to [-1, 1]); statistics are
+            estimated per volume from a strided sample, so each domain is normalised by its own statistics.
+        num_workers: DataLoader worker processes (0 loads in the main process).
+    """
+
+    voxel_size: Optional[Triple] = None
+    patch_size: IntTriple = (16, 96, 96)
+    foreground_fraction: float = Field(0.5, ge=0, le=1)
+    normalization: Literal["zscore", "percentile"] = "zscore"
+    num_workers: int = Field(0, ge=0)
+    augment: AugmentConfig = AugmentConfig()
+
+    _check_vs = field_validator("voxel_size")(lambda v: _positive_triple(v, "voxel_size"))
+    _check_ps = field_validator("patch_size")(lambda v: _positive_triple(v, "patch_size"))
+
+
+class ModelConfig(_Section):
+    """Network architecture (all from MONAI).
+
+    Attributes:
+        name: ``unet`` (monai.networks.nets.UNet), ``basic_unet``, ``dynunet`` or ``segresnet``.
+        channels: Feature channels per resolution level.
+        strides: Down-sampling strides per level, each (z, y, x); ``None`` chooses anisotropy-aware strides from the
+            training voxel size (no z down-sampling while z is coarser than y/x).
+        num_res_units: Residual units per level (UNet).
+        norm: Normalisation layer (``instance`` recommended: batch statistics differ between domains).
+        dropout: Dropout probability.
+        head: ``softmax`` (two logits, background/foreground) or ``sigmoid`` (one foreground logit).
+    """
+
+    name: Literal["unet", "basic_unet", "dynunet", "segresnet"] = "unet"
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    strides: Optional[tuple[IntTriple, ...]] = None
+    num_res_units: int = Field(2, ge=0)
+    norm: Literal["instance", "batch", "group"] = "instance"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    head: Literal["softmax", "sigmoid"] = "softmax"
+
+    @field_validator("channels")
+    @classmethod
+    def _check_channels(cls, v):
+        if len(v) < 2 or any(c <= 0 for c in v):
+            raise ValueError("needs at least two positive channel counts, e.g. [16, 32, 64, 128]")
+        return v
+
+
+class MethodConfig(_Section):
+    """Domain-adaptation method and its hyper-parameters.
+
+    Attributes:
+        name: One of ``source_only``, ``mean_teacher``, ``mic``, ``masktwins_random_pair``, ``masktwins``.
+        mask_block: Mask block size in voxels (z, y, x); ``None`` uses about 1/8 of the patch side in-plane (the
+            paper's 2D optimum is 1/16 of a 1024 crop; our patches are smaller) and the same physical size in z.
+        keep_ratio: Fraction of blocks kept visible in the (first) masked view; ``None`` uses the method's default
+            (0.5 for the MaskTwins variants, 0.3 for MIC, i.e. MIC's mask ratio 0.7).
+        ema_alpha: EMA teacher decay; the warm-up is ``min(1 - 1/(t+1), ema_alpha)``.
+        confidence_threshold: Teacher confidence counted as "confident" for the pseudo-label weight.
+        weight_mode: ``scalar`` (fraction of confident voxels, one number per batch, as in the paper) or ``voxel``
+            (each voxel weighted by whether it is confident).
+        lambda_target: Weight of the pseudo-label losses on the target.
+        lambda_cm: Weight of the MSE between the two masked views' logits (MaskTwins variants).
+        target_rampup_steps: Linear ramp of the target losses from 0 to full weight over this many steps (0 = none).
+        strong_augment: Apply strong intensity augmentation to the student's target input (shared by both views).
+    """
+
+    name: Literal["source_only", "mean_teacher", "mic", "masktwins_random_pair", "masktwins"] = "masktwins"
+    mask_block: Optional[IntTriple] = None
+    keep_ratio: Optional[float] = Field(None, gt=0, lt=1)
+    ema_alpha: float = Field(0.999, ge=0, lt=1)
+    confidence_threshold: float = Field(0.968, ge=0.5, le=1)
+    weight_mode: Literal["scalar", "voxel"] = "scalar"
+    lambda_target: float = Field(1.0, ge=0)
+    lambda_cm: float = Field(0.1, ge=0)
+    target_rampup_steps: int = Field(0, ge=0)
+    strong_augment: bool = True
+
+    _check_mb = field_validator("mask_block")(lambda v: _positive_triple(v, "mask_block"))
+
+
+class TrainConfig(_Section):
+    """Optimisation and logging.
+
+    Attributes:
+        steps: Optimiser steps.
+        batch_source: Source patches per step.
+        batch_target: Target patches per step (ignored by ``source_only``).
+        lr: Peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup_steps: Linear learning-rate warm-up; then polynomial decay to 0.
+        poly_power: Power of the polynomial decay.
+        grad_clip: Gradient-norm clipping (0 disables).
+        amp: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16``, ``fp16`` or ``none``.
+        device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
+        source_loss: ``dice_ce`` (MONAI DiceCELoss) or ``ce``.
+        val_every: Steps between validations (label-free monitors always, target metrics if ``target.eval`` is set).
+        val_patches: Target patches used by the label-free monitors.
+        checkpoint_every: Steps between checkpoints.
+        log_every: Steps between log lines (TensorBoard, CSV, progress bar).
+        selection: Checkpoint selection: ``label_free`` (best label-free score), ``last`` or ``target_eval`` (only
+            for experiments with target labels; a real user has none).
+        init: Optional model file or checkpoint to start from (fine-tuning a source-trained model).
+    """
+
+    steps: int = Field(2000, gt=0)
+    batch_source: int = Field(2, gt=0)
+    batch_target: int = Field(2, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    poly_power: float = Field(0.9, ge=0)
+    grad_clip: float = Field(1.0, ge=0)
+    amp: Literal["auto", "bf16", "fp16", "none"] = "auto"
+    device: str = "auto"
+    source_loss: Literal["dice_ce", "ce"] = "dice_ce"
+    val_every: int = Field(250, gt=0)
+    val_patches: int = Field(8, gt=0)
+    checkpoint_every: int = Field(500, gt=0)
+    log_every: int = Field(10, gt=0)
+    selection: Literal["label_free", "last", "target_eval"] = "label_free"
+    init: Optional[str] = None
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v):
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", v):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {v!r}")
+        return v
+
+
+class InferenceConfig(_Section):
+    """Sliding-window inference over large volumes.
+
+    Attributes:
+        overlap: Window overlap fraction per axis.
+        sw_batch_size: Windows per forward pass.
+        tta: ``none`` or ``flips`` (in-plane flips always; z flip too; no axis swaps involving z).
+        block_shape: Output block per task in voxels (z, y, x), a multiple of the output chunks; ``None`` chooses one.
+        chunks: Output chunk shape in voxels; ``None`` chooses one from the window size.
+        output_dtype: ``uint8`` (probability x 255) or ``float16``.
+        window: Window (ROI) size in voxels; ``None`` uses the model's training patch size.
+    """
+
+    overlap: float = Field(0.25, ge=0, lt=1)
+    sw_batch_size: int = Field(2, gt=0)
+    tta: Literal["none", "flips"] = "none"
+    block_shape: Optional[IntTriple] = None
+    chunks: Optional[IntTriple] = None
+    output_dtype: Literal["uint8", "float16"] = "uint8"
+    window: Optional[IntTriple] = None
+
+
+class SegmentConfig(_Section):
+    """Probabilities to mitochondria instances.
+
+    Attributes:
+        threshold: Foreground threshold on the probability.
+        method: ``cc`` (connected components) or ``watershed`` (seeded watershed that splits touching objects).
+        min_size: Objects smaller than this many voxels are removed.
+        seed_distance: Watershed seeds: maxima of the distance transform at least this far (nm) inside objects.
+        connectivity: 6, 18 or 26 (cc3d).
+    """
+
+    threshold: float = Field(0.5, gt=0, lt=1)
+    method: Literal["cc", "watershed"] = "cc"
+    min_size: int = Field(64, ge=0)
+    seed_distance: float = Field(40.0, gt=0)
+    connectivity: Literal[6, 18, 26] = 26
+
+
+class Config(_Section):
+    """A complete masktwins-bio experiment.
+
+    Attributes:
+        name: Run name (used for the run directory).
+        seed: Global random seed.
+        data_root: Directory relative volume paths are resolved against; supports ``${VAR:-default}``.
+        run_dir: Output directory of the run; ``None`` uses ``runs/<name>``.
+        source: The labelled source volume.
+        target: The unlabelled target volume (and optional labelled evaluation volume).
+    """
+
+    name: str = "experiment"
+    seed: int = 0
+    data_root: str = "."
+    run_dir: Optional[str] = None
+    source: DomainConfig
+    target: TargetConfig
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    method: MethodConfig = MethodConfig()
+    train: TrainConfig = TrainConfig()
+    inference: InferenceConfig = InferenceConfig()
+    segment: SegmentConfig = SegmentConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        if self.method.mask_block is not None:
+            for axis, b, p in zip("zyx", self.method.mask_block, self.data.patch_size):
+                if b > p:
+                    raise ValueError(
+                        f"method.mask_block {list(self.method.mask_block)} is larger than data.patch_size "
+                        f"{list(self.data.patch_size)} along {axis}; use a block no larger than the patch"
+                    )
+        return self
+
+    # -- derived values -------------------------------------------------------------------------------------
+    def resolve_path(self, path: Optional[str]) -> Optional[str]:
+        """Resolve a volume path spec against ``data_root`` (keeps an ``:/h5-key`` suffix intact)."""
+        if path is None:
+            return None
+        if os.path.isabs(_path_part(path)):
+            return path
+        root = Path(self.data_root).expanduser()
+        return str(root / path)
+
+    def resolved(self) -> dict:
+        """The resolved configuration as a plain JSON-compatible dict (all defaults filled in)."""
+        return self.model_dump(mode="json")
+
+    def hash(self) -> str:
+        """A short, stable hash of the resolved configuration."""
+        return config_hash(self.resolved())
+
+    def get_run_dir(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.resolved(), sort_keys=False)
+
+
+def config_hash(resolved: dict) -> str:
+    blob = json.dumps(resolved, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _path_part(spec: str) -> str:
+    """The filesystem part of a path spec (drops an HDF5 ``:/key`` suffix)."""
+    m = re.match(r"^(.*\.(?:h5|hdf5|hdf|n5))(?::(.*))?$", spec)
+    return m.group(1) if m else spec
+
+
+# -- ROI parsing ---------------------------------------------------------------------------------------------
+
+
+def parse_roi(text: str) -> tuple[slice, slice, slice]:
+    """Parse ``"z0:z1, y0:y1, x0:x1"`` (numpy slice syntax, steps not allowed) into three slices."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) != 3:
+        raise ValueError(f"roi {text!r} must have three comma-separated ranges (z, y, x), e.g. '0:4, :, :'")
+    out = []
+    for p in parts:
+        m = re.fullmatch(r"(-?\d*)\s*(?::\s*(-?\d*))?", p)
+        if not m:
+            raise ValueError(f"roi range {p!r} in {text!r} is not of the form start:stop")
+        if m.group(2) is None and m.group(1) != "":  # a single index -> one-voxel range
+            i = int(m.group(1))
+            out.append(slice(i, i + 1))
+        else:
+            start = int(m.group(1)) if m.group(1) else None
+            stop = int(m.group(2)) if m.group(2) else None
+            out.append(slice(start, stop))
+    return tuple(out)  # type: ignore[return-value]
+
+
+# -- loading ---------------------------------------------------------------------------------------------------
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def expand_env(value: str, where: str = "") -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in a string."""
+
+    def repl(m: re.Match) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in os.environ and os.environ[name] != "":
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{where}: environment variable {name} is not set; set it (export {name}=...) or write ${{{name}:-default}}"
+        )
+
+    return _ENV_RE.sub(repl, value)
+
+
+def _expand_tree(obj: Any, where: str) -> Any:
+    if isinstance(obj, str):
+        return expand_env(obj, where)
+    if isinstance(obj, dict):
+        return {k: _expand_tree(v, where) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_expand_tree(v, where) for v in obj]
+    return obj
+
+
+def _valid_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Valid field names at a location of the schema (for 'did you mean' suggestions)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        sub = _model_in(ann)
+        if sub is None:
+            return []
+        current = sub
+    return list(current.model_fields)
+
+
+def _model_in(annotation) -> Optional[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe_type_error(err: dict) -> str:
+    msg = err["msg"]
+    msg = msg.replace("Input should be", "expected").replace("Value error, ", "")
+    return msg
+
+
+def _format_validation_error(exc: ValidationError, source: str, schema: type[BaseModel] = None) -> str:
+    schema = schema or Config
+    messages = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        dotted = ".".join(str(p) for p in loc) if loc else "(top level)"
+        if err["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            valid = _valid_keys(schema, loc)
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+            hint = f"did you mean '{'.'.join([*map(str, loc[:-1]), close[0]])}'?" if close else (
+                f"valid keys here: {', '.join(valid)}" if valid else "remove it"
+            )
+            messages.append(f"unknown key '{dotted}' ({hint})")
+        elif err["type"] == "missing":
+            messages.append(f"missing required key '{dotted}'")
+        else:
+            got = err.get("input")
+            got_s = repr(got) if not isinstance(got, (dict, list)) or len(repr(got)) < 60 else type(got).__name__
+            messages.append(f"{dotted}: {_describe_type_error(err)}, got {got_s}")
+    return f"{source}: " + "; ".join(messages)
+
+
+def config_from_dict(data: dict, source: str = "config") -> Config:
+    """Validate a plain dict into a :class:`Config`, raising :class:`ConfigError` with a one-line message."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys to values, got {type(data).__name__}")
+    data = _expand_tree(data, source)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def _parse_override_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict, overrides: list[str], source: str = "--set") -> dict:
+    """Apply ``a.b=c`` overrides (values parsed as YAML) to a nested dict, returning a new dict."""
+    data = json.loads(json.dumps(data))  # deep copy of plain data
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"{source} {item!r}: expected KEY=VALUE, e.g. --set train.steps=500")
+        key, _, raw = item.partition("=")
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"{source} {item!r}: empty key; expected e.g. --set train.steps=500")
+        node = data
+        for p in parts[:-1]:
+            if node.get(p) is None:
+                node[p] = {}
+            elif not isinstance(node[p], dict):
+                raise ConfigError(f"{source} {item!r}: '{p}' is a value, not a section")
+            node = node[p]
+        node[parts[-1]] = _parse_override_value(raw)
+    return data
+
+
+def load_config(path: str | os.PathLike, overrides: Optional[list[str]] = None) -> Config:
+    """Load a YAML config file (safe loader), apply ``--set`` overrides and validate.
+
+    Args:
+        path: YAML file.
+        overrides: ``["train.steps=500", "method.name=mic"]``.
+
+    Raises:
+        ConfigError: missing file, invalid YAML, unknown key, wrong type or out-of-range value.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found; check the path (shipped examples are in configs/)")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; pass a YAML config file such as configs/demo.yaml")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not a text (YAML) file") from None
+    data = apply_overrides(data, overrides or [])
+    src = str(path) + (" (with --set overrides)" if overrides else "")
+    return config_from_dict(data, src)

@@ -1,0 +1,167 @@
+"""Streaming conversion of any readable volume to OME-Zarr, and volume summaries (``masktwins-bio info``).
+
+Conversion reads the source one z-slab (one chunk deep) at a time and writes it to the output, so peak memory is
+about ``chunk_z x Y x X`` voxels, independent of the number of sections. The slab depth is capped so that one slab
+stays under ``memory_budget`` bytes. Resampling to another voxel size is available here as a conversion step
+(``resample_to``); training and inference resample lazily per patch/block instead, so conversion is optional.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from .ome_zarr import PROVENANCE_KEY, OmeZarrWriter, atomic_output, default_chunks
+from .readers import open_volume
+from .volume import Volume
+
+__all__ = ["convert_volume", "volume_info", "format_info"]
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="vox", unit_scale=True, disable=not enabled, leave=False)
+
+
+def convert_volume(
+    src: str | os.PathLike | Volume,
+    dst: str | os.PathLike,
+    voxel_size: Optional[Sequence[float]] = None,
+    ome_version: str = "0.4",
+    chunks: Optional[Sequence[int]] = None,
+    labels: bool = False,
+    binarize: Optional[float] = None,
+    resample_to: Optional[Sequence[float]] = None,
+    levels: Optional[int] = None,
+    overwrite: bool = False,
+    memory_budget: int = 256 * 2**20,
+    progress: bool = False,
+) -> Path:
+    """Convert a volume to chunked, compressed OME-Zarr, streaming slab by slab.
+
+    Args:
+        src: Source path spec (any format :func:`~masktwins_bio.io.open_volume` reads) or an open Volume.
+        dst: Output ``.zarr`` path. Written atomically (temporary sibling, renamed when complete).
+        voxel_size: Voxel size in nm (z, y, x); overrides the source metadata.
+        ome_version: ``"0.4"`` (Zarr v2, widest reader support) or ``"0.5"`` (Zarr v3).
+        chunks: Output chunk shape (z, y, x); default ``(32, 256, 256)`` clipped to the volume and to the memory
+            budget.
+        labels: Treat the source as a label volume (integer check, nearest-neighbour pyramid, ``image-label``).
+        binarize: For labels: store ``labels >= binarize`` as a 0/1 uint8 mask (e.g. 1 for 0/255 masks, 128 for
+            masks with stray grey values).
+        resample_to: Resample to this voxel size (nm) while converting.
+        levels: Pyramid levels (``None``: automatic).
+        overwrite: Replace an existing output.
+        memory_budget: Upper bound in bytes of one source slab held in memory.
+        progress: Show a progress bar.
+
+    Returns:
+        The output path.
+    """
+    kind = "labels" if labels or binarize is not None else "image"
+    vol = open_volume(src, voxel_size=voxel_size, kind=kind) if not isinstance(src, Volume) else src
+    if voxel_size is not None:
+        vol = vol.with_voxel_size(voxel_size)
+    out_dtype = vol.dtype  # resampled images are cast back (rounded, clipped) to the source dtype
+    if resample_to is not None:
+        vol = vol.resampled(resample_to)
+    dst = Path(dst)
+    if dst.suffix.lower() != ".zarr":
+        raise InputError(f"{dst}: output must be a .zarr path (OME-Zarr), e.g. {dst.with_suffix('.zarr').name}")
+    if binarize is not None:
+        out_dtype = np.dtype(np.uint8)
+    shape = vol.shape
+    chunks = tuple(chunks) if chunks else default_chunks(shape)
+    if len(chunks) != 3 or any(int(c) <= 0 for c in chunks):
+        raise InputError(f"--chunks {list(chunks)}: needs three positive integers (z, y, x)")
+    slice_bytes = shape[1] * shape[2] * max(vol.dtype.itemsize, np.dtype(out_dtype).itemsize)
+    max_depth = max(1, memory_budget // max(1, slice_bytes))
+    chunks = (int(min(chunks[0], max_depth)),) + tuple(int(c) for c in chunks[1:])
+    provenance = {"source": str(vol.path), "source_format": vol.format, "converted": True}
+    if resample_to is not None:
+        provenance["resampled_to_nm"] = [float(v) for v in resample_to]
+    if binarize is not None:
+        provenance["binarized_at"] = float(binarize)
+    with atomic_output(dst, overwrite) as tmp:
+        writer = OmeZarrWriter(tmp, shape, out_dtype, vol.voxel_size, chunks=chunks, ome_version=ome_version,
+                               kind=kind, name=dst.stem, attrs=provenance)
+        depth = writer.chunks[0]
+        with _progress(vol.size, f"convert {Path(str(vol.path)).name}", progress) as bar:
+            for z0 in range(0, shape[0], depth):
+                slab = vol[z0 : z0 + depth]
+                if kind == "labels" and binarize is None and np.issubdtype(slab.dtype, np.signedinteger):
+                    if slab.size and slab.min() < 0:
+                        raise InputError(f"{vol.path}: labels contain negative values (e.g. in sections {z0}..); "
+                                         "labels must be >= 0 (0 = background)")
+                if binarize is not None:
+                    slab = (slab >= binarize).astype(np.uint8)
+                elif slab.dtype != out_dtype:
+                    info = np.iinfo(out_dtype) if np.issubdtype(out_dtype, np.integer) else None
+                    slab = np.clip(np.round(slab), info.min, info.max) if info is not None else slab
+                writer.write((z0, 0, 0), slab.astype(out_dtype, copy=False))
+                bar.update(slab.size)
+                del slab
+        writer.finalize(levels)
+    return dst
+
+
+def volume_info(spec: str | os.PathLike | Volume, value_range: bool = True, voxel_size=None) -> dict:
+    """Summary of a volume: format, shape, dtype, chunks, voxel size (nm), value range (streamed), provenance."""
+    vol = spec if isinstance(spec, Volume) else open_volume(spec, voxel_size=voxel_size)
+    info = {
+        "path": str(vol.path),
+        "format": vol.format,
+        "shape": list(vol.shape),
+        "dtype": str(vol.dtype),
+        "chunks": list(vol.chunks) if vol.chunks else None,
+        "voxel_size_nm": list(vol.voxel_size) if vol.voxel_size else None,
+        "extent_um": [round(e / 1000, 4) for e in vol.extent_nm] if vol.extent_nm else None,
+        "size_bytes": vol.nbytes,
+    }
+    ome = vol.attrs.get("ome", vol.attrs) if isinstance(vol.attrs, dict) else {}
+    if isinstance(ome, dict) and "multiscales" in ome:
+        info["pyramid_levels"] = len(ome["multiscales"][0].get("datasets", []))
+        info["label_image"] = "image-label" in ome
+    if PROVENANCE_KEY in vol.attrs:
+        info["provenance"] = vol.attrs[PROVENANCE_KEY]
+    if value_range:
+        lo, hi = vol.value_range()
+        info["value_range"] = [lo, hi]
+    return info
+
+
+def format_info(info: dict) -> str:
+    """Human-readable, aligned rendering of :func:`volume_info`."""
+
+    def fmt(v):
+        if isinstance(v, list):
+            return " x ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
+        return str(v)
+
+    rows = [
+        ("path", info["path"]),
+        ("format", info["format"]),
+        ("shape (z, y, x)", fmt(info["shape"])),
+        ("dtype", info["dtype"]),
+        ("chunks", fmt(info["chunks"]) if info["chunks"] else "none (read per section/page)"),
+        ("voxel size (nm)", fmt(info["voxel_size_nm"]) if info["voxel_size_nm"] else "unknown (pass --voxel-size)"),
+        ("extent (um)", fmt(info["extent_um"]) if info.get("extent_um") else "-"),
+        ("size", f"{info['size_bytes'] / 2**20:.1f} MiB"),
+    ]
+    if "pyramid_levels" in info:
+        rows.append(("pyramid levels", str(info["pyramid_levels"])))
+    if "value_range" in info:
+        lo, hi = info["value_range"]
+        rows.append(("value range", f"{lo:g} .. {hi:g}"))
+    prov = info.get("provenance")
+    if prov:
+        rows.append(("written by", f"masktwins-bio {prov.get('version', '?')}"))
+        if "complete" in prov:
+            rows.append(("complete", str(prov["complete"])))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

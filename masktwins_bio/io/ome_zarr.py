@@ -1,0 +1,277 @@
+"""Writing chunked, compressed OME-Zarr (NGFF 0.4 on Zarr v2, or 0.5 on Zarr v3) with multiscale metadata.
+
+Outputs are written through :class:`OmeZarrWriter`: create the store, write level 0 region by region (never the
+whole volume in memory), then :meth:`OmeZarrWriter.finalize` builds the down-sampled pyramid level by level,
+streaming z-slabs, and writes the ``multiscales`` metadata. Outputs that are written in one go use
+:func:`atomic_output`, so an interrupted write never leaves something at the final path that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import InputError
+
+__all__ = [
+    "OmeZarrWriter",
+    "create_ome_zarr",
+    "write_ome_zarr",
+    "atomic_output",
+    "check_output_path",
+    "default_chunks",
+    "pyramid_factors",
+    "PROVENANCE_KEY",
+]
+
+PROVENANCE_KEY = "masktwins_bio"
+OME_VERSIONS = ("0.4", "0.5")
+
+
+def default_chunks(shape: Sequence[int], target: Sequence[int] = (32, 256, 256)) -> tuple[int, int, int]:
+    """Chunk shape for EM volumes: ``target`` clipped to the volume shape."""
+    return tuple(int(max(1, min(t, s))) for t, s in zip(target, shape))  # type: ignore[return-value]
+
+
+def pyramid_factors(voxel_size: Sequence[float], shape: Sequence[int], levels: Optional[int] = None,
+                    min_size: int = 256) -> list[tuple[int, int, int]]:
+    """Per-level cumulative down-sampling factors (level 0 is (1, 1, 1)).
+
+    Each level halves the axes that are currently finest (within 1.5x of the finest), so anisotropic volumes are
+    first down-sampled in-plane until they become near-isotropic. With ``levels=None`` levels are added while the
+    largest in-plane size of the last level exceeds ``2 * min_size``.
+    """
+    vs = np.asarray(voxel_size if voxel_size is not None else (1.0, 1.0, 1.0), dtype=float)
+    factors = [np.ones(3, dtype=int)]
+    while True:
+        cur_f = factors[-1]
+        cur_shape = np.ceil(np.asarray(shape) / cur_f)
+        if levels is not None:
+            if len(factors) >= levels:
+                break
+        elif max(cur_shape[1:]) <= 2 * min_size or len(factors) >= 8:
+            break
+        cur_vs = vs * cur_f
+        step = np.where((cur_vs <= cur_vs.min() * 1.5) & (cur_shape > 1), 2, 1)
+        if (step == 1).all():
+            break
+        factors.append(cur_f * step)
+    return [tuple(int(v) for v in f) for f in factors]  # type: ignore[misc]
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False, what: str = "output") -> Path:
+    """Refuse to clobber an existing output unless ``overwrite``."""
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise InputError(f"{p}: {what} already exists; choose another path or pass --overwrite to replace it")
+    if not p.parent.exists():
+        raise InputError(f"{p}: parent folder {p.parent} does not exist; create it first")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Write to a temporary sibling and move it into place only when the block completes without error.
+
+    Yields the temporary path. On error the temporary output is removed and an existing output is left untouched.
+    """
+    final = check_output_path(path, overwrite)
+    tmp = final.with_name(f".{final.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.is_file():
+            tmp.unlink()
+        raise
+    if final.exists():
+        trash = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(final, trash)
+        os.rename(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+
+
+def _compressors(zarr_format: int):
+    if zarr_format == 2:
+        import numcodecs
+
+        return numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.BITSHUFFLE)
+    import zarr
+
+    return zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+
+
+def _multiscales(voxel_size, factors, name: str, version: str, kind: str, extra_metadata: dict) -> dict:
+    vs = [float(v) for v in (voxel_size if voxel_size is not None else (1.0, 1.0, 1.0))]
+    unit = "nanometer"
+    datasets = []
+    for level, f in enumerate(factors):
+        scale = [v * fi for v, fi in zip(vs, f)]
+        translation = [v * (fi - 1) / 2 for v, fi in zip(vs, f)]  # pixel centres of averaged blocks
+        transforms = [{"type": "scale", "scale": scale}]
+        if level > 0:
+            transforms.append({"type": "translation", "translation": translation})
+        datasets.append({"path": str(level), "coordinateTransformations": transforms})
+    ms = {
+        "name": name,
+        "axes": [{"name": a, "type": "space", "unit": unit} for a in "zyx"],
+        "datasets": datasets,
+        "type": "mean" if kind == "image" else "nearest",
+        "metadata": {"method": "masktwins_bio.io.ome_zarr", "version": __version__, **extra_metadata},
+    }
+    if version == "0.4":
+        ms = {"version": "0.4", **ms}
+    return ms
+
+
+class OmeZarrWriter:
+    """Incremental writer of one OME-Zarr multiscale image (or label image).
+
+    Args:
+        path: Output store path (``.zarr`` directory).
+        shape: Level-0 shape (z, y, x) in voxels.
+        dtype: Level-0 dtype.
+        voxel_size: Level-0 voxel size in nm (z, y, x); ``None`` writes 1 nm and marks it unknown.
+        chunks: Chunk shape; default :func:`default_chunks`.
+        ome_version: ``"0.4"`` (Zarr v2) or ``"0.5"`` (Zarr v3).
+        kind: ``image`` or ``labels`` (labels get ``image-label`` metadata and nearest-neighbour pyramids).
+        name: Name stored in the metadata.
+        attrs: Extra provenance stored under the ``masktwins_bio`` attribute.
+        fill_value: Value of chunks never written.
+    """
+
+    def __init__(self, path, shape, dtype, voxel_size=None, chunks=None, ome_version: str = "0.4",
+                 kind: str = "image", name: Optional[str] = None, attrs: Optional[dict] = None, fill_value=0,
+                 overwrite: bool = False):
+        import zarr
+
+        if ome_version not in OME_VERSIONS:
+            raise InputError(f"OME-Zarr version {ome_version!r} is not supported; use 0.4 or 0.5")
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.voxel_size = tuple(float(v) for v in voxel_size) if voxel_size is not None else None
+        self.chunks = tuple(int(c) for c in (chunks or default_chunks(self.shape)))
+        self.chunks = tuple(max(1, min(c, s)) for c, s in zip(self.chunks, self.shape))
+        self.ome_version = ome_version
+        self.zarr_format = 2 if ome_version == "0.4" else 3
+        self.kind = kind
+        self.name = name or self.path.stem
+        self.attrs = dict(attrs or {})
+        self.group = zarr.open_group(str(self.path), mode="w" if overwrite else "w-", zarr_format=self.zarr_format)
+        self.level0 = self._create_level(0, self.shape, fill_value)
+        # metadata for level 0 right away, so that readers can open a store being written (e.g. resumable predict)
+        self._write_metadata([(1, 1, 1)])
+
+    def _create_level(self, level: int, shape, fill_value=0):
+        kwargs = {}
+        if self.zarr_format == 2:
+            kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+        else:
+            kwargs["dimension_names"] = ["z", "y", "x"]
+        return self.group.create_array(
+            str(level), shape=shape, chunks=tuple(min(c, s) for c, s in zip(self.chunks, shape)), dtype=self.dtype,
+            compressors=_compressors(self.zarr_format), fill_value=fill_value, **kwargs,
+        )
+
+    def _write_metadata(self, factors) -> None:
+        ms = _multiscales(self.voxel_size, factors, self.name, self.ome_version, self.kind,
+                          {"voxel_size_known": self.voxel_size is not None})
+        ome: dict = {"multiscales": [ms]}
+        if self.kind == "labels":
+            ome["image-label"] = {"version": self.ome_version} if self.ome_version == "0.4" else {}
+        prov = {"version": __version__, **self.attrs}
+        if self.zarr_format == 2:
+            self.group.attrs.update({**ome, PROVENANCE_KEY: prov})
+        else:
+            self.group.attrs.update({"ome": {"version": "0.5", **ome}, PROVENANCE_KEY: prov})
+
+    def update_provenance(self, **items) -> None:
+        self.attrs.update(items)
+        attrs = dict(self.group.attrs)
+        prov = dict(attrs.get(PROVENANCE_KEY, {}))
+        prov.update(items)
+        self.group.attrs[PROVENANCE_KEY] = prov
+
+    def write(self, offset: Sequence[int], data: np.ndarray) -> None:
+        """Write ``data`` into level 0 at ``offset`` (voxels)."""
+        sl = tuple(slice(o, o + s) for o, s in zip(offset, data.shape))
+        self.level0[sl] = data.astype(self.dtype, copy=False)
+
+    def finalize(self, levels: Optional[int] = None, min_size: int = 256) -> list[tuple[int, int, int]]:
+        """Build the pyramid (streamed) and write the complete multiscales metadata; returns the level factors."""
+        factors = pyramid_factors(self.voxel_size, self.shape, levels, min_size)
+        prev = self.level0
+        for level in range(1, len(factors)):
+            step = tuple(a // b for a, b in zip(factors[level], factors[level - 1]))
+            shape = tuple(-(-s // f) for s, f in zip(self.shape, factors[level]))
+            arr = self._create_level(level, shape)
+            depth_out = arr.chunks[0]
+            for z0 in range(0, shape[0], depth_out):
+                z1 = min(shape[0], z0 + depth_out)
+                src = np.asarray(prev[z0 * step[0] : z1 * step[0]])
+                arr[z0:z1] = _downsample(src, step, self.kind, (z1 - z0,) + shape[1:]).astype(self.dtype)
+            prev = arr
+        self._write_metadata(factors)
+        return factors
+
+
+def _downsample(data: np.ndarray, step, kind: str, out_shape) -> np.ndarray:
+    if kind == "labels":
+        return data[:: step[0], :: step[1], :: step[2]][: out_shape[0], : out_shape[1], : out_shape[2]]
+    pad = [(0, o * s - n) for o, s, n in zip(out_shape, step, data.shape)]
+    if any(p[1] for p in pad):
+        data = np.pad(data, pad, mode="edge")
+    f = data.astype(np.float32).reshape(out_shape[0], step[0], out_shape[1], step[1], out_shape[2], step[2])
+    out = f.mean(axis=(1, 3, 5))
+    if np.issubdtype(data.dtype, np.integer):
+        out = np.round(out)
+    return out
+
+
+def create_ome_zarr(path, shape, dtype, voxel_size=None, **kwargs) -> OmeZarrWriter:
+    """Create an OME-Zarr store for incremental writing (see :class:`OmeZarrWriter`)."""
+    return OmeZarrWriter(path, shape, dtype, voxel_size, **kwargs)
+
+
+def write_ome_zarr(path, data, voxel_size=None, chunks=None, ome_version: str = "0.4", kind: str = "image",
+                   levels: Optional[int] = None, overwrite: bool = False, attrs: Optional[dict] = None,
+                   name: Optional[str] = None) -> Path:
+    """Write an in-memory array or a lazy :class:`~masktwins_bio.io.volume.Volume` to OME-Zarr, atomically.
+
+    Args:
+        path: Output ``.zarr`` path.
+        data: (z, y, x) array or Volume (read slab by slab).
+        voxel_size: nm (z, y, x); defaults to the volume's own.
+        chunks: Chunk shape (voxels).
+        ome_version: ``"0.4"`` or ``"0.5"``.
+        kind: ``image`` or ``labels``.
+        levels: Pyramid levels (``None``: automatic).
+        overwrite: Replace an existing output.
+        attrs: Provenance stored under ``masktwins_bio``.
+
+    Returns:
+        The output path.
+    """
+    if voxel_size is None:
+        voxel_size = getattr(data, "voxel_size", None)
+    shape = tuple(data.shape)
+    if len(shape) != 3:
+        raise InputError(f"{path}: data to write has shape {shape}; expected (z, y, x)")
+    with atomic_output(path, overwrite) as tmp:
+        w = OmeZarrWriter(tmp, shape, data.dtype, voxel_size, chunks=chunks, ome_version=ome_version, kind=kind,
+                          attrs=attrs, name=name or Path(path).stem)
+        depth = w.chunks[0]
+        for z0 in range(0, shape[0], depth):
+            w.write((z0, 0, 0), np.asarray(data[z0 : z0 + depth]))
+        w.finalize(levels)
+    return Path(path)
