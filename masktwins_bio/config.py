@@ -497,6 +497,8 @@ def _format_validation_error(exc: ValidationError, source: str, schema: type[Bas
             messages.append(f"unknown key '{dotted}' ({hint})")
         elif err["type"] == "missing":
             messages.append(f"missing required key '{dotted}'")
+        elif not loc:
+            messages.append(_describe_type_error(err))
         else:
             got = err.get("input")
             got_s = repr(got) if not isinstance(got, (dict, list)) or len(repr(got)) < 60 else type(got).__name__
@@ -517,9 +519,12 @@ def config_from_dict(data: dict, source: str = "config") -> Config:
 
 def _parse_override_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, (int, float)) and ":" in text:
+        return text  # YAML 1.1 reads "1:2" as the sexagesimal number 62; a ROI like that is meant as text
+    return value
 
 
 def apply_overrides(data: dict, overrides: list[str], source: str = "--set") -> dict:

@@ -163,7 +163,7 @@ def _plain(obj):
         return [_plain(v) for v in obj]
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, Path):
+    if isinstance(obj, (Path, str)):  # str subclasses (torch.__version__ is a TorchVersion) are not allowed
         return str(obj)
     return obj
 

@@ -1,1 +1,1 @@
-"""(work in progress)"""
+"""Data: synthetic EM-like domains, lazy patch sampling, normalisation and augmentation."""

@@ -277,7 +277,9 @@ def _open_h5(filename: str, key: Optional[str], kind: str, spec: str) -> Volume:
         datasets = _h5_datasets(f)
         if key is None:
             three_d = [d for d in datasets if f[d].ndim >= 3]
-            if len(three_d) == 1:
+            if len(datasets) == 1:
+                key = datasets[0]
+            elif len(three_d) == 1:
                 key = three_d[0]
             elif not datasets:
                 raise InputError(f"{filename}: HDF5 file contains no datasets")

@@ -48,8 +48,12 @@ def normalize_key(key, shape: Sequence[int]) -> tuple[slice, ...]:
 
 
 def _squeeze_int_axes(key, data: np.ndarray) -> np.ndarray:
+    """Drop the axes indexed by integers (numpy semantics), after expanding an Ellipsis."""
     if not isinstance(key, tuple):
         key = (key,)
+    if any(k is Ellipsis for k in key):
+        i = [k is Ellipsis for k in key].index(True)
+        key = key[:i] + (slice(None),) * (data.ndim - len(key) + 1) + key[i + 1 :]
     axes = tuple(i for i, k in enumerate(key) if isinstance(k, (int, np.integer)))
     return data.squeeze(axis=axes) if axes else data
 
@@ -63,8 +67,8 @@ def read_region(array, start: Sequence[int], stop: Sequence[int]) -> np.ndarray:
     lo = [int(i[0]) if len(i) else 0 for i in idx]
     hi = [int(i[-1]) + 1 if len(i) else 0 for i in idx]
     data = np.asarray(array[tuple(slice(a, b) for a, b in zip(lo, hi))])
-    if all(len(i) == b - a and (len(i) == 0 or i[0] == a) for i, a, b in zip(idx, start, stop)):
-        return data
+    if all(len(i) == 0 or (i[0] == a and i[-1] == b - 1) for i, a, b in zip(idx, start, stop)):
+        return data  # nothing was clipped
     return data[np.ix_(*[i - a for i, a in zip(idx, lo)])]
 
 

@@ -1,0 +1,122 @@
+"""The interface every adaptation method implements, and the registry that picks one by ``method.name``.
+
+A method turns one batch into a loss. It never touches the data loader or the optimiser, and the trainer never knows
+which method runs. All methods share the same step:
+
+1. the EMA teacher predicts the *clean* target patch -> pseudo-labels + confidence weight;
+2. the target patch gets one strong intensity augmentation (on device);
+3. the method builds its student *views* of that patch (none, the patch itself, one masked view, two masked views);
+4. source patches and all views go through the student in **one batched forward** (one DDP forward per backward;
+   instance normalisation keeps samples independent);
+5. supervised source loss + the method's target terms (ramped up over ``method.target_rampup_steps``).
+
+Variants are small subclasses overriding :meth:`UDAMethod.make_views` and :meth:`UDAMethod.target_terms`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from ..config import AugmentConfig, MethodConfig
+from ..data.transforms import strong_intensity_augment
+from ..errors import ConfigError
+from ..masking import default_mask_block
+from .losses import build_source_loss, pseudo_labels
+
+__all__ = ["UDAMethod", "register", "build_method", "METHODS"]
+
+METHODS: dict[str, type["UDAMethod"]] = {}
+
+
+def register(cls: type["UDAMethod"]) -> type["UDAMethod"]:
+    METHODS[cls.name] = cls
+    return cls
+
+
+class UDAMethod:
+    """Base class: supervised source loss only; subclasses add target views and terms.
+
+    Args:
+        cfg: The ``method`` config section.
+        head: ``softmax`` or ``sigmoid``.
+        augment: Augmentation ranges (used for the strong target augmentation).
+        patch_size: Training patch size (voxels), for the default mask block.
+        voxel_size: Training voxel size (nm), for anisotropic default mask blocks.
+        source_loss: ``dice_ce`` or ``ce``.
+    """
+
+    name = "base"
+    uses_target = True
+    default_keep_ratio = 0.5
+
+    def __init__(self, cfg: MethodConfig, head: str, augment: AugmentConfig, patch_size: Sequence[int],
+                 voxel_size: Optional[Sequence[float]] = None, source_loss: str = "dice_ce"):
+        self.cfg = cfg
+        self.head = head
+        self.augment = augment
+        self.keep_ratio = cfg.keep_ratio if cfg.keep_ratio is not None else self.default_keep_ratio
+        self.mask_block = tuple(cfg.mask_block) if cfg.mask_block else default_mask_block(patch_size, voxel_size)
+        self.source_loss = build_source_loss(source_loss, head)
+
+    # -- what subclasses change ------------------------------------------------------------------------------
+    def make_views(self, target: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+        """Student inputs built from the (augmented) target batch."""
+        return []
+
+    def target_terms(self, view_logits: list[torch.Tensor], labels: torch.Tensor, weight: torch.Tensor
+                     ) -> dict[str, torch.Tensor]:
+        """Weighted target loss terms (already multiplied by their lambdas)."""
+        return {}
+
+    # -- the shared step --------------------------------------------------------------------------------------
+    def ramp(self, step: int) -> float:
+        n = self.cfg.target_rampup_steps
+        return 1.0 if n == 0 else min(1.0, (step + 1) / n)
+
+    def losses(self, student, teacher, batch: dict, step: int, generator: torch.Generator
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss of one batch and the scalars worth logging.
+
+        Args:
+            student: The trained network (possibly DDP-wrapped).
+            teacher: Callable EMA teacher (no grad).
+            batch: ``source_image (B, 1, Z, Y, X)``, ``source_label (B, 1, Z, Y, X)`` and, for adaptation methods,
+                ``target_image (B', 1, Z, Y, X)``; all on the training device, normalised.
+            step: Optimiser step (0-based).
+            generator: Device generator for masks and augmentation (seeded per step by the trainer).
+        """
+        xs, ys = batch["source_image"], batch["source_label"]
+        if not self.uses_target:
+            loss = self.source_loss(student(xs), ys)
+            return loss, {"loss": loss.detach(), "loss_source": loss.detach()}
+        xt = batch["target_image"]
+        with torch.no_grad():
+            labels, weight, confident = pseudo_labels(teacher(xt), self.head, self.cfg.confidence_threshold,
+                                                      self.cfg.weight_mode)
+        xt_aug = strong_intensity_augment(xt, self.augment, generator) if self.cfg.strong_augment else xt
+        views = self.make_views(xt_aug, generator)
+        logits = student(torch.cat([xs, *views]))
+        src_logits, *view_logits = logits.split([xs.shape[0]] + [v.shape[0] for v in views])
+        loss_src = self.source_loss(src_logits, ys)
+        terms = self.target_terms(view_logits, labels, weight)
+        ramp = self.ramp(step)
+        loss = loss_src + ramp * sum(terms.values())
+        logs = {"loss": loss.detach(), "loss_source": loss_src.detach(),
+                **{f"loss_{k}": v.detach() for k, v in terms.items()},
+                "confident_fraction": confident, "pseudo_foreground": labels.float().mean()}
+        if len(view_logits) == 2:
+            a, b = (v.argmax(1) if v.shape[1] > 1 else (v[:, 0] > 0).long() for v in view_logits)
+            logs["view_agreement"] = (a == b).float().mean()
+        return loss, logs
+
+
+def build_method(cfg: MethodConfig, head: str, augment: AugmentConfig, patch_size, voxel_size=None,
+                 source_loss: str = "dice_ce") -> UDAMethod:
+    """Instantiate the method named ``cfg.name``."""
+    from . import variants  # noqa: F401  (registers the variants)
+
+    if cfg.name not in METHODS:
+        raise ConfigError(f"method.name {cfg.name!r} is unknown; choose one of {', '.join(METHODS)}")
+    return METHODS[cfg.name](cfg, head, augment, patch_size, voxel_size, source_loss)

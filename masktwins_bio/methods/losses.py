@@ -1,0 +1,83 @@
+"""Losses of the method ladder.
+
+Heads: ``softmax`` networks output two logits (background, foreground) per voxel, ``sigmoid`` networks one
+foreground logit. Every function here takes logits shaped ``(B, C, Z, Y, X)`` and works for both.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["pseudo_labels", "weighted_ce", "consistency_mse", "build_source_loss", "foreground_probability"]
+
+
+def foreground_probability(logits: torch.Tensor, head: str) -> torch.Tensor:
+    """``(B, 1, ...)`` foreground probability from logits."""
+    if head == "sigmoid":
+        return torch.sigmoid(logits.float())
+    return torch.softmax(logits.float(), dim=1)[:, 1:2]
+
+
+@torch.no_grad()
+def pseudo_labels(teacher_logits: torch.Tensor, head: str, threshold: float = 0.968, mode: str = "scalar"
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Teacher argmax pseudo-labels and their confidence weight.
+
+    Args:
+        teacher_logits: ``(B, C, Z, Y, X)`` teacher logits on the clean target.
+        head: ``softmax`` or ``sigmoid``.
+        threshold: Confidence (max class probability) counted as confident.
+        mode: ``scalar``: one weight per batch, the fraction of confident voxels (the paper's DACS-style weight);
+            ``voxel``: weight 1 on confident voxels, 0 elsewhere.
+
+    Returns:
+        ``(labels, weight, confident_fraction)``: labels ``(B, Z, Y, X)`` int64 in {0, 1}; weight broadcastable to
+        the labels (a 0-dim tensor for ``scalar``, ``(B, Z, Y, X)`` for ``voxel``); the confident fraction (0-dim).
+    """
+    p_fg = foreground_probability(teacher_logits, head)[:, 0]
+    labels = (p_fg >= 0.5).long()
+    confidence = torch.maximum(p_fg, 1 - p_fg)
+    confident = (confidence >= threshold).float()
+    fraction = confident.mean()
+    weight = fraction if mode == "scalar" else confident
+    return labels, weight, fraction
+
+
+def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | float, head: str) -> torch.Tensor:
+    """Mean over voxels of ``weight * CE(logits, labels)`` (BCE-with-logits for a sigmoid head).
+
+    Args:
+        logits: ``(B, C, Z, Y, X)``.
+        labels: ``(B, Z, Y, X)`` int64 in {0, 1}.
+        weight: Scalar or ``(B, Z, Y, X)``.
+    """
+    if head == "sigmoid":
+        ce = F.binary_cross_entropy_with_logits(logits[:, 0].float(), labels.float(), reduction="none")
+    else:
+        ce = F.cross_entropy(logits.float(), labels, reduction="none")
+    return (ce * weight).mean()
+
+
+def consistency_mse(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of two views' raw logits; gradients flow into both views (no stop-gradient)."""
+    return F.mse_loss(logits_a.float(), logits_b.float())
+
+
+def build_source_loss(kind: str, head: str):
+    """The supervised source loss: MONAI ``DiceCELoss`` (default) or plain cross-entropy.
+
+    Returns:
+        ``loss(logits (B, C, ...), label (B, 1, ...) float 0/1) -> scalar``.
+    """
+    if kind == "dice_ce":
+        from monai.losses import DiceCELoss
+
+        if head == "sigmoid":
+            fn = DiceCELoss(sigmoid=True)
+            return lambda logits, label: fn(logits.float(), label.float())
+        fn = DiceCELoss(softmax=True, to_onehot_y=True)
+        return lambda logits, label: fn(logits.float(), label.long())
+    if head == "sigmoid":
+        return lambda logits, label: F.binary_cross_entropy_with_logits(logits.float(), label.float())
+    return lambda logits, label: F.cross_entropy(logits.float(), label[:, 0].long())

@@ -1,0 +1,85 @@
+"""The method ladder: source-only -> mean teacher -> MIC -> MaskTwins (random pair) -> MaskTwins.
+
+Same data, seeds, network, teacher and budget for all, so differences come from the target views alone.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..masking import apply_mask, block_mask, complementary_masks, random_pair_masks
+from .base import UDAMethod, register
+from .losses import consistency_mse, weighted_ce
+
+__all__ = ["SourceOnly", "MeanTeacher", "MIC", "MaskTwinsRandomPair", "MaskTwins"]
+
+
+@register
+class SourceOnly(UDAMethod):
+    """Supervised training on the source only (the no-adaptation baseline)."""
+
+    name = "source_only"
+    uses_target = False
+
+
+@register
+class MeanTeacher(UDAMethod):
+    """Pseudo-label loss on the augmented, unmasked target (self-training with an EMA teacher)."""
+
+    name = "mean_teacher"
+
+    def make_views(self, target, generator):
+        return [target]
+
+    def target_terms(self, view_logits, labels, weight):
+        return {"pseudo": self.cfg.lambda_target * weighted_ce(view_logits[0], labels, weight, self.head)}
+
+
+@register
+class MIC(UDAMethod):
+    """Masked image consistency (Hoyer et al., CVPR 2023): one random block mask, keep ratio 0.3."""
+
+    name = "mic"
+    default_keep_ratio = 0.3
+
+    def make_views(self, target, generator):
+        m = block_mask(target.shape, self.mask_block, self.keep_ratio, generator, target.device, target.dtype)
+        return [apply_mask(target, m)]
+
+    def target_terms(self, view_logits, labels, weight):
+        return {"pseudo": self.cfg.lambda_target * weighted_ce(view_logits[0], labels, weight, self.head)}
+
+
+@register
+class MaskTwins(UDAMethod):
+    """MaskTwins (ICML 2025): complementary views M and 1 - M of the same augmented target patch.
+
+    Loss: ``0.5 CE_w(view M) + 0.5 CE_w(view 1-M)`` against the teacher's pseudo-label, plus
+    ``lambda_cm * MSE(logits_M, logits_1-M)`` with gradients into both views.
+    """
+
+    name = "masktwins"
+
+    def masks(self, target: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return complementary_masks(target.shape, self.mask_block, self.keep_ratio, generator, target.device,
+                                   target.dtype)
+
+    def make_views(self, target, generator):
+        m1, m2 = self.masks(target, generator)
+        return [apply_mask(target, m1), apply_mask(target, m2)]
+
+    def target_terms(self, view_logits, labels, weight):
+        a, b = view_logits
+        pseudo = 0.5 * weighted_ce(a, labels, weight, self.head) + 0.5 * weighted_ce(b, labels, weight, self.head)
+        return {"pseudo": self.cfg.lambda_target * pseudo, "consistency": self.cfg.lambda_cm * consistency_mse(a, b)}
+
+
+@register
+class MaskTwinsRandomPair(MaskTwins):
+    """Ablation: the MaskTwins losses on two *independent* random masks instead of a complementary pair."""
+
+    name = "masktwins_random_pair"
+
+    def masks(self, target, generator):
+        return random_pair_masks(target.shape, self.mask_block, self.keep_ratio, generator, target.device,
+                                 target.dtype)

@@ -1,0 +1,69 @@
+"""Training checkpoints: atomic writes, safe loads, and a config-compatibility check for ``--resume``.
+
+A checkpoint is a plain dict (tensors, numbers, strings, lists) loaded with ``torch.load(weights_only=True)``: the
+resolved config, step, student and teacher weights, optimiser/scheduler/grad-scaler states, torch RNG states, the
+best label-free score so far and the metadata of the exported model. Per-step randomness is derived from
+``(seed, step)``, so these states suffice for an exact resume.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+
+__all__ = ["save_checkpoint", "load_checkpoint", "config_differences", "CHECKPOINT_FORMAT", "RESUMABLE_CHANGES"]
+
+CHECKPOINT_FORMAT = "masktwins-bio-checkpoint"
+# keys that may differ between the run being resumed and the resumed run
+RESUMABLE_CHANGES = {
+    "train.steps", "train.log_every", "train.val_every", "train.checkpoint_every", "train.device", "run_dir",
+    "data.num_workers", "data_root", "name",
+}
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+    """Write ``state`` to ``path`` atomically (temporary file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no checkpoint to resume from; start without --resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot be loaded as a checkpoint ({type(exc).__name__}); it may be corrupt") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: is not a masktwins-bio training checkpoint")
+    return state
+
+
+def _flatten(d: Any, prefix: str = "") -> dict:
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def config_differences(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
+    """Keys whose values differ between two resolved configs, ignoring those a resume may change."""
+    a, b = _flatten(old), _flatten(new)
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if key in RESUMABLE_CHANGES:
+            continue
+        if a.get(key) != b.get(key):
+            diffs.append((key, a.get(key), b.get(key)))
+    return diffs

@@ -1,0 +1,463 @@
+"""The trainer: one loop of hook calls, the same for every method.
+
+The loop (:meth:`Trainer.run`) reads::
+
+    setup -> for each step: next_batch -> train_step -> after_step -> [validate] -> [save_checkpoint] -> finish
+
+Everything else is an overridable method: data (:meth:`build_datasets`), network (:meth:`build_network`), optimiser
+and schedule (:meth:`build_optimizer`), logging, checkpoints, export. The method (source-only, mean teacher, MIC,
+MaskTwins) only computes the loss of a batch (:mod:`masktwins_bio.methods`); the trainer never knows which one runs.
+
+Outputs in the run directory: ``config.yaml`` (resolved) + ``config_hash``, ``log.csv`` and ``tensorboard/``,
+``last.pt`` (checkpoint for ``--resume``), ``model.pt`` (the exported model chosen by the selection rule) and
+``summary.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .._version import __version__
+from ..config import Config
+from ..data.dataset import PatchDataset, StepSampler
+from ..data.transforms import build_transforms
+from ..errors import ConfigError, InputError
+from ..io import Volume, open_volume
+from ..methods import EMATeacher, build_method
+from ..models import build_network, export_model, load_model, required_divisor
+from .checkpoint import config_differences, load_checkpoint, save_checkpoint
+from .distributed import DistContext, resolve_device
+from .monitors import LabelFreeMonitor, TargetEvaluator
+from .runlog import RunLogger
+from .schedule import warmup_poly
+
+__all__ = ["Trainer", "TrainResult", "TrainingVolumes", "open_training_volumes"]
+
+log = logging.getLogger("masktwins_bio.train")
+
+
+@dataclass
+class TrainingVolumes:
+    """The volumes of an experiment (lazy)."""
+
+    source_image: Volume
+    source_labels: Volume
+    target_image: Volume
+    eval_image: Optional[Volume] = None
+    eval_labels: Optional[Volume] = None
+
+
+def open_training_volumes(cfg: Config) -> TrainingVolumes:
+    """Open the volumes named in the config (lazily), applying voxel-size overrides and ROIs."""
+    if not cfg.source.labels:
+        raise ConfigError("source.labels is missing: the source volume needs labels for training "
+                          "(set source.labels to the label volume)")
+    src = open_volume(cfg.resolve_path(cfg.source.image), cfg.source.voxel_size, "image", cfg.source.roi)
+    lab = open_volume(cfg.resolve_path(cfg.source.labels), cfg.source.voxel_size or src.voxel_size, "labels",
+                      cfg.source.roi)
+    tgt = open_volume(cfg.resolve_path(cfg.target.image), cfg.target.voxel_size, "image", cfg.target.roi)
+    ev_img = ev_lab = None
+    if cfg.target.eval is not None:
+        e = cfg.target.eval
+        if not e.labels:
+            raise ConfigError("target.eval.labels is missing: evaluation needs target labels (or drop target.eval)")
+        ev_img = open_volume(cfg.resolve_path(e.image), e.voxel_size, "image", e.roi)
+        ev_lab = open_volume(cfg.resolve_path(e.labels), e.voxel_size or ev_img.voxel_size, "labels", e.roi)
+        if ev_lab.shape != ev_img.shape:
+            raise InputError(f"{ev_lab.path}: label shape {ev_lab.shape} differs from image shape {ev_img.shape}")
+    return TrainingVolumes(src, lab, tgt, ev_img, ev_lab)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    run_dir: Path
+    model_path: Path
+    checkpoint_path: Path
+    steps: int
+    selected_step: int
+    history: list = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+class Trainer:
+    """Trains one method on one source/target pair.
+
+    Args:
+        cfg: Validated configuration.
+        run_dir: Output directory (default ``cfg.run_dir`` or ``runs/<name>``).
+        resume: Continue from ``run_dir/last.pt``.
+        overwrite: Replace an existing run directory.
+        volumes: Pre-opened volumes (e.g. napari layers); default: open those named in ``cfg``.
+        progress: Show a progress bar.
+        callback: Called as ``callback(step, logs)`` at every log step and validation (napari live view).
+        should_stop: Polled every step; returning True stops training early (a checkpoint and model are written).
+    """
+
+    def __init__(self, cfg: Config, run_dir=None, resume: bool = False, overwrite: bool = False,
+                 volumes: Optional[TrainingVolumes] = None, progress: bool = True,
+                 callback: Optional[Callable[[int, dict], None]] = None,
+                 should_stop: Optional[Callable[[], bool]] = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir or cfg.get_run_dir())
+        self.resume = resume
+        self.overwrite = overwrite
+        self.volumes = volumes
+        self.progress = progress
+        self.callback = callback
+        self.should_stop = should_stop or (lambda: False)
+        self.dist = DistContext.from_env()
+        self.step = 0
+        self.best = {"score": -np.inf, "step": -1}
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------------------------------------- the loop
+    def run(self) -> TrainResult:
+        self.setup()
+        for step in range(self.step, self.cfg.train.steps):
+            batch = self.next_batch()
+            logs = self.train_step(batch, step)
+            self.after_step(step, logs)
+            if self.due(step, self.cfg.train.val_every):
+                self.validate(step + 1)
+            if self.due(step, self.cfg.train.checkpoint_every):
+                self.save_checkpoint(step + 1)
+            if self.should_stop():
+                self.step = step + 1
+                break
+        return self.finish()
+
+    # ------------------------------------------------------------------------------------------------- setup
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.device = resolve_device(cfg.train.device, self.dist)
+        self.dist.init(self.device)
+        # validate all inputs before anything is written
+        self.vols = self.volumes or open_training_volumes(cfg)
+        self.voxel_size = tuple(cfg.data.voxel_size or self.vols.source_image.voxel_size or ()) or None
+        if self.voxel_size is None:
+            raise ConfigError(f"{self.vols.source_image.path}: source voxel size unknown; set source.voxel_size "
+                              "or data.voxel_size (nm, z, y, x)")
+        self.patch_size = tuple(cfg.data.patch_size)
+        self.check_patch_size()
+        self.method = build_method(cfg.method, cfg.model.head, cfg.data.augment, self.patch_size, self.voxel_size,
+                                   cfg.train.source_loss)
+        self.build_datasets()
+        self.prepare_run_dir()
+        self.build_network()
+        self.build_optimizer()
+        self.autocast_dtype = self.pick_amp()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
+        if self.resume:
+            self.load_checkpoint()  # before the loaders, so the patch streams start at the resumed step
+        self.source_iter = self.make_loader(self.source_ds, cfg.train.batch_source)
+        self.target_iter = self.make_loader(self.target_ds, cfg.train.batch_target) if self.method.uses_target else None
+        self.build_validation()
+        self.generator = torch.Generator(device=self.device)
+        self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
+        self.bar = self.make_progress()
+        self._t_last = time.perf_counter()
+        self._step_last = self.step
+        self._accum: dict[str, torch.Tensor] = {}
+
+    def prepare_run_dir(self) -> None:
+        rd = self.run_dir
+        if self.dist.is_main:
+            if self.resume:
+                if not (rd / "last.pt").exists():
+                    raise InputError(f"{rd}: no checkpoint (last.pt) to resume from; run without --resume")
+            elif rd.exists() and any(rd.iterdir()):
+                if not self.overwrite:
+                    raise InputError(f"{rd}: run directory already exists; use --resume to continue it, --overwrite "
+                                     "to replace it, or --set run_dir=another/path")
+                shutil.rmtree(rd)
+            rd.mkdir(parents=True, exist_ok=True)
+            (rd / "config.yaml").write_text(self.cfg.to_yaml())
+            (rd / "config_hash").write_text(self.cfg.hash() + "\n")
+        self.dist.barrier()
+
+    def check_patch_size(self) -> None:
+        div = required_divisor(self.cfg.model, self.voxel_size, self.patch_size)
+        bad = [(a, p, d) for a, p, d in zip("zyx", self.patch_size, div) if p % d]
+        if bad:
+            fix = [max(d, round(p / d) * d) for p, d in zip(self.patch_size, div)]
+            raise ConfigError(f"data.patch_size {list(self.patch_size)} must be a multiple of {list(div)} for "
+                              f"model {self.cfg.model.name} with these strides; e.g. use {fix}")
+
+    def build_network(self) -> None:
+        torch.manual_seed(self.cfg.seed)
+        net = build_network(self.cfg.model, self.voxel_size, self.patch_size)
+        if self.cfg.train.init:
+            init = load_model(self.cfg.resolve_path(self.cfg.train.init) if not Path(self.cfg.train.init).exists()
+                              else self.cfg.train.init)
+            try:
+                net.load_state_dict(init.network.state_dict())
+            except RuntimeError:
+                raise ConfigError(f"train.init {self.cfg.train.init}: its architecture differs from model "
+                                  "(use the same model section as the run that produced it)") from None
+        net.to(self.device)
+        self.teacher = EMATeacher(net, self.cfg.method.ema_alpha)
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = DDP(net, device_ids=ids)
+        self.student = net
+
+    def build_optimizer(self) -> None:
+        t = self.cfg.train
+        self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: warmup_poly(s, t.warmup_steps, t.steps, t.poly_power))
+
+    def build_datasets(self) -> None:
+        cfg, v = self.cfg, self.vols
+        aug = cfg.data.augment
+        self.source_ds = PatchDataset(
+            v.source_image, self.patch_size, self.voxel_size, labels=v.source_labels,
+            label_threshold=cfg.source.label_threshold, foreground_fraction=cfg.data.foreground_fraction,
+            transform=build_transforms(aug, self.voxel_size, self.patch_size, intensity=True),
+            normalization=cfg.data.normalization, seed=cfg.seed * 1000 + 1, what="source")
+        self.target_ds = PatchDataset(
+            v.target_image, self.patch_size, self.voxel_size,
+            transform=build_transforms(aug, self.voxel_size, self.patch_size, intensity=False),
+            normalization=cfg.data.normalization, seed=cfg.seed * 1000 + 2, what="target")
+
+    def make_loader(self, ds, batch_size: int):
+        t = self.cfg.train
+        sampler = StepSampler(self.step, batch_size, self.dist.rank, self.dist.world_size, t.steps)
+        loader = torch.utils.data.DataLoader(
+            ds, batch_size=batch_size, sampler=sampler, num_workers=self.cfg.data.num_workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=self.cfg.data.num_workers > 0,
+            prefetch_factor=4 if self.cfg.data.num_workers > 0 else None, drop_last=True)
+        return iter(loader)
+
+    def build_validation(self) -> None:
+        cfg = self.cfg
+        n = cfg.train.val_patches
+        base = 10**8  # monitor patches use indices far from the training stream
+        patches = torch.stack([self.target_ds.read(self.target_ds._origin(np.random.default_rng([cfg.seed, base + i])))
+                               ["image"] for i in range(n)])
+        fg_source = self.source_ds.foreground_voxels / max(1, self.source_ds.image.size)
+        self.monitor = LabelFreeMonitor(patches, cfg.model.head, cfg.method.confidence_threshold,
+                                        self.method.mask_block, fg_source, batch_size=max(1, cfg.train.batch_target),
+                                        seed=cfg.seed)
+        self.evaluator = None
+        v = self.vols
+        if v.eval_image is not None:
+            img = v.eval_image.resampled(self.voxel_size) if v.eval_image.voxel_size else v.eval_image
+            lab = v.eval_labels.with_voxel_size(v.eval_image.voxel_size)
+            lab = lab.resampled(self.voxel_size) if lab.voxel_size else lab
+            sl = TargetEvaluator.crop_slices(img.shape, 16_000_000)
+            from ..data.normalize import normalize, volume_statistics
+
+            stats = volume_statistics(v.eval_image, seed=cfg.seed)
+            image = normalize(img[sl], stats, cfg.data.normalization)
+            labels = lab[sl] >= cfg.target.eval.label_threshold
+            self.evaluator = TargetEvaluator(image, labels, self.patch_size, cfg.model.head,
+                                             cfg.inference.overlap, cfg.inference.sw_batch_size)
+        elif cfg.train.selection == "target_eval":
+            raise ConfigError("train.selection=target_eval needs target.eval (target labels); use label_free")
+
+    def pick_amp(self) -> Optional[torch.dtype]:
+        amp = self.cfg.train.amp
+        if self.device.type != "cuda" or amp == "none":
+            return None  # fp32 on CPU
+        return torch.float16 if amp == "fp16" else torch.bfloat16
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def make_progress(self):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.cfg.train.steps, initial=self.step, desc=f"train {self.cfg.method.name}",
+                    disable=not (self.progress and self.dist.is_main), dynamic_ncols=True, leave=False)
+
+    # ------------------------------------------------------------------------------------------------- a step
+    def next_batch(self) -> dict:
+        src = next(self.source_iter)
+        batch = {"source_image": src["image"], "source_label": src["label"]}
+        if self.target_iter is not None:
+            batch["target_image"] = next(self.target_iter)["image"]
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def step_seed(self, step: int) -> int:
+        return int(np.random.SeedSequence([self.cfg.seed, step, self.dist.rank]).generate_state(1)[0])
+
+    def train_step(self, batch: dict, step: int) -> dict:
+        self.student.train()
+        seed = self.step_seed(step)
+        self.generator.manual_seed(seed)
+        torch.manual_seed(seed)  # dropout and any other global draws: a function of (seed, step)
+        with self.autocast():
+            loss, logs = self.method.losses(self.student, self.teacher, batch, step, self.generator)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"loss is {loss.item()} at step {step}; lower train.lr or use train.amp=none")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.train.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        logs["ema_alpha"] = torch.tensor(self.teacher.update(self.student, step))
+        return logs
+
+    def after_step(self, step: int, logs: dict) -> None:
+        self.step = step + 1
+        for k, v in logs.items():  # accumulate on device; synchronise only at log steps
+            v = v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+            self._accum[k] = self._accum.get(k, 0) + v
+        self.bar.update(1)
+        if self.due(step, self.cfg.train.log_every) or self.step == self.cfg.train.steps:
+            n = self.step - self._step_last
+            values = {k: (v / n).item() for k, v in self._accum.items()}
+            now = time.perf_counter()
+            values["steps_per_s"] = n / max(1e-9, now - self._t_last)
+            values["lr"] = self.scheduler.get_last_lr()[0]
+            self._accum, self._t_last, self._step_last = {}, now, self.step
+            self.logger.log(self.step, values, "train/")
+            self.bar.set_postfix(loss=f"{values['loss']:.3f}", it_s=f"{values['steps_per_s']:.2f}")
+            if self.callback:
+                self.callback(self.step, {"train": values})
+
+    def due(self, step: int, every: int) -> bool:
+        return (step + 1) % every == 0
+
+    # ------------------------------------------------------------------------------------------------- validation
+    def validate(self, step: int) -> dict:
+        if not self.dist.is_main:
+            return {}
+        teacher = self.teacher.module
+        values = self.monitor(teacher, _unwrap(self.student), self.device, self.autocast)
+        if self.evaluator is not None:
+            values.update({f"target_{k}": v for k, v in self.evaluator(teacher, self.device, self.autocast).items()})
+        self.logger.log(step, values, "val/")
+        self.history.append({"step": step, **values})
+        score = {"label_free": values["label_free_score"], "target_eval": values.get("target_iou", np.nan),
+                 "last": float(step)}[self.cfg.train.selection]
+        if score >= self.best["score"]:
+            self.best = {"score": float(score), "step": step}
+            self.export(self.run_dir / "model.pt", step)
+        if self.callback:
+            self.callback(step, {"val": values})
+        return values
+
+    # ------------------------------------------------------------------------------------------------- persistence
+    def model_metadata(self, step: int) -> dict:
+        cfg = self.cfg
+        return {
+            "voxel_size": list(self.voxel_size),
+            "patch_size": list(self.patch_size),
+            "normalization": {"mode": cfg.data.normalization, "per_volume": True},
+            "training": {
+                "method": cfg.method.name,
+                "source": str(self.vols.source_image.path),
+                "target": str(self.vols.target_image.path),
+                "source_voxel_size": list(self.vols.source_image.voxel_size or []),
+                "target_voxel_size": list(self.vols.target_image.voxel_size or []),
+                "step": step,
+                "steps": cfg.train.steps,
+                "seed": cfg.seed,
+                "config_hash": cfg.hash(),
+                "selection": cfg.train.selection,
+                "weights": "ema_teacher",
+            },
+        }
+
+    def export(self, path: Path, step: int) -> Path:
+        return export_model(self.teacher.module, path, self.cfg.model, self.model_metadata(step))
+
+    def save_checkpoint(self, step: int) -> None:
+        if not self.dist.is_main:
+            return
+        state = {
+            "config": self.cfg.resolved(),
+            "config_hash": self.cfg.hash(),
+            "version": __version__,
+            "step": step,
+            "student": {k: v.detach().cpu() for k, v in _unwrap(self.student).state_dict().items()},
+            "teacher": {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "best": dict(self.best),
+            "history": self.history,
+            "model_metadata": self.model_metadata(step),
+        }
+        save_checkpoint(self.run_dir / "last.pt", state)
+
+    def load_checkpoint(self) -> None:
+        path = self.run_dir / "last.pt"
+        state = load_checkpoint(path)
+        diffs = config_differences(state["config"], self.cfg.resolved())
+        if diffs:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:3])
+            raise InputError(f"{path}: was written by a different config ({shown}); resume with the same config or "
+                             "start a new run_dir")
+        _unwrap(self.student).load_state_dict(state["student"])
+        self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.best = dict(state["best"])
+        self.history = list(state["history"])
+        self.step = int(state["step"])
+        if self.step > self.cfg.train.steps:
+            raise InputError(f"{path}: checkpoint is at step {self.step}, beyond train.steps={self.cfg.train.steps}")
+        log.info("resumed %s at step %d", path, self.step)
+
+    def finish(self) -> TrainResult:
+        self.bar.close()
+        if self.dist.is_main:
+            if not self.history or self.history[-1]["step"] != self.step:
+                self.validate(self.step)
+            if self.cfg.train.selection == "last" or not (self.run_dir / "model.pt").exists():
+                self.export(self.run_dir / "model.pt", self.step)
+                self.best = {"score": self.best["score"], "step": self.step}
+            self.save_checkpoint(self.step)
+            summary = {
+                "name": self.cfg.name,
+                "method": self.cfg.method.name,
+                "steps": self.step,
+                "selected_step": self.best["step"],
+                "selection": self.cfg.train.selection,
+                "selection_score": self.best["score"],
+                "config_hash": self.cfg.hash(),
+                "device": str(self.device),
+                "world_size": self.dist.world_size,
+                "history": self.history,
+                "version": __version__,
+            }
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        else:
+            summary = {}
+        self.logger.close()
+        self.dist.barrier()
+        self.dist.shutdown()
+        return TrainResult(self.run_dir, self.run_dir / "model.pt", self.run_dir / "last.pt", self.step,
+                           self.best["step"], self.history, summary)
+
+
+def _unwrap(module):
+    return module.module if hasattr(module, "module") else module

@@ -1,0 +1,70 @@
+"""Augmentation: EM artefacts, geometry keeps image/label aligned, strong on-device augmentation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from masktwins_bio.config import AugmentConfig
+from masktwins_bio.data.transforms import (RandMisalignd, RandMissingSectiond, RandSectionBlurd, build_transforms,
+                                           geometric_transforms, reseed, strong_intensity_augment)
+
+
+def item():
+    img = torch.randn(1, 6, 16, 16)
+    return {"image": img, "label": (img > 0.5).float()}
+
+
+def test_missing_section_sets_one_section_to_zero():
+    out = RandMissingSectiond(["image"], prob=1.0)(item())
+    zeros = [(out["image"][0, z] == 0).all().item() for z in range(6)]
+    assert sum(zeros) == 1
+
+
+def test_section_blur_changes_one_section():
+    d = item()
+    out = RandSectionBlurd(["image"], prob=1.0)(d)
+    changed = [not torch.equal(out["image"][0, z], d["image"][0, z]) for z in range(6)]
+    assert sum(changed) == 1
+
+
+def test_misalign_shifts_image_and_label_together():
+    d = item()
+    out = RandMisalignd(["image", "label"], prob=1.0, max_shift=3)(d)
+    assert torch.equal(out["label"], (out["image"] > 0.5).float())
+
+
+def test_geometry_keeps_label_aligned():
+    tf = build_transforms(AugmentConfig(), (40, 8, 8), (6, 16, 16), intensity=False)
+    for i in range(10):
+        reseed(tf, 0, i)
+        out = tf(item())
+        # only geometric transforms: the label is still the thresholded image
+        assert torch.equal(out["label"], (out["image"] > 0.5).float())
+
+
+def test_transpose_z_only_for_isotropic_cubic():
+    names = lambda ts: [type(t).__name__ for t in ts]  # noqa: E731
+    assert "RandTransposeZd" not in names(geometric_transforms(AugmentConfig(), (40, 8, 8), (16, 64, 64)))
+    assert "RandTransposeZd" in names(geometric_transforms(AugmentConfig(), (8, 8, 8), (32, 32, 32)))
+
+
+def test_reseed_makes_augmentation_reproducible():
+    tf = build_transforms(AugmentConfig(), (40, 8, 8), (6, 16, 16), intensity=True)
+    d = item()
+    reseed(tf, 1, 7)
+    a = tf(dict(d))["image"]
+    reseed(tf, 1, 7)
+    b = tf(dict(d))["image"]
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_strong_augment_shape_device_and_seed(dtype):
+    x = torch.randn(3, 1, 4, 16, 16).to(dtype)
+    cfg = AugmentConfig(blur_prob=1.0)
+    a = strong_intensity_augment(x, cfg, torch.Generator().manual_seed(0))
+    b = strong_intensity_augment(x, cfg, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and a.device == x.device and torch.isfinite(a).all()
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a[0], x[0].float())

@@ -1,0 +1,72 @@
+"""Block masks: complementarity, blocks, keep ratio, determinism, device/dtype."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from masktwins_bio.masking import (apply_mask, block_mask, complementary_masks, default_mask_block,
+                                   random_pair_masks)
+
+SHAPES = [(2, 1, 16, 64, 64), (3, 17, 50, 45), (1, 1, 5, 7, 9)]
+BLOCKS = [(4, 8, 8), (2, 16, 4), (1, 1, 1), (5, 7, 9)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("block", BLOCKS)
+def test_complementary_pair_covers_every_voxel_once(shape, block):
+    m1, m2 = complementary_masks(shape, block, 0.5, torch.Generator().manual_seed(0))
+    assert m1.shape == (shape[0], 1, *shape[-3:])
+    assert torch.equal(m1 + m2, torch.ones_like(m1))
+    assert set(m1.unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("block", BLOCKS[:2])
+def test_constant_within_blocks(block):
+    m = block_mask((2, 1, 16, 64, 64), block, 0.5, torch.Generator().manual_seed(1))
+    bz, by, bx = block
+    grid = m[:, :, : 16 // bz * bz, : 64 // by * by, : 64 // bx * bx]
+    b = grid.reshape(2, 1, 16 // bz, bz, 64 // by, by, 64 // bx, bx)
+    assert torch.equal(b.amax(dim=(3, 5, 7)), b.amin(dim=(3, 5, 7)))
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.5, 0.7])
+def test_keep_ratio_within_tolerance(ratio):
+    m = block_mask((64, 1, 16, 64, 64), (2, 8, 8), ratio, torch.Generator().manual_seed(2))
+    assert abs(m.mean().item() - ratio) < 0.01  # 64 * 512 blocks: std ~ 0.003
+
+
+def test_seeded_determinism():
+    a = block_mask((2, 1, 8, 32, 32), (2, 4, 4), 0.5, torch.Generator().manual_seed(7))
+    b = block_mask((2, 1, 8, 32, 32), (2, 4, 4), 0.5, torch.Generator().manual_seed(7))
+    c = block_mask((2, 1, 8, 32, 32), (2, 4, 4), 0.5, torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_device_and_dtype(dtype):
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for dev in devices:
+        x = torch.randn(2, 1, 8, 16, 16, device=dev, dtype=dtype)
+        m1, m2 = complementary_masks(x.shape, (2, 4, 4), 0.5, torch.Generator(dev).manual_seed(0), x.device, x.dtype)
+        assert m1.device == x.device and m1.dtype == dtype
+        v = apply_mask(x, m1) + apply_mask(x, m2)
+        assert torch.equal(v, x)
+
+
+def test_random_pair_is_independent():
+    m1, m2 = random_pair_masks((32, 1, 8, 32, 32), (2, 4, 4), 0.5, torch.Generator().manual_seed(0))
+    overlap = (m1 * m2).mean().item()
+    assert 0.2 < overlap < 0.3  # independent: P(both kept) = 0.25, unlike the complementary pair (0)
+
+
+def test_default_block_is_anisotropic():
+    assert default_mask_block((16, 128, 128), (40, 5, 5)) == (2, 16, 16)
+    assert default_mask_block((32, 64, 64), (8, 8, 8)) == (8, 8, 8)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="keep_ratio"):
+        block_mask((1, 4, 4, 4), (2, 2, 2), 1.0)
+    with pytest.raises(ValueError, match="positive"):
+        block_mask((1, 4, 4, 4), (0, 2, 2), 0.5)
