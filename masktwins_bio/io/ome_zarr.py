@@ -172,6 +172,38 @@ class OmeZarrWriter:
         # metadata for level 0 right away, so that readers can open a store being written (e.g. resumable predict)
         self._write_metadata([(1, 1, 1)])
 
+    @classmethod
+    def reopen(cls, path) -> "OmeZarrWriter":
+        """Re-open a store created by this class to continue writing level 0 and then :meth:`finalize` it.
+
+        Used by resumable outputs (``predict``/``segment --resume``). Pyramid levels above 0 left by an interrupted
+        :meth:`finalize` are removed (they are rebuilt); level 0 and the provenance are kept.
+        """
+        import zarr
+
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        self.group = zarr.open_group(str(self.path), mode="r+")
+        attrs = dict(self.group.attrs)
+        ome = attrs.get("ome", attrs)
+        ms = ome["multiscales"][0]
+        self.level0 = self.group["0"]
+        self.shape = tuple(int(s) for s in self.level0.shape)
+        self.dtype = np.dtype(self.level0.dtype)
+        self.chunks = tuple(int(c) for c in self.level0.chunks)
+        self.zarr_format = self.group.metadata.zarr_format
+        self.ome_version = "0.4" if self.zarr_format == 2 else "0.5"
+        self.kind = "labels" if "image-label" in ome else "image"
+        self.name = ms.get("name", self.path.stem)
+        scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
+        known = ms.get("metadata", {}).get("voxel_size_known", True)
+        self.voxel_size = tuple(float(v) for v in scale) if known else None
+        self.attrs = {k: v for k, v in dict(attrs.get(PROVENANCE_KEY, {})).items() if k != "version"}
+        for name in list(self.group.array_keys()):
+            if name != "0" and name.isdigit():
+                del self.group[name]
+        return self
+
     def _create_level(self, level: int, shape, fill_value=0):
         kwargs = {}
         if self.zarr_format == 2:
@@ -208,34 +240,43 @@ class OmeZarrWriter:
         self.level0[sl] = data.astype(self.dtype, copy=False)
 
     def finalize(self, levels: Optional[int] = None, min_size: int = 256) -> list[tuple[int, int, int]]:
-        """Build the pyramid (streamed) and write the complete multiscales metadata; returns the level factors."""
+        """Build the pyramid (streamed) and write the complete multiscales metadata; returns the level factors.
+
+        Each level is computed from the previous one in bands of one output chunk (z) by one chunk row (y), so
+        memory stays at a few chunk rows whatever the volume size.
+        """
         factors = pyramid_factors(self.voxel_size, self.shape, levels, min_size)
         prev = self.level0
         for level in range(1, len(factors)):
             step = tuple(a // b for a, b in zip(factors[level], factors[level - 1]))
             shape = tuple(-(-s // f) for s, f in zip(self.shape, factors[level]))
             arr = self._create_level(level, shape)
-            depth_out = arr.chunks[0]
-            for z0 in range(0, shape[0], depth_out):
-                z1 = min(shape[0], z0 + depth_out)
-                src = np.asarray(prev[z0 * step[0] : z1 * step[0]])
-                arr[z0:z1] = _downsample(src, step, self.kind, (z1 - z0,) + shape[1:]).astype(self.dtype)
+            dz, dy = arr.chunks[0], arr.chunks[1]
+            for z0 in range(0, shape[0], dz):
+                z1 = min(shape[0], z0 + dz)
+                for y0 in range(0, shape[1], dy):
+                    y1 = min(shape[1], y0 + dy)
+                    src = np.asarray(prev[z0 * step[0] : z1 * step[0], y0 * step[1] : y1 * step[1]])
+                    arr[z0:z1, y0:y1] = _downsample(src, step, self.kind, (z1 - z0, y1 - y0, shape[2]))
             prev = arr
         self._write_metadata(factors)
         return factors
 
 
 def _downsample(data: np.ndarray, step, kind: str, out_shape) -> np.ndarray:
+    """Block mean (images) or strided pick (labels) by ``step``; edge blocks are completed by replication."""
     if kind == "labels":
         return data[:: step[0], :: step[1], :: step[2]][: out_shape[0], : out_shape[1], : out_shape[2]]
     pad = [(0, o * s - n) for o, s, n in zip(out_shape, step, data.shape)]
     if any(p[1] for p in pad):
         data = np.pad(data, pad, mode="edge")
-    f = data.astype(np.float32).reshape(out_shape[0], step[0], out_shape[1], step[1], out_shape[2], step[2])
-    out = f.mean(axis=(1, 3, 5))
+    blocks = data.reshape(out_shape[0], step[0], out_shape[1], step[1], out_shape[2], step[2])
+    n = step[0] * step[1] * step[2]
     if np.issubdtype(data.dtype, np.integer):
-        out = np.round(out)
-    return out
+        # integer sums avoid a float copy of the whole band; round half up like np.round for positive values
+        total = blocks.sum(axis=(1, 3, 5), dtype=np.int64)
+        return ((total + n // 2) // n).astype(data.dtype)
+    return blocks.mean(axis=(1, 3, 5), dtype=np.float64).astype(data.dtype)
 
 
 def create_ome_zarr(path, shape, dtype, voxel_size=None, **kwargs) -> OmeZarrWriter:

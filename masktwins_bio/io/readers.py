@@ -16,6 +16,8 @@ file and how to fix it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import threading
@@ -315,6 +317,18 @@ def _tiff_error(path, exc) -> InputError:
     return InputError(f"{path}: cannot be read as TIFF ({type(exc).__name__}: {exc}); the file may be corrupt or truncated")
 
 
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    """Silence a library's warnings while we turn its failures into our own one-line errors."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR + 10)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class TiffStackArray:
     """Pages of a multi-page TIFF read lazily (a memory map when the file allows it)."""
 
@@ -323,7 +337,7 @@ class TiffStackArray:
 
         self.path = path
         try:
-            with tifffile.TiffFile(path) as tf:
+            with _quiet("tifffile"), tifffile.TiffFile(path) as tf:
                 series = tf.series[0]
                 self.shape = tuple(series.shape)
                 self.dtype = np.dtype(series.dtype)
@@ -351,8 +365,11 @@ class TiffStackArray:
 
     def __getitem__(self, key):
         sl = normalize_key(key, self.shape)
-        if self._mm is not None:
-            return np.asarray(self._mm[sl])
+        whole_sections = len(self.shape) == 3 and sl[1] == slice(0, self.shape[1]) and sl[2] == slice(0, self.shape[2])
+        if self._mm is not None and not whole_sections:
+            # patches: the memory map reads only the rows needed; whole sections (streaming) are read page by page
+            # below, so resident memory does not grow with the pages a long conversion has touched
+            return np.array(self._mm[sl])
         if len(self.shape) != 3 or self.n_pages != self.shape[0]:
             # unusual layouts (e.g. one page holding several sections): decode the series once
             try:
