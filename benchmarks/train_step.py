@@ -1,0 +1,145 @@
+"""Training-step costs measured side by side in one run.
+
+Prints three ratios (each from interleaved repetitions on the same network, patches and device):
+
+1. MaskTwins step time / source-only step time - same student, batch ``--batch-source`` source patches (+
+   ``--batch-target`` target patches for MaskTwins: teacher forward + two masked views in one batched student
+   forward). Anchor: a straightforward implementation measured 2.5-2.9x on an H100; target <= 2.5x.
+2. Zarr-loader step rate / in-memory-tensor step rate - the full trainer step (``Trainer.next_batch`` +
+   ``train_step``) reading patches lazily from OME-Zarr through DataLoader workers, versus the same step fed from
+   batches already resident on the device. Target >= 0.95.
+3. Mask generation time / MaskTwins step time - the complementary masks on the batch's device. Target < 1 %.
+
+    python benchmarks/train_step.py                      # CPU-sized defaults
+    python benchmarks/train_step.py --device cuda --model unet --channels 32,64,128,256 \\
+        --patch 32,256,256 --batch-source 4 --batch-target 2 --workers 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device, reps: int) -> list[float]:
+    out = []
+    for _ in range(reps):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def make_config(data: Path, args, method: str, run_dir: Path):
+    from masktwins_bio.config import config_from_dict
+
+    return config_from_dict({
+        "name": "bench", "seed": 0, "data_root": str(data), "run_dir": str(run_dir),
+        "source": {"image": "source/raw.zarr", "labels": "source/mito.zarr"},
+        "target": {"image": "target/raw.zarr"},
+        "data": {"patch_size": list(args.patch), "num_workers": args.workers},
+        "model": {"name": args.model, "channels": list(args.channels)},
+        "method": {"name": method},
+        "train": {"steps": 10**6, "batch_source": args.batch_source, "batch_target": args.batch_target,
+                  "device": args.device, "val_every": 10**6, "checkpoint_every": 10**6, "log_every": 10**6,
+                  "val_patches": 1},
+    })
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--model", default="unet", choices=("unet", "basic_unet", "dynunet", "segresnet"))
+    ap.add_argument("--channels", default="8,16,32,64", type=lambda s: tuple(int(v) for v in s.split(",")))
+    ap.add_argument("--patch", default="16,64,64", type=lambda s: tuple(int(v) for v in s.split(",")))
+    ap.add_argument("--batch-source", type=int, default=2)
+    ap.add_argument("--batch-target", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=5, help="timed repetitions per variant (after warm-up)")
+    ap.add_argument("--block", type=int, default=4, help="consecutive steps per timed repetition")
+    ap.add_argument("--size", default="small", help="synthetic data size (tiny/small/demo/large)")
+    args = ap.parse_args()
+
+    from masktwins_bio.data.synthetic import sample_data
+    from masktwins_bio.masking import complementary_masks
+    from masktwins_bio.training.trainer import Trainer
+
+    work = Path(tempfile.mkdtemp(prefix="mtb-bench-"))
+    sample_data(work / "data", size=args.size, seed=0)
+    device = torch.device(args.device)
+
+    trainers = {}
+    for method in ("source_only", "masktwins"):
+        tr = Trainer(make_config(work / "data", args, method, work / method), progress=False)
+        tr.setup()
+        trainers[method] = tr
+    mt = trainers["masktwins"]
+    cached = [mt.next_batch() for _ in range(4)]  # resident batches for the in-memory variant
+
+    def step(tr, batch, i=[0]):  # noqa: B006 - a step counter shared by the closures
+        i[0] += 1
+        tr.train_step(batch, i[0])
+
+    def so_step():
+        step(trainers["source_only"], {k: v for k, v in cached[0].items() if k.startswith("source")})
+
+    def mt_step():
+        step(mt, cached[1])
+
+    def zarr_step():
+        step(mt, mt.next_batch())
+
+    gen = torch.Generator(device=device).manual_seed(0)
+    shape = cached[0]["target_image"].shape
+
+    def masks():
+        complementary_masks(shape, mt.method.mask_block, 0.5, gen, device, cached[0]["target_image"].dtype)
+
+    for fn in (so_step, mt_step, zarr_step, masks):  # warm-up (cudnn autotune, allocator, worker start)
+        for _ in range(3):
+            fn()
+    res = {k: [] for k in ("so", "mt", "zarr", "mem", "mask")}
+
+    def block(fn, n=args.block):
+        def run():
+            for _ in range(n):
+                fn()
+        return run
+
+    for _ in range(args.reps):  # interleave blocks of consecutive steps so machine noise hits all variants alike
+        res["so"] += timed(block(so_step), device, 1)
+        res["mt"] += timed(block(mt_step), device, 1)
+        res["zarr"] += timed(block(zarr_step), device, 1)  # steady state: the workers keep prefetching
+        res["mem"] += timed(block(mt_step), device, 1)
+        res["mask"] += timed(block(masks), device, 1)
+    med = {k: statistics.median(v) / args.block for k, v in res.items()}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
+    print(f"device      : {name}, torch {torch.__version__}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}")
+    print(f"setup       : {args.model} {args.channels}, patch {'x'.join(map(str, args.patch))}, batch "
+          f"{args.batch_source} source + {args.batch_target} target, amp {mt.autocast_dtype or 'fp32'}, "
+          f"workers {args.workers}, medians of {args.reps} x {args.block} steps")
+    print(f"source-only step        : {med['so'] * 1e3:9.1f} ms")
+    print(f"MaskTwins step          : {med['mt'] * 1e3:9.1f} ms   ratio MaskTwins/source-only = "
+          f"{med['mt'] / med['so']:.2f}  (target <= 2.5)")
+    print(f"step from Zarr loader   : {med['zarr'] * 1e3:9.1f} ms   rate ratio Zarr/in-memory = "
+          f"{med['mem'] / med['zarr']:.2f}  (target >= 0.95)")
+    print(f"mask generation         : {med['mask'] * 1e3:9.3f} ms   mask/step = {100 * med['mask'] / med['mt']:.3f} %"
+          "  (target < 1 %)")
+
+
+if __name__ == "__main__":
+    main()
