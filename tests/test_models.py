@@ -1,0 +1,74 @@
+"""Network factory (all MONAI) and the exported model file (loaded with weights_only=True)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from masktwins_bio.config import ModelConfig
+from masktwins_bio.errors import InputError
+from masktwins_bio.models import build_network, default_strides, export_model, load_model, required_divisor
+
+CASES = [
+    ("unet", (4, 8, 16), (8, 32, 32)),
+    ("dynunet", (4, 8, 16), (8, 32, 32)),
+    ("basic_unet", (4, 4, 8, 8, 16, 4), (16, 32, 32)),
+    ("segresnet", (4, 8, 16), (8, 32, 32)),
+]
+
+
+@pytest.mark.parametrize("name, channels, patch", CASES)
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_every_network_builds_and_runs(name, channels, patch, head):
+    cfg = ModelConfig(name=name, channels=channels, head=head, num_res_units=1)
+    net = build_network(cfg, (40, 8, 8), patch)
+    assert all(p % d == 0 for p, d in zip(patch, required_divisor(cfg, (40, 8, 8), patch)))
+    out = net(torch.randn(1, 1, *patch))
+    assert out.shape == (1, 2 if head == "softmax" else 1, *patch)
+
+
+def test_anisotropic_strides():
+    assert default_strides((40, 8, 8), 3, (16, 128, 128)) == ((1, 2, 2), (1, 2, 2), (2, 2, 2))
+    assert default_strides((8, 8, 8), 2, (32, 32, 32)) == ((2, 2, 2), (2, 2, 2))
+
+
+def test_export_and_safe_load_roundtrip(tmp_path):
+    cfg = ModelConfig(channels=(4, 8), num_res_units=1)
+    net = build_network(cfg, (40, 8, 8), (8, 32, 32))
+    path = export_model(net, tmp_path / "model.pt", cfg, {"voxel_size": [40, 8, 8], "patch_size": [8, 32, 32],
+                                                          "training": {"method": "masktwins"}})
+    blob = torch.load(path, weights_only=True)  # plain data only: loading runs no code
+    assert blob["format"] == "masktwins-bio-model" and blob["model"]["channels"] == [4, 8]
+    model = load_model(path)
+    assert model.voxel_size == (40, 8, 8) and model.patch_size == (8, 32, 32)
+    assert set(model.metadata["versions"]) >= {"masktwins_bio", "torch", "monai"}
+    assert model.metadata["classes"] == ["background", "mitochondria"] and len(model.sha256) == 16
+    x = torch.randn(1, 1, 8, 32, 32)
+    torch.testing.assert_close(model.network(x), net.eval()(x))
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(InputError, match="model file not found"):
+        load_model(tmp_path / "missing.pt")
+    torch.save({"some": "dict"}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="not a masktwins-bio model"):
+        load_model(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(InputError, match="cannot be loaded"):
+        load_model(tmp_path / "junk.pt")
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/masktwins_bio_pwned",))
+
+
+def test_loading_never_runs_code(tmp_path):
+    import os
+
+    torch.save({"format": "masktwins-bio-model", "payload": _Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(InputError, match="cannot be loaded"):
+        load_model(tmp_path / "evil.pt")
+    assert not os.path.exists("/tmp/masktwins_bio_pwned")
