@@ -1,21 +1,75 @@
-"""Blocks over a volume: the unit of work of predict, segment and evaluate.
+"""Blocks over a volume and the block scheduler: the unit of work of predict, segment and evaluate.
 
 A :class:`BlockGrid` tiles a (z, y, x) volume into write blocks (aligned to output chunks so that no two blocks ever
 write the same chunk) and gives each a read region enlarged by a halo (context a block needs around it, e.g. the
 sliding-window overlap). Regions are in voxels of the grid's volume; :attr:`BlockGrid.voxel_size` converts to nm.
+
+:func:`run_blockwise` runs "a function of a block" over a grid. It knows nothing about networks or labels:
+
+* ``process_block(block) -> result`` is any picklable callable; ``result`` is ``None`` or a small dict of numpy
+  arrays (e.g. per-block label counts). A task may instead offer three stages, ``read(block) -> data``,
+  ``compute(block, data) -> out`` and ``write(block, out) -> result`` (see :class:`StagedTask`): the serial executor
+  then reads the next blocks in a prefetch thread and writes finished blocks in a write-behind thread (bounded
+  queues, so host memory holds at most ``prefetch + 3`` blocks whatever the volume size) while the calling thread
+  computes.
+* **Resume.** With ``done=`` a :class:`DoneMarkers` folder, a block whose marker exists is skipped (its stored result
+  is returned), and a block's marker is written - atomically, with its result - only after its output is fully
+  written. Killing the run at any moment (even ``kill -9``) and running it again therefore redoes only unfinished
+  blocks. Outputs of masktwins-bio keep their markers inside the output store, in
+  ``OUTPUT.zarr/.masktwins_work/done_<pass>/<block_id>.npz`` (``.masktwins_work`` is a Zarr group, so Zarr and
+  OME-Zarr readers ignore it), and delete the folder once the output is complete.
+* **Executors.** ``executor="serial"`` runs in this process (the debug mode). ``executor="dask"`` submits one task
+  per block to a ``dask.distributed`` cluster: a new ``LocalCluster`` (one worker process per GPU when CUDA is
+  present, else ``num_workers``), or an existing scheduler at ``address``. Workers run exactly the same block
+  function as the serial path and write the markers themselves, so results are identical to the serial path (for
+  network inference: identical on the same device type and thread settings) and a killed driver can resume.
+  Per-worker state (e.g. one loaded model per worker, pinned to one GPU) is the task's business, see
+  :mod:`masktwins_bio.inference.worker`.
+
+Running on a SLURM cluster needs no code change: start a dask-jobqueue cluster (``pip install dask-jobqueue``),
+scale it, and hand its scheduler address to the CLI or the API. The output and input must live on a file system
+all nodes see::
+
+    from dask_jobqueue import SLURMCluster
+    cluster = SLURMCluster(cores=8, processes=1, memory="64GB", walltime="04:00:00",
+                           job_extra_directives=["--gres=gpu:1"])        # one GPU worker per job
+    cluster.scale(jobs=8)
+    print(cluster.scheduler_address)                                     # e.g. tcp://10.0.0.5:8786
+
+    masktwins-bio predict model.pt raw.zarr prob.zarr --dask tcp://10.0.0.5:8786 --resume
+
+(or ``masktwins_bio.predict(..., executor="dask", address=cluster.scheduler_address)``). ``--resume`` makes a
+re-submitted job continue where a pre-empted one stopped.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import logging
+import math
+import os
+import shutil
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence, Union, runtime_checkable
 
 import numpy as np
 
 from .errors import InputError
 
-__all__ = ["Block", "BlockGrid"]
+__all__ = ["Block", "BlockGrid", "DoneMarkers", "StagedTask", "run_blockwise", "work_folder", "EXECUTORS",
+           "WORK_FOLDER", "output_chunks", "default_block", "prepare_output", "check_resumable", "finish_output",
+           "jsonable"]
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("serial", "dask")
+Result = Optional[dict]
+WORK_FOLDER = ".masktwins_work"
 
 
 @dataclass(frozen=True)
@@ -105,3 +159,343 @@ class BlockGrid:
 
     def __repr__(self) -> str:
         return f"BlockGrid(shape={self.shape}, block_shape={self.block_shape}, halo={self.halo}, blocks={len(self)})"
+
+
+# -- resume markers ----------------------------------------------------------------------------------------------
+
+
+class DoneMarkers:
+    """Completion markers of one pass over a grid: ``<folder>/<block_id>.npz`` per finished block.
+
+    A marker holds the block's small result (named numpy arrays; empty when the block returns ``None``) and is
+    written atomically (temporary file, then rename), so a marker is either absent or complete. Markers are plain
+    files: they work from any process or node that sees the folder, and loading them never unpickles objects.
+
+    Args:
+        folder: Marker folder (created on the first :meth:`mark`).
+    """
+
+    def __init__(self, folder: Union[str, os.PathLike]):
+        self.folder = Path(folder)
+
+    def __repr__(self) -> str:
+        return f"DoneMarkers({str(self.folder)!r})"
+
+    def _path(self, block_id: int) -> Path:
+        return self.folder / f"{int(block_id)}.npz"
+
+    def __contains__(self, block_id: int) -> bool:
+        return self._path(block_id).exists()
+
+    def done_ids(self) -> set[int]:
+        """Ids of the blocks marked done (one directory listing)."""
+        if not self.folder.is_dir():
+            return set()
+        return {int(n[:-4]) for n in os.listdir(self.folder) if n.endswith(".npz") and n[:-4].isdigit()}
+
+    def mark(self, block_id: int, result: Result = None) -> None:
+        """Record that ``block_id`` is finished, with its result; call only after its output is written."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        final = self._path(block_id)
+        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **{k: np.asarray(v) for k, v in (result or {}).items()})
+        os.replace(tmp, final)
+
+    def load(self, block_id: int) -> Result:
+        """The stored result of a finished block (``None`` if it returned none)."""
+        with np.load(self._path(block_id), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files} or None
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def work_folder(store: Union[str, os.PathLike], zarr_format: int = 2) -> Path:
+    """The work area inside an output Zarr store (markers, intermediate arrays), created as a Zarr group.
+
+    Being a group keeps Zarr readers from warning about an unknown folder; outputs delete it once complete.
+    """
+    import zarr
+
+    path = Path(store) / WORK_FOLDER
+    zarr.open_group(str(path), mode="a", zarr_format=zarr_format)
+    return path
+
+
+# -- tasks ---------------------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class StagedTask(Protocol):
+    """A block task split into I/O and compute stages, so the serial executor can overlap them.
+
+    ``read`` runs in a prefetch thread, ``compute`` in the calling thread, ``write`` in a write-behind thread; on
+    dask the three run one after the other inside the worker's task.
+    """
+
+    def read(self, block: Block) -> Any: ...
+
+    def compute(self, block: Block, data: Any) -> Any: ...
+
+    def write(self, block: Block, out: Any) -> Result: ...
+
+
+def _run_one(task, block: Block) -> Result:
+    if isinstance(task, StagedTask):
+        return task.write(block, task.compute(block, task.read(block)))
+    return task(block)
+
+
+def _dask_block(task, block: Block, done: Optional[DoneMarkers]):
+    """One block on a dask worker: process, then mark done (the worker writes the marker, not the driver)."""
+    result = _run_one(task, block)
+    if done is not None:
+        done.mark(block.block_id, result)
+    return block.block_id, result
+
+
+# -- scheduler -----------------------------------------------------------------------------------------------------
+
+
+def run_blockwise(
+    grid: BlockGrid,
+    process_block: Callable[[Block], Result],
+    *,
+    done: Union[DoneMarkers, str, os.PathLike, None] = None,
+    executor: str = "serial",
+    address: Optional[str] = None,
+    num_workers: Optional[int] = None,
+    progress: bool = True,
+    desc: str = "blocks",
+    blocks: Optional[Iterable[Block]] = None,
+    prefetch: int = 2,
+) -> dict[int, dict]:
+    """Run ``process_block`` on every block of ``grid`` (or on ``blocks``), skipping blocks already done.
+
+    Args:
+        grid: The block grid.
+        process_block: ``f(block) -> None | dict[str, np.ndarray]``, or a :class:`StagedTask`. Must be picklable
+            for ``executor="dask"``.
+        done: Resume markers (:class:`DoneMarkers` or its folder); ``None`` disables resume.
+        executor: ``serial`` (this process; prefetch/write-behind threads for staged tasks) or ``dask``.
+        address: Scheduler address of an existing dask cluster (``tcp://host:8786``); ``None`` starts a
+            ``LocalCluster``.
+        num_workers: Workers of the ``LocalCluster`` (default: one per GPU, else 2).
+        progress: Show a tqdm bar counting voxels (its rate is voxels/s).
+        desc: Label of the progress bar.
+        blocks: A subset of the grid's blocks to run (default: all).
+        prefetch: Blocks read ahead by the serial executor.
+
+    Returns:
+        ``{block_id: result}`` for every block with a non-``None`` result, including those skipped on resume.
+    """
+    if executor not in EXECUTORS:
+        raise InputError(f"executor {executor!r} is not known; choose one of {', '.join(EXECUTORS)}")
+    if done is not None and not isinstance(done, DoneMarkers):
+        done = DoneMarkers(done)
+    blocks = list(grid if blocks is None else blocks)
+    finished = done.done_ids() if done is not None else set()
+    results: dict[int, dict] = {}
+    todo = []
+    for b in blocks:
+        if b.block_id in finished:
+            r = done.load(b.block_id)  # type: ignore[union-attr]
+            if r is not None:
+                results[b.block_id] = r
+        else:
+            todo.append(b)
+    nvox = {b.block_id: int(np.prod(b.write_shape)) for b in blocks}
+    from tqdm import tqdm
+
+    bar = tqdm(total=sum(nvox.values()), initial=sum(nvox[b.block_id] for b in blocks if b.block_id in finished),
+               unit="vox", unit_scale=True, desc=desc, disable=not progress, dynamic_ncols=True)
+
+    def finish(block_id: int, result: Result) -> None:
+        if result is not None:
+            results[block_id] = result
+        bar.update(nvox[block_id])
+
+    try:
+        if todo and executor == "serial":
+            _run_serial(process_block, todo, done, finish, prefetch)
+        elif todo:
+            _run_dask(process_block, todo, done, finish, address, num_workers)
+    except BaseException:
+        bar.leave = False  # an error message should stand alone on the terminal
+        raise
+    finally:
+        bar.close()
+    return results
+
+
+def _run_serial(task, todo: list[Block], done: Optional[DoneMarkers], finish, prefetch: int) -> None:
+    def write_and_mark(block: Block, out) -> Result:
+        result = task.write(block, out)
+        if done is not None:
+            done.mark(block.block_id, result)
+        return result
+
+    if not isinstance(task, StagedTask):
+        for block in todo:
+            result = task(block)
+            if done is not None:
+                done.mark(block.block_id, result)
+            finish(block.block_id, result)
+        return
+    # read-ahead and write-behind: at most `prefetch` reads in flight, 2 writes queued, 1 block computing
+    with ThreadPoolExecutor(1, thread_name_prefix="mtb-read") as reader, \
+            ThreadPoolExecutor(1, thread_name_prefix="mtb-write") as writer:
+        pending_blocks: Iterator[Block] = iter(todo)
+        reads: deque = deque()
+        writes: deque = deque()
+
+        def submit_read() -> None:
+            block = next(pending_blocks, None)
+            if block is not None:
+                reads.append((block, reader.submit(task.read, block)))
+
+        for _ in range(max(1, prefetch)):
+            submit_read()
+        try:
+            while reads:
+                block, fut = reads.popleft()
+                data = fut.result()
+                submit_read()
+                out = task.compute(block, data)
+                del data
+                writes.append((block, writer.submit(write_and_mark, block, out)))
+                del out
+                while len(writes) > 2:
+                    b, f = writes.popleft()
+                    finish(b.block_id, f.result())
+            while writes:
+                b, f = writes.popleft()
+                finish(b.block_id, f.result())
+        except BaseException:
+            for _, f in itertools.chain(reads, writes):
+                f.cancel()
+            raise
+
+
+def _default_workers() -> int:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.device_count()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return 2
+
+
+def _run_dask(task, todo: list[Block], done: Optional[DoneMarkers], finish, address, num_workers) -> None:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise InputError("the dask executor needs dask.distributed; install it with "
+                         "pip install 'masktwins-bio[distributed]'") from None
+    cluster = None
+    if address:
+        try:
+            client = Client(address, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"dask scheduler {address}: cannot connect ({exc}); check the address") from None
+    else:
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO chatter would drown the progress bar
+        cluster = LocalCluster(n_workers=num_workers or _default_workers(), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    try:
+        # the task (settings, small arrays) travels once to every worker; blocks are submitted in a bounded window
+        task_future = client.scatter(task, broadcast=True, hash=False)
+        window = max(4, 2 * sum(client.nthreads().values()))
+        pending_blocks = iter(todo)
+        queue = as_completed()
+        for block in itertools.islice(pending_blocks, window):
+            queue.add(client.submit(_dask_block, task_future, block, done, pure=False))
+        for fut in queue:
+            block_id, result = fut.result()
+            finish(block_id, result)
+            fut.release()
+            block = next(pending_blocks, None)
+            if block is not None:
+                queue.add(client.submit(_dask_block, task_future, block, done, pure=False))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# -- resumable outputs ---------------------------------------------------------------------------------------------
+# Helpers shared by predict, segment and label_components: every blockwise output is a Zarr store whose provenance
+# (attribute ``masktwins_bio``) holds ``task``, ``settings`` and ``complete``; its work area holds the markers.
+
+
+def output_chunks(shape, chunks=None, block_shape=None) -> tuple[int, int, int]:
+    """Output chunks: as given, else 32 x 256 x 256 reduced so that they tile a given ``block_shape``."""
+    from .io import default_chunks
+
+    if chunks is None:
+        chunks = default_chunks(shape)
+        if block_shape is not None:
+            chunks = [c if b >= s or b % c == 0 else (b if b < c else math.gcd(b, c))
+                      for c, b, s in zip(chunks, block_shape, shape)]
+    return tuple(max(1, min(int(c), s)) for c, s in zip(chunks, shape))  # type: ignore[return-value]
+
+
+def default_block(shape, chunks, target) -> tuple[int, int, int]:
+    """``target`` (voxels) rounded up to whole chunks and clipped to the volume."""
+    return tuple(int(min(s, -(-int(t) // c) * c)) for s, t, c in zip(shape, target, chunks))  # type: ignore
+
+
+def jsonable(obj):
+    """A JSON round-trip (tuples -> lists, numpy scalars -> numbers), so settings compare equal to stored ones."""
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def check_resumable(output: Path, settings: dict, task: str) -> dict:
+    """Provenance of an existing output that ``--resume`` may continue; refuses a different model/input/settings."""
+    import zarr
+
+    try:
+        attrs = dict(zarr.open_group(str(output), mode="r").attrs)
+    except Exception:
+        raise InputError(f"{output}: exists but is not a Zarr output of masktwins-bio {task}; "
+                         "use --overwrite to replace it") from None
+    prov = attrs.get("masktwins_bio", {})
+    old = prov.get("settings")
+    if prov.get("task") != task or not isinstance(old, dict):
+        raise InputError(f"{output}: was not written by masktwins-bio {task}; use --overwrite to replace it")
+    for key in sorted(set(old) | set(settings)):
+        if old.get(key) != settings.get(key):
+            raise InputError(f"{output}: cannot resume, it was made with {key}={old.get(key)!r} but this run has "
+                             f"{key}={settings.get(key)!r}; rerun with the original settings or use --overwrite")
+    return prov
+
+
+def prepare_output(output, overwrite: bool, resume: bool, what: str) -> tuple[Path, bool]:
+    """Check the output path; returns ``(path, exists_and_resuming)``; removes it for ``overwrite``."""
+    output = Path(output)
+    if overwrite and resume:
+        raise InputError(f"{output}: --overwrite and --resume exclude each other; choose one")
+    if not output.parent.exists():
+        raise InputError(f"{output}: parent folder {output.parent} does not exist; create it first")
+    if output.exists():
+        if resume:
+            return output, True
+        if not overwrite:
+            raise InputError(f"{output}: {what} already exists; pass --overwrite to replace it, --resume to continue "
+                             "an interrupted run, or choose another path")
+        if output.is_dir() and not output.is_symlink():
+            shutil.rmtree(output)
+        else:
+            output.unlink()
+    return output, False
+
+
+def finish_output(writer, **provenance) -> None:
+    """Build the pyramid, mark the output complete, then drop the work area (markers, intermediates)."""
+    writer.finalize()
+    writer.update_provenance(complete=True, **provenance)
+    shutil.rmtree(writer.path / WORK_FOLDER, ignore_errors=True)

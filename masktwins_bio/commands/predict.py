@@ -1,14 +1,73 @@
-"""``masktwins-bio predict``: not implemented yet."""
+"""``masktwins-bio predict MODEL INPUT OUTPUT.zarr``: blockwise, resumable sliding-window inference."""
 
 from __future__ import annotations
 
+import argparse
+
+from ._common import add_device, int_triple, triple
+
+
+def add_run_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    """--overwrite/--resume, --block-shape, --chunks, --dask, --workers (shared with ``segment``)."""
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true", help=f"replace an existing {what}")
+    mode.add_argument("--resume", action="store_true",
+                      help=f"continue an interrupted run: skip finished blocks of an existing {what} (same settings "
+                           "required; the result equals an uninterrupted run)")
+    p.add_argument("--block-shape", type=int_triple, metavar="Z,Y,X",
+                   help="voxels per block (the unit of work and of resume); a multiple of the chunks")
+    p.add_argument("--chunks", type=int_triple, metavar="Z,Y,X", help="output chunk shape (default 32,256,256)")
+    p.add_argument("--dask", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the blocks on dask.distributed: alone, a local cluster; with a scheduler ADDRESS "
+                        "(tcp://host:8786), an existing cluster, e.g. dask-jobqueue's SLURMCluster")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="workers of the local dask cluster (default: one per GPU, else 2)")
+    p.add_argument("--ome-version", choices=("0.4", "0.5"), default="0.4",
+                   help="0.4 = Zarr v2, widest reader support (default); 0.5 = Zarr v3")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def executor_kwargs(args) -> dict:
+    return {"executor": "dask" if args.dask else "serial",
+            "address": None if args.dask in (None, "local") else args.dask,
+            "num_workers": args.workers, "progress": not args.no_progress}
+
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="(not implemented yet)")
+    p = sub.add_parser(
+        "predict", help="foreground probabilities of a volume of any size (blockwise, resumable)",
+        description="Run a trained model over a volume block by block and write foreground probabilities to "
+                    "OME-Zarr (uint8 = p*255 by default). Each block runs MONAI's sliding window with gaussian "
+                    "blending over the whole-volume windows that touch it, so the result equals one sliding window "
+                    "over the whole volume while memory stays bounded. Reading, compute and writing overlap. The "
+                    "input is resampled on the fly to the model's voxel size; the output is on the model's grid. "
+                    "Interrupted runs continue with --resume.",
+        epilog="example: masktwins-bio predict runs/demo/model.pt target.zarr prob.zarr --tta flips --resume")
+    p.add_argument("model", help="model file (model.pt written by 'masktwins-bio train')")
+    p.add_argument("input", help="input volume: vol.zarr, file.h5:/key, stack.tif or a folder of slices")
+    p.add_argument("output", help="output .zarr (OME-Zarr probabilities)")
+    p.add_argument("--tta", choices=("none", "flips"), default="none",
+                   help="test-time augmentation: flips = mean over the 8 z/y/x flips of each window "
+                        "(z is never swapped with y/x)")
+    p.add_argument("--roi", metavar="Z0:Z1,Y0:Y1,X0:X1", help="only this region of the input (input voxels)")
+    add_device(p)
+    p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap fraction (default 0.25)")
+    p.add_argument("--batch-size", type=int, default=2, help="windows per forward pass (default 2)")
+    p.add_argument("--window", type=int_triple, metavar="Z,Y,X", help="window size (default: the model's patch size)")
+    p.add_argument("--dtype", choices=("uint8", "float16"), default="uint8",
+                   help="uint8 = round(p*255) (default, 2x smaller) or float16")
+    p.add_argument("--voxel-size", type=triple, metavar="Z,Y,X", help="input voxel size in nm (overrides metadata)")
+    add_run_arguments(p, "output")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    from ..errors import UserError
+    from ..inference import predict
 
-    raise UserError("'predict' is not implemented yet")
+    out = predict(args.model, args.input, args.output, tta=args.tta, roi=args.roi, overwrite=args.overwrite,
+                  resume=args.resume, device=args.device, block_shape=args.block_shape, chunks=args.chunks,
+                  overlap=args.overlap, sw_batch_size=args.batch_size, output_dtype=args.dtype,
+                  voxel_size=args.voxel_size, window=args.window, ome_version=args.ome_version,
+                  **executor_kwargs(args))
+    print(f"wrote {out}")
+    return 0

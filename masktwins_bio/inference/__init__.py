@@ -1,1 +1,25 @@
-"""(work in progress)"""
+"""Inference over volumes of any size: blockwise sliding window with prefetch/write-behind, TTA, resume, dask.
+
+See :func:`predict` (module :mod:`.predict`), :mod:`.tta` (flip test-time augmentation) and :mod:`.worker`
+(per-process device and model cache). The block scheduler itself is :mod:`masktwins_bio.blockwise`.
+"""
+
+from __future__ import annotations
+
+from .predict import OUTPUT_DTYPES, PredictTask, default_block_shape, predict, window_starts
+from .tta import TTA_MODES, flip_dims, tta_predictor
+from .worker import cached_model, resolve_device, worker_device
+
+__all__ = [
+    "predict",
+    "PredictTask",
+    "default_block_shape",
+    "window_starts",
+    "OUTPUT_DTYPES",
+    "TTA_MODES",
+    "flip_dims",
+    "tta_predictor",
+    "resolve_device",
+    "worker_device",
+    "cached_model",
+]

@@ -202,7 +202,9 @@ class Volume:
         """A dask array over this volume (needs dask)."""
         import dask.array as da
 
-        return da.from_array(self.array, chunks=chunks or self.chunks or "auto", asarray=True, lock=False)
+        # the Volume itself is the array-like (it has ndim/shape/dtype); meta avoids a probing read
+        return da.from_array(self, chunks=chunks or self.chunks or "auto", asarray=True, lock=False,
+                             meta=np.empty((0, 0, 0), dtype=self.dtype))
 
 
 class CroppedArray:

@@ -61,7 +61,7 @@ def resolve_device(name: str, ctx: DistContext | None = None) -> torch.device:
         if not torch.cuda.is_available():
             raise ConfigError(f"train.device {name!r}: CUDA is not available on this machine; use cpu or auto")
         if name == "cuda":
-            name = f"cuda:{ctx.local_rank}" if ctx.enabled else "cuda"
+            name = f"cuda:{ctx.local_rank if ctx.enabled else torch.cuda.current_device()}"
         device = torch.device(name)
         torch.cuda.set_device(device)
         return device

@@ -10,8 +10,9 @@ measure, with the EMA teacher (the model that is exported):
 * ``teacher_student_agreement`` - foreground Dice between teacher and student on the clean patch.
 
 The label-free selection score is ``view_consistency`` scaled by how plausible the predicted foreground fraction is
-compared with the source foreground fraction (``exp(-|log(fg_target / fg_source)|)``, a weak morphology prior):
-consistent masked-view predictions alone can also come from predicting nothing.
+compared with the source foreground fraction (:func:`label_free_score`, a weak morphology prior): consistent
+masked-view predictions alone can also come from predicting nothing. It is used for the adaptation methods; a
+source-only run never sees the target and keeps its last checkpoint.
 """
 
 from __future__ import annotations
@@ -34,11 +35,18 @@ def dice(a: torch.Tensor, b: torch.Tensor, empty: float = 1.0) -> float:
     return empty if total == 0 else 2.0 * inter / total
 
 
-def label_free_score(view_consistency: float, foreground_fraction: float, source_foreground: float) -> float:
+def label_free_score(view_consistency: float, foreground_fraction: float, source_foreground: float,
+                     tolerance: float = 2.0) -> float:
+    """``view_consistency`` times a weak foreground prior.
+
+    The prior is 1 while the predicted target foreground fraction is within ``tolerance``-fold of the source's
+    (tissues differ in mitochondria density) and decays as ``exp(-excess log-ratio)`` outside, so a model that
+    collapses to predicting (almost) nothing or everything cannot win on consistency alone.
+    """
     if foreground_fraction <= 0 or source_foreground <= 0:
         return 0.0
-    prior = math.exp(-abs(math.log(foreground_fraction / source_foreground)))
-    return view_consistency * prior
+    excess = max(0.0, abs(math.log(foreground_fraction / source_foreground)) - math.log(tolerance))
+    return view_consistency * math.exp(-excess)
 
 
 class LabelFreeMonitor:

@@ -270,6 +270,15 @@ class Trainer:
         elif cfg.train.selection == "target_eval":
             raise ConfigError("train.selection=target_eval needs target.eval (target labels); use label_free")
 
+    @property
+    def selection(self) -> str:
+        """The checkpoint rule in effect: source-only training never sees the target, so there is no adaptation
+        drift to guard against and its label-free rule is "last" (masked-view consistency is not meaningful for a
+        model never trained on masked inputs)."""
+        if self.cfg.train.selection == "label_free" and not self.method.uses_target:
+            return "last"
+        return self.cfg.train.selection
+
     def pick_amp(self) -> Optional[torch.dtype]:
         amp = self.cfg.train.amp
         if self.device.type != "cuda" or amp == "none":
@@ -350,7 +359,7 @@ class Trainer:
         self.logger.log(step, values, "val/")
         self.history.append({"step": step, **values})
         score = {"label_free": values["label_free_score"], "target_eval": values.get("target_iou", np.nan),
-                 "last": float(step)}[self.cfg.train.selection]
+                 "last": float(step)}[self.selection]
         if score >= self.best["score"]:
             self.best = {"score": float(score), "step": step}
             self.export(self.run_dir / "model.pt", step)
@@ -375,7 +384,7 @@ class Trainer:
                 "steps": cfg.train.steps,
                 "seed": cfg.seed,
                 "config_hash": cfg.hash(),
-                "selection": cfg.train.selection,
+                "selection": self.selection,
                 "weights": "ema_teacher",
             },
         }
@@ -432,7 +441,7 @@ class Trainer:
         if self.dist.is_main:
             if not self.history or self.history[-1]["step"] != self.step:
                 self.validate(self.step)
-            if self.cfg.train.selection == "last" or not (self.run_dir / "model.pt").exists():
+            if self.selection == "last" or not (self.run_dir / "model.pt").exists():
                 self.export(self.run_dir / "model.pt", self.step)
                 self.best = {"score": self.best["score"], "step": self.step}
             self.save_checkpoint(self.step)
@@ -441,7 +450,7 @@ class Trainer:
                 "method": self.cfg.method.name,
                 "steps": self.step,
                 "selected_step": self.best["step"],
-                "selection": self.cfg.train.selection,
+                "selection": self.selection,
                 "selection_score": self.best["score"],
                 "config_hash": self.cfg.hash(),
                 "device": str(self.device),

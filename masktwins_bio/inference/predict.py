@@ -1,0 +1,381 @@
+"""Blockwise, resumable sliding-window inference: any volume in, a probability OME-Zarr out.
+
+MONAI's ``sliding_window_inference`` needs the whole input in memory and keeps a dense float32 output and weight map
+of the same size. :func:`predict` runs it per block instead. The output is tiled into blocks aligned to its chunks
+(:class:`~masktwins_bio.blockwise.BlockGrid`). Each block is read with a halo made of the windows of the
+*whole-volume* sliding-window grid that overlap the block (so at most ``window - 1`` voxels per side, about the
+window overlap on average), normalised with the *input volume's* statistics, run through ``sliding_window_inference``
+(gaussian blending) on the compute device, cropped to its core and written as ``uint8`` (``round(p * 255)``) or
+``float16``. Because the windows inside a block's read region are exactly the whole-volume windows that touch the
+block, every output voxel is blended from the same windows with the same weights as in one
+``sliding_window_inference`` over the whole volume held in memory: the result equals it (to float rounding) for any
+block shape, executor or resume history. The price is that windows overlapping two blocks run twice; with the
+default blocks of several windows per axis this costs a few percent (``benchmarks/inference.py`` prints it).
+
+Host memory is bounded by a few blocks whatever the volume size: the serial executor reads the next blocks in a
+prefetch thread and writes finished ones in a write-behind thread while the device computes (see
+:func:`~masktwins_bio.blockwise.run_blockwise`). The input block is copied to the device once and only the
+quantised core comes back.
+
+Voxel size: the network runs at its training voxel size. If the input's voxel size differs, the input is
+resampled lazily (per block, linear interpolation with anti-aliasing, :meth:`Volume.resampled`) and the output is
+written on the *model's* grid, with the model's voxel size in its metadata. An input without voxel size metadata
+needs ``voxel_size=`` (CLI ``--voxel-size``). A ``roi`` is given in input voxels; the output covers it on the model
+grid and equals a whole-volume sliding window over the cropped region.
+
+Resume: the output store records every finished block (``.masktwins_work/done_predict``) and its provenance holds
+the settings; ``resume=True`` checks that model, input and settings are unchanged and runs only missing blocks. The
+output's ``complete`` attribute stays ``False`` until all blocks are written and the pyramid is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .._version import __version__
+from ..blockwise import (
+    Block,
+    BlockGrid,
+    DoneMarkers,
+    check_resumable,
+    default_block,
+    finish_output,
+    jsonable,
+    output_chunks,
+    prepare_output,
+    run_blockwise,
+    work_folder,
+)
+from ..errors import InputError
+from ..io import OmeZarrWriter, Volume, create_ome_zarr, open_volume, read_region
+from ..models import LoadedModel, load_model
+from .tta import TTA_MODES, tta_predictor
+from .worker import cached_model, resolve_device, worker_device
+
+__all__ = ["predict", "PredictTask", "default_block_shape", "window_starts", "OUTPUT_DTYPES"]
+
+log = logging.getLogger(__name__)
+
+OUTPUT_DTYPES = ("uint8", "float16")
+# raw input dtypes sent to the GPU as they are (normalised there)
+_TORCH_DTYPES = tuple(np.dtype(t) for t in ("uint8", "int8", "int16", "int32", "float16"))
+# default block = this many windows per axis (rounded up to whole chunks): larger on GPUs to amortise the halo
+_BLOCK_WINDOWS = {"cpu": (2, 4, 4), "cuda": (4, 8, 8)}
+
+
+def window_starts(size: int, window: int, overlap: float) -> np.ndarray:
+    """Window start positions of MONAI's sliding window along one axis of ``size`` voxels.
+
+    Mirrors ``monai.inferers.utils._get_scan_interval`` and ``monai.data.utils.dense_patch_slices``: a stride of
+    ``int(window * (1 - overlap))`` (at least 1), the last window shifted back to end at the border; one window when
+    the axis is not longer than the window (MONAI then pads it).
+    """
+    if size <= window:
+        return np.zeros(1, dtype=np.int64)
+    stride = max(1, int(window * (1 - overlap)))
+    n = next(d for d in range(size) if d * stride + window >= size) + 1
+    return np.minimum(np.arange(n, dtype=np.int64) * stride, size - window)
+
+
+def default_block_shape(shape, chunks, window, device_type: str = "cpu") -> tuple[int, int, int]:
+    """A few windows per axis, rounded up to whole chunks and clipped to the volume."""
+    k = _BLOCK_WINDOWS.get(device_type, _BLOCK_WINDOWS["cpu"])
+    return default_block(shape, chunks, [kk * w for kk, w in zip(k, window)])
+
+
+@dataclass
+class PredictTask:
+    """The per-block work of :func:`predict` (a :class:`~masktwins_bio.blockwise.StagedTask`).
+
+    Attributes:
+        model_path: Model file; each process loads it once (:func:`~.worker.cached_model`).
+        device: Requested device (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+        source: The input on the model's voxel grid (lazy, picklable).
+        origin: Voxel offset of the output (the ROI start) in ``source``.
+        shape: Output shape (the ROI on the model grid).
+        output: Path of the output's level-0 array.
+        stats: Input intensity statistics; ``norm_mode``: ``zscore`` or ``percentile``.
+        window, overlap, sw_batch_size, tta, output_dtype: Inference settings.
+        model: A model already loaded in this process (serial runs); never pickled.
+    """
+
+    model_path: str
+    device: str
+    source: Volume
+    origin: tuple[int, int, int]
+    shape: tuple[int, int, int]
+    output: str
+    stats: dict
+    norm_mode: str
+    window: tuple[int, int, int]
+    overlap: float
+    sw_batch_size: int
+    tta: str
+    output_dtype: str
+    model: Optional[LoadedModel] = None
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["model"] = None
+        state["_cache"] = {}
+        return state
+
+    def _loaded(self) -> LoadedModel:
+        if self.model is None:
+            self.model = cached_model(self.model_path, worker_device(self.device))
+        return self.model
+
+    def region(self, block: Block) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Read region of a block: the union of the whole-volume windows that overlap it (voxels, half-open)."""
+        start, stop = [], []
+        for n, w, a, b in zip(self.shape, self.window, block.write_start, block.write_stop):
+            g = window_starts(n, w, self.overlap)
+            g = g[(g < b) & (g + w > a)]
+            start.append(int(g.min()))
+            stop.append(min(n, int(g.max()) + w))
+        return tuple(start), tuple(stop)
+
+    def _cuda(self) -> bool:
+        return self.device != "cpu" and torch.cuda.is_available()
+
+    def read(self, block: Block) -> tuple[torch.Tensor, tuple]:
+        """The block's read region as a (1, 1, Z, Y, X) tensor and the block's core inside it.
+
+        For CUDA the raw values travel (e.g. uint8: 4x less to copy than float32) in pinned memory and are
+        normalised on the device; on the CPU they are normalised here, in the prefetch thread.
+        """
+        from ..data.normalize import normalize
+
+        start, stop = self.region(block)
+        data = read_region(self.source.array, [o + a for o, a in zip(self.origin, start)],
+                           [o + b for o, b in zip(self.origin, stop)])
+        if self._cuda() and data.dtype in _TORCH_DTYPES:
+            x = torch.from_numpy(np.ascontiguousarray(data))[None, None].pin_memory()
+        else:
+            x = torch.from_numpy(normalize(data, self.stats, self.norm_mode))[None, None]
+            x = x.pin_memory() if self._cuda() else x
+        core = tuple(slice(a - r, b - r) for a, b, r in zip(block.write_start, block.write_stop, start))
+        return x, core
+
+    def compute(self, block: Block, data: tuple) -> np.ndarray:
+        """Sliding window (with TTA) over the read region on the device; returns the quantised core on the host."""
+        from monai.inferers import sliding_window_inference
+
+        from ..data.normalize import normalize
+
+        x, core = data
+        model = self._loaded()
+        dev = model.device
+        x = x.to(dev, non_blocking=True)
+        if x.dtype != torch.float32:
+            x = normalize(x, self.stats, self.norm_mode)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+
+        def forward(windows: torch.Tensor) -> torch.Tensor:
+            with autocast:
+                logits = model.network(windows)
+            return model.foreground_probability(logits)
+
+        with torch.inference_mode():
+            prob = sliding_window_inference(
+                x, self.window, self.sw_batch_size, tta_predictor(forward, self.tta),
+                overlap=self.overlap, mode="gaussian", sw_device=dev, device=dev,
+                roi_weight_map=self._importance_map(dev),
+            )[0, 0][core]
+            if self.output_dtype == "uint8":
+                out = prob.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+            else:
+                out = prob.to(torch.float16)
+        return out.cpu().numpy()
+
+    def write(self, block: Block, out: np.ndarray) -> None:
+        if "level0" not in self._cache:
+            import zarr
+
+            self._cache["level0"] = zarr.open_array(self.output, mode="r+")
+        self._cache["level0"][block.write_slices] = out
+
+    def _importance_map(self, dev: torch.device) -> torch.Tensor:
+        key = ("weights", str(dev))
+        if key not in self._cache:
+            from monai.data.utils import compute_importance_map
+
+            self._cache[key] = compute_importance_map(self.window, mode="gaussian", sigma_scale=0.125, device=dev,
+                                                      dtype=torch.float32)[None, None]
+        return self._cache[key]
+
+
+def _parse_roi(roi, shape: Sequence[int], where: str) -> tuple[slice, slice, slice]:
+    """ROI (string ``z0:z1,y0:y1,x0:x1`` or three slices) checked against ``shape``; negative = from the end."""
+    if roi is None:
+        return tuple(slice(0, n) for n in shape)  # type: ignore[return-value]
+    if isinstance(roi, str):
+        from ..config import parse_roi
+
+        try:
+            roi = parse_roi(roi)
+        except ValueError as exc:
+            raise InputError(f"{where}: {exc}") from None
+    roi = tuple(roi)
+    if len(roi) != 3:
+        raise InputError(f"{where}: roi needs three ranges z0:z1,y0:y1,x0:x1, got {len(roi)}")
+    out = []
+    for axis, s, n in zip("zyx", roi, shape):
+        start = 0 if s.start is None else (s.start + n if s.start < 0 else s.start)
+        stop = n if s.stop is None else (s.stop + n if s.stop < 0 else s.stop)
+        if not 0 <= start < stop <= n:
+            raise InputError(f"{where}: roi {axis} range {s.start}:{s.stop} lies outside the volume (0:{n} along "
+                             f"{axis}, shape {tuple(shape)}); give ranges inside the volume")
+        out.append(slice(int(start), int(stop)))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def _roi_on_grid(roi, in_vs, out_vs, out_shape) -> tuple[slice, slice, slice]:
+    """Map an ROI in input voxels to the (resampled) model grid: the output voxels whose centres lie inside it."""
+    out = []
+    for s, a, b, n in zip(roi, in_vs, out_vs, out_shape):
+        f = a / b
+        start = max(0, int(math.floor(s.start * f + 1e-6)))
+        stop = min(n, max(start + 1, int(math.ceil(s.stop * f - 1e-6))))
+        out.append(slice(start, stop))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def predict(
+    model: Union[str, os.PathLike, LoadedModel],
+    input: Union[str, os.PathLike, Volume],
+    output: Union[str, os.PathLike],
+    *,
+    tta: str = "none",
+    roi=None,
+    overwrite: bool = False,
+    resume: bool = False,
+    device: str = "auto",
+    block_shape: Optional[Sequence[int]] = None,
+    chunks: Optional[Sequence[int]] = None,
+    overlap: float = 0.25,
+    sw_batch_size: int = 2,
+    output_dtype: str = "uint8",
+    executor: str = "serial",
+    address: Optional[str] = None,
+    num_workers: Optional[int] = None,
+    progress: bool = True,
+    voxel_size: Optional[Sequence[float]] = None,
+    window: Optional[Sequence[int]] = None,
+    ome_version: str = "0.4",
+) -> Path:
+    """Foreground probabilities of a volume of any size, written blockwise to OME-Zarr (resumable).
+
+    Args:
+        model: Model file (``model.pt``) or a :class:`~masktwins_bio.models.LoadedModel` (its network is moved to
+            ``device``; the dask executor re-loads it from ``model.path`` on every worker).
+        input: Volume path spec (any format :func:`~masktwins_bio.io.open_volume` reads) or a ``Volume``.
+        output: Output ``.zarr`` path.
+        tta: ``none`` or ``flips`` (8 flips; z is never swapped with y/x).
+        roi: Sub-region in *input* voxels, ``"z0:z1,y0:y1,x0:x1"`` or three slices (negative = from the end).
+        overwrite: Replace an existing output. ``resume``: continue an interrupted run with the same settings.
+        device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:N``. On CUDA the network runs in bf16.
+        block_shape: Output block (voxels, z, y, x), a multiple of ``chunks``; default a few windows per axis.
+        chunks: Output chunk shape (voxels); default 32 x 256 x 256 clipped to the volume.
+        overlap: Window overlap fraction in [0, 1) (MONAI's definition).
+        sw_batch_size: Windows per forward pass.
+        output_dtype: ``uint8`` (``round(p * 255)``) or ``float16`` (``p``).
+        executor: ``serial`` or ``dask`` (``address``: scheduler of an existing cluster; ``num_workers``: size of
+            the LocalCluster otherwise).
+        progress: Show a progress bar (voxels/s).
+        voxel_size: Input voxel size in nm (z, y, x), overriding (or supplying missing) metadata.
+        window: Sliding-window size (voxels); default the model's training patch size.
+        ome_version: ``0.4`` (Zarr v2) or ``0.5`` (Zarr v3).
+
+    Returns:
+        The output path. Its voxel size is the model's (the input is resampled when they differ).
+
+    Raises:
+        InputError: missing model/input, output exists without ``overwrite``/``resume``, resume with other
+            settings, unknown input voxel size, ROI outside the volume, block shape not a multiple of the chunks.
+    """
+    if tta not in TTA_MODES:
+        raise InputError(f"tta {tta!r} is not known; choose one of {', '.join(TTA_MODES)}")
+    if output_dtype not in OUTPUT_DTYPES:
+        raise InputError(f"output dtype {output_dtype!r} is not supported; choose uint8 or float16")
+    if not 0 <= overlap < 1:
+        raise InputError(f"overlap {overlap} must be in [0, 1), e.g. 0.25")
+    if sw_batch_size < 1:
+        raise InputError(f"batch size {sw_batch_size} must be at least 1")
+    dev = resolve_device(device)
+
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
+    vol = input if isinstance(input, Volume) else open_volume(input)
+    vol = vol.with_voxel_size(voxel_size)
+    if vol.voxel_size is None:
+        trained = ",".join(f"{v:g}" for v in loaded.voxel_size)
+        raise InputError(f"{vol.path}: voxel size unknown; the model was trained at {trained} nm, give the input's "
+                         "with --voxel-size Z,Y,X")
+    roi_in = _parse_roi(roi, vol.shape, vol.path)
+    source = vol.resampled(loaded.voxel_size)
+    roi_out = _roi_on_grid(roi_in, vol.voxel_size, loaded.voxel_size, source.shape)
+    origin = tuple(s.start for s in roi_out)
+    shape = tuple(s.stop - s.start for s in roi_out)
+    win = tuple(int(w) for w in (window or loaded.patch_size))
+    chunks = output_chunks(shape, chunks, block_shape)
+    block_shape = tuple(block_shape or default_block_shape(shape, chunks, win, dev.type))
+    grid = BlockGrid(shape, block_shape, chunks=chunks, voxel_size=loaded.voxel_size)  # halo: PredictTask.region
+
+    meta = loaded.metadata
+    norm_mode = (meta.get("normalization") or {}).get("mode", "zscore")
+    from ..data.normalize import volume_statistics
+
+    stats = volume_statistics(vol)
+    settings = jsonable({
+        "model_sha256": loaded.sha256, "input_shape": vol.shape, "input_voxel_size": vol.voxel_size,
+        "input_statistics": stats, "voxel_size": loaded.voxel_size, "roi": [[s.start, s.stop] for s in roi_in],
+        "shape": shape, "window": win, "overlap": overlap, "tta": tta, "block_shape": grid.block_shape,
+        "chunks": chunks, "output_dtype": output_dtype, "normalization": norm_mode,
+    })
+    out_path, resuming = prepare_output(output, overwrite, resume, "output")
+    if resuming:
+        prov = check_resumable(out_path, settings, "predict")
+        if prov.get("complete"):
+            log.info("%s: already complete, nothing to resume", out_path)
+            return out_path
+        writer = OmeZarrWriter.reopen(out_path)
+    else:
+        training = meta.get("training") or {}
+        provenance = jsonable({
+            "task": "predict", "complete": False, "settings": settings,
+            "model": {"path": str(loaded.path), "sha256": loaded.sha256,
+                      **{k: meta[k] for k in ("voxel_size", "patch_size", "head", "classes", "normalization",
+                                              "training") if k in meta}},
+            "config_hash": training.get("config_hash") if isinstance(training, dict) else None,
+            "input": {"path": str(vol.path), "shape": vol.shape, "voxel_size": vol.voxel_size, "statistics": stats},
+            "tta": tta, "overlap": overlap, "window": win, "roi": settings["roi"], "output_dtype": output_dtype,
+            "scale": 255 if output_dtype == "uint8" else 1, "package_version": __version__,
+        })
+        writer = create_ome_zarr(out_path, shape, output_dtype, loaded.voxel_size, chunks=chunks, kind="image",
+                                 ome_version=ome_version, name="probabilities", attrs=provenance)
+    work = work_folder(out_path, writer.zarr_format)
+
+    if executor == "serial":
+        loaded.network.to(dev).eval()
+    elif not Path(loaded.path).is_file():
+        raise InputError(f"{loaded.path}: the dask executor loads the model from its file, which is missing")
+    task = PredictTask(
+        model_path=str(loaded.path), device=str(dev) if device not in (None, "auto") else "auto", source=source,
+        origin=origin, shape=shape, output=str(out_path / "0"), stats=stats, norm_mode=norm_mode, window=win,
+        overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, output_dtype=output_dtype,
+        model=loaded if executor == "serial" else None,
+    )
+    run_blockwise(grid, task, done=DoneMarkers(work / "done_predict"), executor=executor, address=address,
+                  num_workers=num_workers, progress=progress, desc="predict")
+    finish_output(writer)
+    return out_path

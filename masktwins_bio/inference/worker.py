@@ -1,0 +1,65 @@
+"""Per-process state of inference tasks: the device to run on and one loaded model per worker.
+
+A block task carries the model *path*, never the loaded network, so it pickles small and travels to dask workers
+once. Each process (the serial driver or a dask worker) loads the model the first time it needs it and keeps it in
+:data:`_MODELS`. On a multi-GPU ``LocalCluster`` every worker process sees all GPUs; a bare ``cuda`` device is then
+pinned to GPU ``worker_index % device_count`` so the workers spread over the GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import zlib
+
+import torch
+
+from ..errors import InputError
+from ..models import LoadedModel, load_model
+
+__all__ = ["resolve_device", "worker_device", "cached_model"]
+
+_MODELS: dict = {}
+_LOCK = threading.Lock()
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; refuse CUDA when there is none (one-line error)."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"device {device!r} is not valid; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return dev
+
+
+def worker_device(device: str | torch.device | None = "auto") -> torch.device:
+    """The device for this process; inside a dask worker an unindexed ``cuda`` is pinned to one GPU."""
+    dev = resolve_device(device)
+    if dev.type != "cuda" or dev.index is not None:
+        return dev
+    index = 0
+    try:
+        from distributed import get_worker
+
+        name = str(get_worker().name)
+        index = (int(name) if name.isdigit() else zlib.crc32(name.encode())) % torch.cuda.device_count()
+    except (ImportError, ValueError):  # not inside a dask worker
+        pass
+    return torch.device("cuda", index)
+
+
+def cached_model(path: str, device: torch.device) -> LoadedModel:
+    """Load ``path`` onto ``device`` once per process (re-loaded if the file changes)."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, str(device))
+    with _LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = load_model(path, device)
+        return _MODELS[key]

@@ -1,0 +1,292 @@
+"""Shared parts of the widgets: layer pickers, notifications, and a panel that runs one background job at a time.
+
+A :class:`JobPanel` is a magicgui ``Container`` bound to a viewer. It owns a Run and a Cancel/Stop button and a status
+line. Subclasses implement :meth:`JobPanel.problem` (why Run is disabled, or ``None``) and start work with
+:meth:`JobPanel.start_job`: the job runs in a napari ``thread_worker`` (see :mod:`masktwins_bio.napari._jobs`), its
+progress goes to a ``napari.utils.progress`` bar (activity dock), its events to :meth:`on_event` on the main thread,
+and its outcome to :meth:`on_result` or to a notification. No exception of a job reaches napari's handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Iterable, Optional
+
+from magicgui.widgets import ComboBox, Container, Label, PushButton
+from psygnal import Signal
+
+from ...errors import UserError, one_line
+from .._jobs import Emit, JobResult, run_job
+
+__all__ = ["JobPanel", "layer_picker", "notify_error", "notify_info", "notify_warning", "error_message"]
+
+log = logging.getLogger("masktwins_bio.napari")
+
+
+def notify_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(f"masktwins-bio: {message}")
+
+
+def notify_warning(message: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    show_warning(f"masktwins-bio: {message}")
+
+
+def notify_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(f"masktwins-bio: {message}")
+
+
+def error_message(exc: BaseException) -> str:
+    """One line for a notification: a UserError's own message, else the exception type and message."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    text = one_line(str(exc)) or "(no message)"
+    return f"unexpected {type(exc).__name__}: {text} (details in the log)"
+
+
+def layer_picker(viewer, kinds: Iterable[str], label: str, tooltip: str = "", nullable: bool = True) -> ComboBox:
+    """A ComboBox listing the viewer's layers of the given kinds (``image``, ``labels``), refreshed on changes."""
+    import napari.layers
+
+    classes = tuple({"image": napari.layers.Image, "labels": napari.layers.Labels}[k] for k in kinds)
+
+    def choices(_widget=None):
+        return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, classes)]
+
+    return ComboBox(label=label, choices=choices, nullable=nullable, tooltip=tooltip)
+
+
+class JobPanel(Container):
+    """A viewer-bound panel with Run / Cancel, a status line and one background job at a time.
+
+    Attributes:
+        job_finished: Signal emitted with the :class:`~masktwins_bio.napari._jobs.JobResult` of every job (after
+            the widget has handled it); tests wait on it.
+        worker: The running napari worker, or ``None``.
+        last_result: The last job's result.
+    """
+
+    job_finished = Signal(object)
+    run_text = "Run"
+    cancel_text = "Cancel"
+    notify_delay_ms = 600
+
+    def __init__(self, viewer, **kwargs):
+        super().__init__(**kwargs)
+        self.viewer = viewer
+        self.worker = None
+        self.last_result: Optional[JobResult] = None
+        self._cancel = threading.Event()
+        self._pbar = None
+        self._stage = None
+        self._notified: Optional[str] = None
+        # input errors are notified once they have stood for a moment, so typing a path or a voxel size key by key
+        # does not raise a notification per keystroke
+        from qtpy.QtCore import QTimer
+
+        self._notify_timer = QTimer(self.native)  # dies with the widget
+        self._notify_timer.setSingleShot(True)
+        self._notify_timer.setInterval(self.notify_delay_ms)
+        self._notify_timer.timeout.connect(self._notify_problem)
+        self.run_button = PushButton(text=self.run_text)
+        self.cancel_button = PushButton(text=self.cancel_text, enabled=False)
+        self.reason = Label(value="")
+        self.status = Label(value="")
+        for label in (self.reason, self.status):  # long paths and messages wrap instead of widening the dock
+            label.native.setWordWrap(True)
+        self.run_button.changed.connect(self._on_run_clicked)
+        self.cancel_button.changed.connect(self.cancel)
+        layers = viewer.layers.events
+        for event in (layers.inserted, layers.removed, layers.reordered):
+            event.connect(self._on_layers_changed)
+        for layer in viewer.layers:
+            layer.events.name.connect(self._on_layers_changed)
+
+    def watch(self, *widgets) -> None:
+        """Re-validate whenever one of these input widgets changes."""
+        for w in widgets:
+            w.changed.connect(self.refresh)
+
+    # -- layer lists ------------------------------------------------------------------------------------------
+    def _on_layers_changed(self, event=None) -> None:
+        layer = getattr(event, "value", None)
+        if layer is not None and hasattr(layer, "events") and getattr(event, "type", "") == "inserted":
+            layer.events.name.connect(self._on_layers_changed)
+        self.reset_choices()
+        self.refresh()
+
+    # -- validation -------------------------------------------------------------------------------------------
+    def problem(self) -> Optional[str]:
+        """Why Run is disabled (one line), or ``None``. Subclasses override."""
+        return None
+
+    def is_error(self, problem: str) -> bool:
+        """Whether ``problem`` is a user error worth a notification (not just a field still to fill in)."""
+        return not problem.startswith("choose ")
+
+    def current_problem(self) -> Optional[str]:
+        try:
+            return self.problem()
+        except UserError as exc:
+            return str(exc)
+
+    def refresh(self, *_args) -> None:
+        """Re-validate: enable Run or disable it with the reason in its tooltip and the reason line."""
+        problem = self.current_problem()
+        busy = self.worker is not None
+        self.run_button.enabled = problem is None and not busy
+        self.run_button.tooltip = problem or f"{self.run_text} ({'busy' if busy else 'ready'})"
+        self.reason.value = f"⚠ {problem}" if problem else ""
+        self.reason.tooltip = problem or ""
+        if problem and problem != self._notified and self.is_error(problem):
+            self._notify_timer.start()  # (re)start: notify when the inputs have settled
+        elif not problem:
+            self._notified = None
+
+    def _notify_problem(self) -> None:
+        try:
+            problem = self.current_problem()
+        except RuntimeError:  # the widget's Qt objects are gone (viewer closed)
+            return
+        if problem and problem != self._notified and self.is_error(problem):
+            self._notified = problem
+            notify_warning(problem)
+
+    # -- jobs -------------------------------------------------------------------------------------------------
+    def _on_run_clicked(self, *_args) -> None:
+        self.run()
+
+    def run(self):
+        """Start the panel's job (subclasses); returns the worker or ``None`` when the inputs are invalid."""
+        raise NotImplementedError
+
+    def check_ready(self) -> bool:
+        """Validate before starting; notify and return False when Run should not have been possible."""
+        if self.worker is not None:
+            notify_info("a job is already running; wait for it or press " + self.cancel_text)
+            return False
+        problem = self.current_problem()
+        if problem:
+            notify_error(problem)
+            self.refresh()
+            return False
+        return True
+
+    def start_job(self, fn: Callable[[Emit], Any], desc: str, total: int = 0):
+        """Run ``fn(emit)`` in a napari thread worker with a progress bar; returns the worker."""
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+
+        self._stage = None
+        self.last_result = None
+        self._pbar = progress(total=total, desc=desc)
+        worker = create_worker(run_job, fn, _start_thread=False)
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.cancel_button.enabled = True
+        self.status.value = f"{desc}…"
+        self.refresh()
+        worker.start()
+        return worker
+
+    def cancel(self, *_args) -> None:
+        """Ask the running job to stop (between blocks or steps)."""
+        if self.worker is None:
+            return
+        self._cancel.set()
+        self.cancel_button.enabled = False
+        self.status.value = "stopping…"
+
+    @property
+    def cancel_requested(self) -> threading.Event:
+        """The event the next (or running) job polls; a fresh one is made when a job ends."""
+        return self._cancel
+
+    def _on_yielded(self, item) -> None:
+        if item is None:
+            return
+        kind, payload = item
+        if kind == "progress":
+            self._show_progress(*payload)
+        else:
+            try:
+                self.on_event(kind, payload)
+            except Exception:  # a display problem must not kill the job
+                log.exception("masktwins-bio: handling %s event failed", kind)
+
+    def _show_progress(self, desc: str, n: float, total: float) -> None:
+        pbar = self._pbar
+        if pbar is None:
+            return
+        if desc != self._stage:
+            self._stage = desc
+            pbar.set_description(desc)
+            pbar.total = 100 if total else 0
+            pbar.n = 0
+        if total:
+            pct = int(min(100, 100 * n / total))
+            if pct > pbar.n:
+                pbar.update(pct - pbar.n)
+        self.status.value = f"{desc}: {int(100 * n / total) if total else 0} %" if total else f"{desc}…"
+
+    def on_event(self, kind: str, payload) -> None:
+        """Handle a job event on the main thread (subclasses)."""
+
+    def on_result(self, value) -> None:
+        """Handle a successful job's return value on the main thread (subclasses)."""
+
+    def on_cancelled(self) -> None:
+        notify_info("cancelled")
+
+    def _on_returned(self, result) -> None:
+        if not isinstance(result, JobResult):  # superqt returns a RuntimeError raised by the generator as a value
+            result = JobResult("error", error=result if isinstance(result, BaseException) else RuntimeError(result))
+        self.last_result = result
+        try:
+            if result.status == "ok":
+                self.on_result(result.value)
+            elif result.status == "cancelled":
+                self.status.value = "cancelled"
+                self.on_cancelled()
+            else:
+                self._report(result.error, result.traceback)
+        except Exception as exc:  # showing the result failed: report, never crash the viewer
+            log.exception("masktwins-bio: showing the result failed")
+            self._report(exc, "")
+
+    def _on_aborted(self) -> None:
+        # napari's task manager quit the worker: stop the job thread too (it cleans up after itself)
+        self._cancel.set()
+        self.last_result = JobResult("cancelled")
+        self.status.value = "cancelled"
+
+    def _on_errored(self, exc) -> None:
+        self.last_result = JobResult("error", error=exc)
+        self._report(exc, "")
+
+    def _report(self, exc: Optional[BaseException], tb: str) -> None:
+        message = error_message(exc) if exc is not None else "unknown error"
+        if tb and not isinstance(exc, UserError):
+            log.error("masktwins-bio job failed:\n%s", tb)
+        self.status.value = f"✖ {message}"
+        notify_error(message)
+
+    def _on_finished(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self.worker = None
+        self._cancel = threading.Event()  # the finished job keeps its own (set) event
+        self.cancel_button.enabled = False
+        self.refresh()
+        self.job_finished.emit(self.last_result)

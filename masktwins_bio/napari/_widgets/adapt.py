@@ -1,0 +1,432 @@
+"""The Adapt widget: adapt a segmentation model to a new microscope without target labels (MaskTwins).
+
+Reads its fields, builds the same configuration the CLI's ``masktwins-bio train`` takes
+(:func:`masktwins_bio.config.config_from_dict`) and calls :func:`masktwins_bio.training.train` in a background worker
+with the layers (or paths) as :class:`~masktwins_bio.training.TrainingVolumes`, so nothing is written to disk except
+the run folder. The trainer's ``callback`` feeds a live log and loss plot (training losses at every log step,
+label-free monitors at every validation); at every validation the selected model so far (``run_dir/model.pt``) is
+applied to a slab of the target around the current slice with :func:`masktwins_bio.inference.predict` and shown as
+the ``adapt preview`` layer. Stop ends training after the current step through the trainer's ``should_stop``; the
+model is then exported as usual (``model.pt`` in the run folder; *Save model as…* copies it).
+
+Source labels are required by every method (the trainer always has a source loss); "Start from model" fine-tunes an
+existing model (``train.init``) instead of starting from random weights, using that model's architecture and voxel
+size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, PushButton, SpinBox, TextEdit
+
+from ...config import config_from_dict
+from ...errors import InputError
+from ...inference import predict
+from ...io import open_volume
+from ...models import load_model
+from ...training import TrainingVolumes, train
+from .._jobs import temporary_folder
+from .._layers import (NM_UNITS, layer_problem, layer_units, layer_volume, layer_voxel_size, output_placement,
+                       parse_overrides, parse_triple, path_text, spec_exists, viewer_camera)
+from ._base import JobPanel, layer_picker, notify_error, notify_info
+
+if TYPE_CHECKING:
+    import napari.viewer
+
+__all__ = ["AdaptWidget"]
+
+log = logging.getLogger("masktwins_bio.napari")
+
+METHODS = [("MaskTwins (complementary masks)", "masktwins"), ("source only (no adaptation)", "source_only"),
+           ("mean teacher", "mean_teacher"), ("MIC (one random mask)", "mic")]
+DEFAULT_PATCH = (16, 96, 96)
+PREVIEW_MAX_YX = 512
+PREVIEW_LAYER = "adapt preview"
+
+
+class _LossPlot:
+    """A small matplotlib plot of the training loss and the label-free score (optional: text only without it)."""
+
+    def __init__(self):
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.2, 1.8), dpi=90, tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(140)
+        self.ax = self.figure.add_subplot(111)
+        self.ax2 = self.ax.twinx()
+        self.clear()
+
+    def clear(self) -> None:
+        self.train: list[tuple[int, float]] = []
+        self.val: list[tuple[int, float]] = []
+        self.draw()
+
+    def add(self, kind: str, step: int, value: float) -> None:
+        (self.train if kind == "train" else self.val).append((step, value))
+        self.draw()
+
+    def draw(self) -> None:
+        self.ax.clear()
+        self.ax2.clear()
+        if self.train:
+            s, v = zip(*self.train)
+            self.ax.plot(s, v, color="tab:blue", lw=1)
+        if self.val:
+            s, v = zip(*self.val)
+            self.ax2.plot(s, v, "o-", color="tab:orange", ms=3, lw=1)
+        self.ax.set_xlabel("step", fontsize=7)
+        self.ax.set_ylabel("loss", fontsize=7, color="tab:blue")
+        self.ax2.set_ylabel("label-free score", fontsize=7, color="tab:orange")
+        for ax in (self.ax, self.ax2):
+            ax.tick_params(labelsize=6)
+        self.canvas.draw_idle()
+
+
+def _fmt(values: dict, keys) -> str:
+    return "  ".join(f"{label} {values[k]:.3f}" for k, label in keys if k in values and values[k] is not None
+                     and math.isfinite(float(values[k])))
+
+
+class AdaptWidget(JobPanel):
+    """Adapt (fine-tune) a model to an unlabelled target with MaskTwins, live.
+
+    Args:
+        viewer: The napari viewer (injected by napari).
+    """
+
+    run_text = "Adapt"
+    cancel_text = "Stop"
+
+    def __init__(self, viewer: napari.viewer.Viewer):  # napari passes the viewer by this annotation
+        super().__init__(viewer, labels=True)
+        self.source_image = layer_picker(viewer, ["image"], "Source image", "labelled source image layer")
+        self.source_image_path = FileEdit(label="…or path", mode="r", nullable=True)
+        self.source_labels = layer_picker(viewer, ["labels"], "Source labels", "mitochondria labels of the source")
+        self.source_labels_path = FileEdit(label="…or path", mode="r", nullable=True)
+        self.init_model = FileEdit(label="Start from model", mode="r", filter="*.pt", nullable=True,
+                                   tooltip="optional model.pt to fine-tune (e.g. trained on the source); blank: "
+                                           "random initialisation")
+        self.target_image = layer_picker(viewer, ["image"], "Target image", "unlabelled image of the new microscope")
+        self.target_path = FileEdit(label="…or path", mode="r", nullable=True)
+        self.target_gt = layer_picker(viewer, ["labels"], "Target GT (eval)",
+                                      "optional target labels, used only to report metrics, never for training")
+        self.method = ComboBox(label="Method", choices=METHODS, value="masktwins")
+        self.steps = SpinBox(label="Steps", value=500, min=1, max=10**7)
+        self.val_every = SpinBox(label="Validate every", value=50, min=1, max=10**7,
+                                 tooltip="steps between label-free validations (and previews)")
+        self.patch_size = LineEdit(label="Patch size", value="",
+                                   tooltip="z,y,x voxels; blank: the start model's, else 16,96,96")
+        self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value="auto")
+        self.extra = LineEdit(label="Extra settings", value="",
+                              tooltip="config overrides as in 'masktwins-bio train --set', separated by ';', "
+                                      "e.g. train.lr=5e-4; model.channels=[8,16,32]")
+        self.run_dir = FileEdit(label="Run folder", mode="d", nullable=True,
+                                tooltip="blank: a temporary folder, deleted when napari exits (use Save model as)")
+        self.overwrite = CheckBox(label="Overwrite run folder", value=False)
+        self.preview = CheckBox(label="Preview on current slice", value=True)
+        self.save_as = FileEdit(label="Save model as", mode="w", filter="*.pt", nullable=True,
+                                tooltip="copy the adapted model.pt here when training ends (or press Save)")
+        self.save_button = PushButton(text="Save model as…", enabled=False)
+        self.save_button.changed.connect(self.save_model)
+        self.log = TextEdit(label="Log", value="")
+        self.log.native.setReadOnly(True)
+        self.log.native.setMinimumHeight(110)
+        buttons = Container(widgets=[self.run_button, self.cancel_button, self.save_button], layout="horizontal",
+                            labels=False)
+        self.extend([self.source_image, self.source_image_path, self.source_labels, self.source_labels_path,
+                     self.init_model, self.target_image, self.target_path, self.target_gt, self.method, self.steps,
+                     self.val_every, self.patch_size, self.device, self.extra, self.run_dir, self.overwrite,
+                     self.preview, self.save_as, buttons, self.reason, self.status, self.log])
+        self.plot = None
+        try:
+            self.plot = _LossPlot()
+            self.native.layout().addWidget(self.plot.canvas)
+        except Exception as exc:  # no matplotlib Qt backend: the text log is enough
+            log.info("masktwins-bio: no loss plot (%s)", exc)
+        self.watch(self.source_image, self.source_image_path, self.source_labels, self.source_labels_path,
+                   self.init_model, self.target_image, self.target_path, self.target_gt, self.patch_size, self.extra,
+                   self.run_dir)
+        self.model_path: Optional[Path] = None
+        self._temporary_run = False
+        self.result = None
+        self.preview_layer = None
+        self._preview_at: tuple[int, int, int] = (0, 0, 0)
+        self._preview_lock = threading.Lock()
+        self._target_info: Optional[dict] = None
+        viewer.dims.events.point.connect(self._update_preview_location)
+        viewer_camera(viewer).events.center.connect(self._update_preview_location)
+        self.refresh()
+
+    # -- validation -------------------------------------------------------------------------------------------
+    def _pick(self, layer_widget, path_widget, what: str, kind: str = "image") -> Optional[str]:
+        layer = layer_widget.value
+        path = path_text(path_widget.value)
+        if layer is not None:
+            problem = layer_problem(layer, kind)
+            if problem:
+                return problem
+            if layer_voxel_size(layer) is None:
+                return f"{what} layer '{layer.name}' has no voxel size; set its scale (nm) or open it with voxel size"
+            return None
+        if path is None:
+            return f"choose the {what} (a layer or a path)"
+        if not spec_exists(path):
+            return f"{what} path {path} does not exist; check the path"
+        return None
+
+    def problem(self) -> Optional[str]:
+        for widgets, what, kind in (((self.source_image, self.source_image_path), "source image", "image"),
+                                    ((self.source_labels, self.source_labels_path), "source labels", "labels"),
+                                    ((self.target_image, self.target_path), "target image", "image")):
+            problem = self._pick(*widgets, what, kind)
+            if problem:
+                return problem
+        gt = self.target_gt.value
+        if gt is not None:
+            problem = layer_problem(gt, "labels")
+            if problem:
+                return problem
+            if self.target_image.value is None:
+                return "target GT is a layer: choose the target image as a layer too (or clear Target GT)"
+            if tuple(gt.data.shape)[-3:] != tuple(self.target_image.value.data.shape)[-3:]:
+                return (f"target GT '{gt.name}' has shape {tuple(gt.data.shape)}, the target image "
+                        f"{tuple(self.target_image.value.data.shape)}; they must match")
+        init = path_text(self.init_model.value)
+        if init is not None and not Path(init).exists():
+            return f"start model {init} not found; choose a model.pt or clear the field"
+        parse_triple(self.patch_size.value, "patch size", integer=True)
+        parse_overrides(self.extra.value)
+        run_dir = path_text(self.run_dir.value)
+        if run_dir is not None and not Path(run_dir).parent.exists():
+            return f"run folder {run_dir}: its parent folder does not exist"
+        return None
+
+    # -- preview location (main thread) -----------------------------------------------------------------------
+    def _update_preview_location(self, *_args) -> None:
+        info = self._target_info
+        if info is None:
+            return
+        shape = info["shape"]
+        layer = info.get("layer")
+        point = np.asarray(self.viewer.dims.point, dtype=float)
+        center = np.asarray(viewer_camera(self.viewer).center, dtype=float)
+        if point.size >= 3:
+            point = point.copy()
+            point[-2:] = center[-2:]
+        try:
+            if layer is not None:
+                coords = np.asarray(layer.world_to_data(point), dtype=float)[-3:]
+            else:
+                coords = point[-3:] / np.asarray(info["voxel_size"], dtype=float)
+        except Exception:
+            coords = np.asarray(shape, dtype=float) / 2
+        loc = tuple(int(min(max(round(c), 0), n - 1)) for c, n in zip(coords, shape))
+        with self._preview_lock:
+            self._preview_at = loc
+
+    # -- running ----------------------------------------------------------------------------------------------
+    def _volume(self, layer_widget, path_widget, kind: str):
+        layer = layer_widget.value
+        if layer is not None:
+            return layer_volume(layer, kind), layer
+        return open_volume(path_text(path_widget.value), kind=kind), None
+
+    def run(self):
+        """Start adaptation in a background worker; returns the worker or ``None`` when the inputs are invalid."""
+        if not self.check_ready():
+            return None
+        try:
+            src_img, _ = self._volume(self.source_image, self.source_image_path, "image")
+            src_lab, _ = self._volume(self.source_labels, self.source_labels_path, "labels")
+            tgt, tgt_layer = self._volume(self.target_image, self.target_path, "image")
+            gt = layer_volume(self.target_gt.value, "labels") if self.target_gt.value is not None else None
+            patch = parse_triple(self.patch_size.value, "patch size", integer=True)
+            overrides = parse_overrides(self.extra.value)
+        except InputError as exc:
+            notify_error(str(exc))
+            return None
+        for vol in (src_img, tgt):
+            if vol.voxel_size is None:
+                notify_error(f"{vol.path}: voxel size unknown (none in its metadata); convert it with 'masktwins-bio "
+                             "convert --voxel-size Z,Y,X' or open it as a layer and set its scale (nm)")
+                return None
+        src_lab = src_lab.with_voxel_size(src_lab.voxel_size or src_img.voxel_size)  # as the CLI does
+        init = path_text(self.init_model.value)
+        method = self.method.value
+        steps, val_every, device = int(self.steps.value), int(self.val_every.value), self.device.value
+        run_text = path_text(self.run_dir.value)
+        run_dir = Path(run_text) if run_text else temporary_folder("masktwins-adapt-")
+        self._temporary_run = run_text is None
+        overwrite = bool(self.overwrite.value)
+        preview = bool(self.preview.value)
+        self._target_info = {"shape": tgt.shape, "layer": tgt_layer, "voxel_size": tgt.voxel_size}
+        self._update_preview_location()
+        placement = ((tuple(tgt_layer.scale[-3:]), tuple(tgt_layer.translate[-3:]), layer_units(tgt_layer))
+                     if tgt_layer is not None else (tuple(tgt.voxel_size), (0.0, 0.0, 0.0), NM_UNITS))
+        cancel = self.cancel_requested
+        preview_store = temporary_folder("masktwins-preview-") / "preview.zarr"
+
+        def job(emit):
+            try:
+                return self._train(emit, src_img, src_lab, tgt, gt, init, method, steps, val_every, device, patch,
+                                   overrides, run_dir, overwrite, preview, preview_store, placement, cancel)
+            finally:
+                shutil.rmtree(preview_store.parent, ignore_errors=True)
+
+        self.model_path = None
+        self.result = None
+        self.save_button.enabled = False
+        self.log.value = f"{method}: {steps} steps, run folder {run_dir}"
+        if self.plot is not None:
+            self.plot.clear()
+        return self.start_job(job, desc=f"adapt ({method})", total=steps)
+
+    def _train(self, emit, src_img, src_lab, tgt, gt, init, method, steps, val_every, device, patch, overrides,
+               run_dir, overwrite, preview, preview_store, placement, cancel):
+        """The job (worker thread): configuration, training with live callbacks and previews."""
+        data: dict = {"patch_size": list(patch or DEFAULT_PATCH)}
+        cfg: dict = {
+            "name": "napari-adapt",
+            "source": {"image": str(src_img.path), "labels": str(src_lab.path)},
+            "target": {"image": str(tgt.path)},
+            "data": data,
+            "method": {"name": method},
+            "train": {"steps": steps, "val_every": min(val_every, steps), "log_every": max(1, min(10, val_every)),
+                      "checkpoint_every": steps, "device": device},
+        }
+        if init is not None:
+            start = load_model(init)
+            cfg["model"] = start.model_cfg.model_dump(mode="json")
+            cfg["train"]["init"] = str(init)
+            data["voxel_size"] = list(start.voxel_size)
+            if patch is None:
+                data["patch_size"] = list(start.patch_size)
+        if gt is not None:
+            cfg["target"]["eval"] = {"image": str(tgt.path), "labels": str(gt.path)}
+        config = config_from_dict(cfg, "Adapt widget settings")
+        volumes = TrainingVolumes(src_img, src_lab, tgt, tgt if gt is not None else None, gt)
+
+        def callback(step: int, logs: dict) -> None:
+            if "train" in logs:
+                emit("train", (step, logs["train"]))
+                emit("progress", (f"adapt ({method})", step, steps))
+            if "val" in logs:
+                emit("val", (step, logs["val"]))
+                model = run_dir / "model.pt"
+                if preview and model.exists() and not cancel.is_set():
+                    self._preview(emit, model, tgt, placement, preview_store, device, step)
+
+        return train(config, overrides or None, run_dir=run_dir, overwrite=overwrite, progress=False, volumes=volumes,
+                     callback=callback, should_stop=cancel.is_set)
+
+    def _preview(self, emit, model: Path, tgt, placement, store: Path, device: str, step: int) -> None:
+        """Predict a slab of the target around the current slice with the model selected so far (worker thread)."""
+        try:
+            loaded = load_model(model)
+            with self._preview_lock:
+                z, y, x = self._preview_at
+            depth = max(1, math.ceil(loaded.patch_size[0] * loaded.voxel_size[0] / tgt.voxel_size[0]))
+            starts = []
+            for c, n, size in zip((z, y, x), tgt.shape, (depth, PREVIEW_MAX_YX, PREVIEW_MAX_YX)):
+                size = min(n, size)
+                starts.append((min(max(0, c - size // 2), n - size), size))
+            roi = tuple(slice(a, a + s) for a, s in starts)
+            out = predict(loaded, tgt.crop(roi), store, overwrite=True, progress=False, device=device)
+            prob = open_volume(out)[:]
+            scale, translate = output_placement(placement[0], placement[1], tgt.voxel_size, loaded.voxel_size,
+                                                [a for a, _ in starts])
+            emit("preview", {"data": prob, "scale": scale, "translate": translate, "units": placement[2],
+                             "step": step})
+        except Exception as exc:  # a failed preview must not stop training
+            log.warning("masktwins-bio: preview failed: %s", exc)
+            emit("log", f"preview failed: {exc}")
+
+    # -- events (main thread) -----------------------------------------------------------------------------------
+    def _append_log(self, line: str) -> None:
+        self.log.native.append(line)  # QTextEdit.append: no full re-render of a long log
+        bar = self.log.native.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+    def on_event(self, kind: str, payload) -> None:
+        if kind == "train":
+            step, values = payload
+            self._append_log(f"step {step}: " + _fmt(values, [("loss", "loss"), ("loss_source", "source"),
+                                                               ("loss_pseudo", "pseudo"),
+                                                               ("loss_consistency", "consistency")]))
+            if self.plot is not None and "loss" in values:
+                self.plot.add("train", step, float(values["loss"]))
+        elif kind == "val":
+            step, values = payload
+            self._append_log(f"validation @ {step}: " + _fmt(values, [
+                ("label_free_score", "label-free score"), ("view_consistency", "view consistency"),
+                ("teacher_student_agreement", "teacher-student"), ("foreground_fraction", "foreground"),
+                ("target_iou", "target IoU"), ("target_dice", "target Dice")]))
+            if self.plot is not None and "label_free_score" in values:
+                self.plot.add("val", step, float(values["label_free_score"]))
+        elif kind == "preview":
+            self._show_preview(payload)
+        elif kind == "log":
+            self._append_log(str(payload))
+
+    def _show_preview(self, payload: dict) -> None:
+        layer = self.preview_layer
+        if layer is None or layer not in self.viewer.layers:
+            layer = self.viewer.add_image(payload["data"], name=PREVIEW_LAYER, scale=payload["scale"],
+                                          translate=payload["translate"], units=payload["units"], colormap="magma",
+                                          blending="additive", contrast_limits=(0, 255), opacity=0.7)
+            self.preview_layer = layer
+        else:
+            layer.data = payload["data"]
+            layer.scale = payload["scale"]
+            layer.translate = payload["translate"]
+        layer.metadata["masktwins_bio"] = {"preview_step": payload["step"]}
+
+    def on_result(self, result) -> None:
+        self.result = result
+        self.model_path = Path(result.model_path)
+        self.save_button.enabled = True
+        stopped = result.steps < int(self.steps.value)
+        line = (f"{'stopped at' if stopped else 'finished'} step {result.steps}; selected step {result.selected_step}; "
+                f"model: {self.model_path}")
+        self._append_log(line)
+        self.status.value = f"adapted model: {self.model_path}"
+        if path_text(self.save_as.value):
+            self.save_model()
+        elif self._temporary_run:
+            self._append_log("the run folder is temporary (deleted when napari exits): use 'Save model as…' to keep "
+                             "the model")
+        notify_info(f"adaptation {'stopped' if stopped else 'finished'}; model: {self.model_path}")
+
+    def on_cancelled(self) -> None:
+        notify_info("adaptation stopped")
+
+    def save_model(self, *_args) -> Optional[Path]:
+        """Copy the adapted model to the *Save model as* path (asks for one with a dialog when blank)."""
+        if self.model_path is None or not self.model_path.exists():
+            notify_error("no adapted model yet; run Adapt first")
+            return None
+        target = path_text(self.save_as.value)
+        if target is None:
+            self.save_as._on_choose_clicked()  # the file dialog of the FileEdit
+            target = path_text(self.save_as.value)
+            if target is None:
+                return None
+        dest = Path(target)
+        if dest.suffix != ".pt":
+            dest = dest.with_name(dest.name + ".pt")
+        if not dest.parent.exists():
+            notify_error(f"{dest}: folder {dest.parent} does not exist")
+            return None
+        shutil.copy2(self.model_path, dest)
+        self._append_log(f"model saved as {dest}")
+        notify_info(f"model saved as {dest}")
+        return dest

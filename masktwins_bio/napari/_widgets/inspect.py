@@ -1,0 +1,299 @@
+"""The Inspect widget: MaskTwins' complementary masks on the current patch, a per-instance table and metrics.
+
+* **Masks:** the pair (M, 1 - M) of :func:`masktwins_bio.masking.complementary_masks` on the patch of the chosen image
+  around the current view (the block size of :func:`masktwins_bio.masking.default_mask_block` unless given), shown as a
+  label layer (1 = seen by view M, 2 = seen by view 1 - M) and the two masked views as (hidden) image layers, with
+  masked voxels at the patch mean (what the network sees: 0 after normalisation).
+* **Instances:** id, size in voxels and um^3 (voxel size from the layer), bounding box; clicking a row moves the viewer
+  to the instance (dims point and camera centre) and selects its label. Measured in a worker, slab by slab.
+* **Metrics:** :func:`masktwins_bio.metrics.evaluate` of a prediction layer (probabilities or instance labels) against
+  a ground-truth label layer, shown with :func:`masktwins_bio.metrics.format_summary`; runs when a ground truth is
+  chosen or on *Evaluate*.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+from magicgui.widgets import Container, FileEdit, FloatSpinBox, Label, LineEdit, PushButton, SpinBox, Table, TextEdit
+
+from ...errors import InputError, UserError
+from ...masking import complementary_masks, default_mask_block
+from ...metrics import evaluate, format_summary
+from .._jobs import blockwise_progress
+from .._layers import layer_problem, layer_units, layer_volume, parse_triple, path_text, viewer_camera
+from .._measure import instance_table
+from ._base import JobPanel, layer_picker, notify_error, notify_info
+
+if TYPE_CHECKING:
+    import napari.viewer
+
+__all__ = ["InspectWidget"]
+
+DEFAULT_PATCH = (16, 96, 96)
+MAX_ROWS = 2000
+MASK_LAYER = "MaskTwins masks (1 = M, 2 = 1-M)"
+VIEW_LAYERS = ("view M", "view 1-M")
+
+
+def _font(widget, monospace: bool = True) -> None:
+    from qtpy.QtGui import QFontDatabase
+
+    if monospace:
+        widget.native.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+
+
+class InspectWidget(JobPanel):
+    """Complementary-mask preview, instance table with click-to-jump, and evaluation metrics.
+
+    Args:
+        viewer: The napari viewer (injected by napari).
+    """
+
+    run_text = "Evaluate"
+    cancel_text = "Cancel"
+
+    def __init__(self, viewer: napari.viewer.Viewer):  # napari passes the viewer by this annotation
+        super().__init__(viewer, labels=True)
+        # masks
+        self.mask_image = layer_picker(viewer, ["image"], "Image", "image whose current patch is masked")
+        self.mask_model = FileEdit(label="Model (optional)", mode="r", filter="*.pt", nullable=True,
+                                   tooltip="take the patch size from this model")
+        self.patch_size = LineEdit(label="Patch size", value="", tooltip="z,y,x voxels; blank: the model's or "
+                                                                          "16,96,96")
+        self.mask_block = LineEdit(label="Mask block", value="", tooltip="z,y,x voxels; blank: the default block "
+                                                                          "for the patch and voxel size")
+        self.keep_ratio = FloatSpinBox(label="Keep ratio", value=0.5, min=0.05, max=0.95, step=0.05)
+        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
+        self.masks_button = PushButton(text="Show masks")
+        self.masks_button.changed.connect(self.show_masks)
+        # instances
+        self.labels_layer = layer_picker(viewer, ["labels"], "Instances", "instance label layer to measure")
+        self.measure_button = PushButton(text="Measure instances")
+        self.measure_button.changed.connect(self.measure)
+        self.table = Table(value={"id": [], "voxels": [], "µm³": [], "bbox (z, y, x)": []})
+        self.table.native.setMinimumHeight(150)
+        self.table.native.setEditTriggers(self.table.native.EditTrigger.NoEditTriggers)
+        self.table.native.setSelectionBehavior(self.table.native.SelectionBehavior.SelectRows)
+        self.table.native.cellClicked.connect(lambda row, _col: self.jump_to(row))
+        self.table_note = Label(value="")
+        # metrics
+        self.prediction = layer_picker(viewer, ["image", "labels"], "Prediction",
+                                       "probability (image) or instance (labels) layer")
+        self.ground_truth = layer_picker(viewer, ["labels"], "Ground truth", "ground-truth label layer")
+        self.threshold = FloatSpinBox(label="Threshold", value=0.5, min=0.01, max=0.99, step=0.05)
+        self.metrics = TextEdit(label="Metrics", value="")
+        self.metrics.native.setReadOnly(True)
+        self.metrics.native.setMinimumHeight(160)
+        _font(self.metrics)
+        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
+        self.extend([
+            Label(value="<b>Complementary masks</b>"), self.mask_image, self.mask_model, self.patch_size,
+            self.mask_block, self.keep_ratio, self.seed, self.masks_button,
+            Label(value="<b>Instances</b>"), self.labels_layer, self.measure_button, self.table, self.table_note,
+            Label(value="<b>Metrics</b>"), self.prediction, self.ground_truth, self.threshold, buttons, self.reason,
+            self.status, self.metrics,
+        ])
+        self.rows: dict[str, np.ndarray] = {}
+        self._rows_layer = None
+        self.mask_layers: list = []
+        self.watch(self.mask_image, self.mask_model, self.patch_size, self.mask_block, self.labels_layer,
+                   self.prediction, self.ground_truth)
+        self.ground_truth.changed.connect(self._auto_evaluate)
+        self.refresh()
+
+    # -- validation -------------------------------------------------------------------------------------------
+    def _masks_problem(self) -> Optional[str]:
+        layer = self.mask_image.value
+        if layer is None:
+            return "choose an image for the mask preview"
+        problem = layer_problem(layer, "image")
+        if problem:
+            return problem
+        model = path_text(self.mask_model.value)
+        if model is not None and not Path(model).exists():
+            return f"model file {model} not found"
+        parse_triple(self.patch_size.value, "patch size", integer=True)
+        parse_triple(self.mask_block.value, "mask block", integer=True)
+        return None
+
+    def _measure_problem(self) -> Optional[str]:
+        layer = self.labels_layer.value
+        if layer is None:
+            return "choose an instance label layer to measure"
+        return layer_problem(layer, "labels")
+
+    def problem(self) -> Optional[str]:
+        pred, gt = self.prediction.value, self.ground_truth.value
+        if pred is None or gt is None:
+            return "choose a prediction and a ground-truth layer to evaluate"
+        return layer_problem(pred, "image") or layer_problem(gt, "labels")
+
+    def refresh(self, *_args) -> None:
+        super().refresh()
+        for button, check in ((self.masks_button, self._masks_problem), (self.measure_button, self._measure_problem)):
+            try:
+                problem = check()
+            except UserError as exc:
+                problem = str(exc)
+            button.enabled = problem is None and (button is self.masks_button or self.worker is None)
+            button.tooltip = problem or ""
+
+    # -- masks (main thread: one patch) -----------------------------------------------------------------------
+    def _current_voxel(self, layer) -> np.ndarray:
+        point = np.asarray(self.viewer.dims.point, dtype=float).copy()
+        center = np.asarray(viewer_camera(self.viewer).center, dtype=float)
+        point[-2:] = center[-2:]
+        return np.asarray(layer.world_to_data(point), dtype=float)[-3:]
+
+    def show_masks(self, *_args) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """Add/update the mask layers for the patch around the current view; returns (M, image patch)."""
+        import torch
+
+        try:
+            problem = self._masks_problem()
+            if problem:
+                raise InputError(problem)
+            layer = self.mask_image.value
+            vol = layer_volume(layer, "image")
+            patch = parse_triple(self.patch_size.value, "patch size", integer=True)
+            model = path_text(self.mask_model.value)
+            if patch is None and model is not None:
+                from ...models import load_model
+
+                patch = load_model(model).patch_size
+            patch = tuple(min(p, n) for p, n in zip(patch or DEFAULT_PATCH, vol.shape))
+            block = parse_triple(self.mask_block.value, "mask block", integer=True)
+            block = tuple(block) if block else default_mask_block(patch, vol.voxel_size)
+            centre = self._current_voxel(layer)
+            start = [int(min(max(round(c - p / 2), 0), n - p)) for c, p, n in zip(centre, patch, vol.shape)]
+            region = tuple(slice(a, a + p) for a, p in zip(start, patch))
+            image = vol[region]
+            generator = torch.Generator().manual_seed(int(self.seed.value))
+            m, _ = complementary_masks((1, 1, *patch), block, float(self.keep_ratio.value), generator=generator)
+            m = m[0, 0].numpy() > 0.5
+        except UserError as exc:
+            notify_error(str(exc))
+            return None
+        scale = tuple(layer.scale[-3:])
+        translate = tuple(np.asarray(layer.translate[-3:], dtype=float) + np.asarray(start) * np.asarray(scale))
+        fill = image.mean().astype(image.dtype) if np.issubdtype(image.dtype, np.integer) else image.mean()
+        views = (np.where(m, image, fill).astype(image.dtype), np.where(m, fill, image).astype(image.dtype))
+        masks = np.where(m, 1, 2).astype(np.uint8)
+        common = {"scale": scale, "translate": translate, "units": layer_units(layer)}
+        self.mask_layers = [self._upsert("labels", MASK_LAYER, masks, opacity=0.35, **common)]
+        limits = tuple(layer.contrast_limits)
+        for name, data in zip(VIEW_LAYERS, views):
+            self.mask_layers.append(self._upsert("image", name, data, visible=False, contrast_limits=limits, **common))
+        self.status.value = (f"masks: patch {patch} at voxel {tuple(start)}, block {tuple(block)}, keep "
+                             f"{self.keep_ratio.value:g}; M keeps {m.mean():.0%} of the voxels")
+        return m, image
+
+    def _upsert(self, kind: str, name: str, data, **kwargs):
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data = data
+            for key in ("scale", "translate", "units"):
+                if kwargs.get(key) is not None:
+                    setattr(layer, key, kwargs[key])
+            return layer
+        return (self.viewer.add_labels if kind == "labels" else self.viewer.add_image)(data, name=name, **kwargs)
+
+    # -- instances (worker) -----------------------------------------------------------------------------------
+    def measure(self, *_args):
+        """Measure the chosen label layer's instances in a worker and fill the table; returns the worker."""
+        if self.worker is not None:
+            notify_info("a job is running; wait for it")
+            return None
+        problem = self._measure_problem()
+        if problem:
+            notify_error(problem)
+            return None
+        layer = self.labels_layer.value
+        vol = layer_volume(layer, "labels")
+        self._rows_layer = layer
+        cancel = self.cancel_requested
+
+        def job(emit):
+            with blockwise_progress(emit, cancel):
+                return "measure", instance_table(vol, progress=True)
+
+        return self.start_job(job, desc=f"measure {layer.name}")
+
+    def _fill_table(self, rows: dict) -> None:
+        self.rows = rows
+        n = len(rows["id"])
+        shown = min(n, MAX_ROWS)
+        bbox = [f"{a[0]}:{b[0]}, {a[1]}:{b[1]}, {a[2]}:{b[2]}"
+                for a, b in zip(rows["bbox_start"][:shown].tolist(), rows["bbox_stop"][:shown].tolist())]
+        self.table.value = {
+            "id": [int(i) for i in rows["id"][:shown]],
+            "voxels": [int(v) for v in rows["voxels"][:shown]],
+            "µm³": [f"{v:.4g}" if np.isfinite(v) else "n/a" for v in rows["volume_um3"][:shown]],
+            "bbox (z, y, x)": bbox,
+        }
+        note = f"{n} instances" + (f" (first {shown} shown)" if shown < n else "") + "; click a row to go there"
+        if n and not np.isfinite(rows["volume_um3"][0]):
+            note += "; µm³ needs the layer's voxel size"
+        self.table_note.value = note
+
+    def jump_to(self, row: int) -> Optional[np.ndarray]:
+        """Centre the viewer on the instance in table row ``row`` and select its label; returns its world position."""
+        layer = self._rows_layer
+        if layer is None or not self.rows or not 0 <= row < min(len(self.rows["id"]), MAX_ROWS):
+            return None
+        centroid = self.rows["centroid"][row]
+        data_point = np.zeros(layer.ndim)
+        data_point[-3:] = centroid
+        world = np.asarray(layer.data_to_world(data_point), dtype=float)
+        dims = self.viewer.dims
+        for axis in range(dims.ndim - 3, dims.ndim):
+            dims.set_point(axis, float(world[axis - dims.ndim + len(world)]))
+        viewer_camera(self.viewer).center = tuple(world[-3:])
+        layer.selected_label = int(self.rows["id"][row])
+        self.table.native.selectRow(row)
+        self.status.value = (f"instance {int(self.rows['id'][row])}: {int(self.rows['voxels'][row])} voxels, "
+                             f"centre at voxel {tuple(round(float(c), 1) for c in centroid)}")
+        return world
+
+    # -- metrics (worker) -------------------------------------------------------------------------------------
+    def _auto_evaluate(self, *_args) -> None:
+        if self.ground_truth.value is not None and self.problem() is None and self.worker is None:
+            self.run()
+
+    def run(self):
+        """Evaluate the prediction layer against the ground-truth layer in a worker; returns the worker."""
+        if not self.check_ready():
+            return None
+        pred, gt = self.prediction.value, self.ground_truth.value
+        import napari.layers
+
+        kind = "labels" if isinstance(pred, napari.layers.Labels) else "probability"
+        pred_vol = layer_volume(pred, "labels" if kind == "labels" else "image")
+        gt_vol = layer_volume(gt, "labels")
+        threshold = float(self.threshold.value)
+        cancel = self.cancel_requested
+
+        def job(emit):
+            with blockwise_progress(emit, cancel):  # progress=True: its (silenced) bars report to the widget
+                summary = evaluate(pred_vol, gt_vol, threshold=threshold, pred_kind=kind, progress=True)
+            return "metrics", summary
+
+        self.metrics.value = f"evaluating {pred.name} against {gt.name}…"
+        return self.start_job(job, desc="evaluate")
+
+    def on_result(self, value) -> None:
+        kind, payload = value
+        if kind == "measure":
+            self._fill_table(payload)
+            self.status.value = self.table_note.value
+        else:
+            self.summary = payload
+            self.metrics.value = format_summary(payload)
+            self.status.value = "metrics updated"
+
+    def on_cancelled(self) -> None:
+        notify_info("cancelled")
+

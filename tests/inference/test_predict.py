@@ -1,0 +1,239 @@
+"""Blockwise predict: equality with MONAI's whole-volume sliding window, resume after kill -9, dask, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from masktwins_bio import cli
+from masktwins_bio.data.normalize import normalize, volume_statistics
+from masktwins_bio.errors import InputError
+from masktwins_bio.inference import predict, tta_predictor, window_starts
+from masktwins_bio.io import Volume, open_volume, write_ome_zarr
+from masktwins_bio.models import load_model
+
+VOXEL = (30.0, 8.0, 8.0)  # as in conftest.py
+PATCH = (8, 24, 24)
+
+
+def monai_whole_volume(model_file, data, overlap=0.25, tta="none", window=PATCH) -> np.ndarray:
+    """MONAI sliding_window_inference over the whole in-memory volume, same normalisation and predictor."""
+    from monai.inferers import sliding_window_inference
+
+    lm = load_model(model_file)
+    x = torch.from_numpy(normalize(data, volume_statistics(Volume(data, VOXEL))))[None, None]
+    with torch.inference_mode():
+        out = sliding_window_inference(x, window, 2, tta_predictor(lambda w: lm.foreground_probability(lm.network(w)),
+                                                                   tta), overlap=overlap, mode="gaussian")
+    return out[0, 0].numpy()
+
+
+def read(path) -> np.ndarray:
+    return open_volume(path)[:]
+
+
+def provenance(path) -> dict:
+    return dict(zarr.open_group(str(path), mode="r").attrs)["masktwins_bio"]
+
+
+@pytest.mark.parametrize("size,window,overlap",
+                         [(44, 24, 0.25), (40, 24, 0.5), (14, 8, 0.0), (5, 8, 0.25), (24, 24, 0.3)])
+def test_window_starts_match_monai(size, window, overlap):
+    from monai.data.utils import dense_patch_slices
+    from monai.inferers.utils import _get_scan_interval
+
+    padded = max(size, window)
+    interval = _get_scan_interval((padded,), (window,), 1, (overlap,))
+    expected = sorted({s[0].start for s in dense_patch_slices((padded,), (window,), interval)})
+    assert window_starts(size, window, overlap).tolist() == expected
+
+
+@pytest.mark.parametrize("overlap,block_shape,tta", [
+    (0.25, (4, 16, 16), "none"),    # blocks smaller than the window
+    (0.5, (6, 16, 24), "none"),
+    (0.25, (10, 32, 36), "none"),   # one block = the whole volume
+    (0.25, (10, 16, 36), "flips"),
+])
+def test_equals_monai_whole_volume(tmp_path, model_file, raw, overlap, block_shape, tta):
+    """Blocks run the whole-volume windows that touch them, so the result equals MONAI on the whole volume."""
+    path, data = raw
+    out = predict(model_file, path, tmp_path / "p.zarr", overlap=overlap, block_shape=block_shape, tta=tta,
+                  output_dtype="float16", progress=False, device="cpu")
+    ref = monai_whole_volume(model_file, data, overlap, tta)
+    assert read(out).dtype == np.float16
+    np.testing.assert_allclose(read(out).astype(np.float32), ref, atol=1e-3)  # float16 rounding only
+
+
+def test_uint8_output_and_provenance(tmp_path, model_file, raw):
+    path, data = raw
+    out = predict(model_file, path, tmp_path / "p.zarr", block_shape=(8, 24, 24), chunks=(4, 8, 8), progress=False,
+                  device="cpu")
+    ref = np.round(monai_whole_volume(model_file, data) * 255)
+    got = read(out).astype(np.float32)
+    assert read(out).dtype == np.uint8 and np.abs(got - ref).max() <= 1 and (got == ref).mean() > 0.99
+    prov = provenance(out)
+    assert prov["complete"] is True and prov["task"] == "predict"
+    assert prov["model"]["sha256"] == load_model(model_file).sha256 and prov["tta"] == "none"
+    assert prov["window"] == list(PATCH) and prov["overlap"] == 0.25 and prov["version"]
+    assert not (out / ".masktwins_work").exists()
+    vol = open_volume(out)
+    assert vol.voxel_size == VOXEL and vol.chunks == (4, 8, 8)
+
+
+def test_roi_equals_whole_volume_of_crop(tmp_path, model_file, raw):
+    path, data = raw
+    out = predict(model_file, path, tmp_path / "p.zarr", roi="1:9, 4:30, :-4", block_shape=(4, 16, 16),
+                  output_dtype="float16", progress=False, device="cpu")
+    crop = np.ascontiguousarray(data[1:9, 4:30, :-4])
+    # normalisation uses the statistics of the whole input volume, not of the crop
+    stats = volume_statistics(Volume(data, VOXEL))
+    lm = load_model(model_file)
+    from monai.inferers import sliding_window_inference
+
+    with torch.inference_mode():
+        ref = sliding_window_inference(torch.from_numpy(normalize(crop, stats))[None, None], PATCH, 2,
+                                       lambda w: lm.foreground_probability(lm.network(w)), overlap=0.25,
+                                       mode="gaussian")[0, 0].numpy()
+    assert read(out).shape == (8, 26, 32)
+    np.testing.assert_allclose(read(out).astype(np.float32), ref, atol=1e-3)
+
+
+def test_resamples_to_model_voxel_size(tmp_path, raw, tiny_model):
+    path, data = raw
+    model = tiny_model(tmp_path / "coarse.pt", voxel_size=(30.0, 16.0, 16.0), patch=(8, 16, 16))
+    out = predict(model, path, tmp_path / "p.zarr", block_shape=(10, 16, 18), progress=False, device="cpu")
+    vol = open_volume(out)
+    assert vol.shape == (10, 16, 18) and vol.voxel_size == (30.0, 16.0, 16.0)
+    assert provenance(out)["input"]["voxel_size"] == list(VOXEL)
+    # the network saw the lazily resampled input: equal to MONAI on the resampled volume
+    from monai.inferers import sliding_window_inference
+
+    lm = load_model(model)
+    small = open_volume(path).resampled((30.0, 16.0, 16.0))[:]
+    x = torch.from_numpy(normalize(small, volume_statistics(Volume(data, VOXEL))))[None, None]
+    with torch.inference_mode():
+        ref = sliding_window_inference(x, (8, 16, 16), 2, lambda w: lm.foreground_probability(lm.network(w)),
+                                       overlap=0.25, mode="gaussian")[0, 0].numpy()
+    assert np.abs(vol[:].astype(np.float32) - np.round(ref * 255)).max() <= 1
+
+
+def test_unknown_voxel_size_needs_flag(tmp_path, model_file, raw):
+    _, data = raw
+    bare = tmp_path / "bare.zarr"
+    zarr.open_array(str(bare), mode="w", shape=data.shape, chunks=(5, 16, 18), dtype="uint8")[:] = data
+    with pytest.raises(InputError, match="--voxel-size"):
+        predict(model_file, bare, tmp_path / "p.zarr", progress=False)
+    out = predict(model_file, bare, tmp_path / "p.zarr", voxel_size=VOXEL, block_shape=(5, 32, 36), progress=False)
+    assert open_volume(out).shape == data.shape
+
+
+def test_output_exists_overwrite_resume(tmp_path, model_file, raw, tiny_model):
+    path, _ = raw
+    out = tmp_path / "p.zarr"
+    kw = {"block_shape": (10, 32, 36), "progress": False}
+    predict(model_file, path, out, **kw)
+    first = read(out)
+    with pytest.raises(InputError, match="--overwrite.*--resume"):
+        predict(model_file, path, out, **kw)
+    assert predict(model_file, path, out, resume=True, **kw) == out  # complete: nothing to do
+    with pytest.raises(InputError, match="tta"):
+        predict(model_file, path, out, resume=True, tta="flips", **kw)
+    with pytest.raises(InputError, match="model_sha256"):
+        predict(tiny_model(tmp_path / "other.pt", seed=1), path, out, resume=True, **kw)
+    predict(model_file, path, out, overwrite=True, **kw)
+    np.testing.assert_array_equal(read(out), first)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"roi": "0:20, :, :"}, "outside the volume"),
+    ({"roi": "3:2, :, :"}, "outside the volume"),
+    ({"block_shape": (3, 8, 8), "chunks": (2, 8, 8)}, "not a multiple of the chunks"),
+    ({"tta": "rot90"}, "tta"),
+    ({"output_dtype": "int16"}, "uint8 or float16"),
+    ({"overlap": 1.0}, "overlap"),
+    ({"overwrite": True, "resume": True}, "exclude each other"),
+])
+def test_bad_input(tmp_path, model_file, raw, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        predict(model_file, raw[0], tmp_path / "p.zarr", progress=False, **kwargs)
+    assert not (tmp_path / "p.zarr").exists()
+
+
+def test_cli_errors_exit_2(tmp_path, raw, capsys):
+    assert cli.main(["predict", str(tmp_path / "missing.pt"), str(raw[0]), str(tmp_path / "p.zarr")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model file not found" in err and len(err.splitlines()) == 1
+
+
+def test_dask_equals_serial(tmp_path, model_file, raw):
+    from distributed import LocalCluster
+
+    path, _ = raw
+    kw = {"block_shape": (6, 16, 24), "progress": False, "device": "cpu"}
+    serial = predict(model_file, path, tmp_path / "serial.zarr", **kw)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        dask = predict(model_file, path, tmp_path / "dask.zarr", executor="dask", address=cluster.scheduler_address,
+                       **kw)
+    np.testing.assert_array_equal(read(dask), read(serial))
+
+
+def _markers(out) -> int:
+    folder = out / ".masktwins_work" / "done_predict"
+    return len([n for n in os.listdir(folder) if n.endswith(".npz")]) if folder.is_dir() else 0
+
+
+def test_kill_and_resume_identical(tmp_path, raw, tiny_model):
+    """kill -9 a CLI run after a few blocks, --resume it, compare with an uninterrupted run byte for byte."""
+    model = tiny_model(tmp_path / "small.pt", patch=(4, 16, 16))
+    path = write_ome_zarr(tmp_path / "raw.zarr", raw[1][:8, :, :32], voxel_size=VOXEL, chunks=(2, 8, 8))
+    args = ["--block-shape", "2,8,8", "--device", "cpu", "--no-progress"]  # 64 blocks
+    reference = tmp_path / "ref.zarr"
+    assert cli.main(["predict", str(model), str(path), str(reference), *args]) == 0
+    out = tmp_path / "killed.zarr"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "masktwins_bio.cli", "predict", str(model), str(path), str(out),
+                             *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while proc.poll() is None and _markers(out) < 3 and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 3 <= _markers(out) < 64, "the run should have been killed part-way"
+    assert provenance(out)["complete"] is False
+    assert cli.main(["predict", str(model), str(path), str(out), *args, "--resume"]) == 0
+    assert provenance(out)["complete"] is True
+    for level in ("0", "1"):
+        if (reference / level).exists():
+            np.testing.assert_array_equal(zarr.open_array(str(out / level))[:],
+                                          zarr.open_array(str(reference / level))[:])
+
+
+def test_resume_after_interrupted_pyramid(tmp_path, model_file, raw, monkeypatch):
+    """Killed after the blocks but before 'complete': resume rebuilds the pyramid only, same result."""
+    import importlib
+
+    module = importlib.import_module("masktwins_bio.inference.predict")
+    path, _ = raw
+    kw = {"block_shape": (10, 32, 36), "progress": False, "device": "cpu"}
+    reference = predict(model_file, path, tmp_path / "ref.zarr", **kw)
+
+    def interrupted(writer, **_):
+        writer.finalize()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "finish_output", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        predict(model_file, path, tmp_path / "p.zarr", **kw)
+    monkeypatch.undo()
+    assert provenance(tmp_path / "p.zarr")["complete"] is False
+    out = predict(model_file, path, tmp_path / "p.zarr", resume=True, **kw)
+    assert provenance(out)["complete"] is True
+    np.testing.assert_array_equal(read(out), read(reference))

@@ -1,0 +1,89 @@
+"""The Inspect widget: complementary-mask preview, instance table with click-to-jump, metrics (Qt, Xvfb)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+# pytest-xvfb starts Xvfb (and sets DISPLAY) before collection; Qt's offscreen platform has no OpenGL for napari
+pytestmark = [pytest.mark.gui, pytest.mark.skipif(
+    not os.environ.get("DISPLAY") or os.environ.get("QT_QPA_PLATFORM") == "offscreen",
+    reason="needs an X server: install xvfb and pytest-xvfb (or set DISPLAY)")]
+
+
+@pytest.fixture
+def widget(pair_viewer):
+    from masktwins_bio.napari._widgets.inspect import InspectWidget
+
+    w = InspectWidget(pair_viewer)
+    pair_viewer.window.add_dock_widget(w)
+    return w
+
+
+def test_complementary_masks_on_current_patch(widget, pair_viewer, model_file):
+    from masktwins_bio.napari._widgets.inspect import MASK_LAYER, VIEW_LAYERS
+
+    assert not widget.masks_button.enabled
+    target = pair_viewer.layers["target image"]
+    widget.mask_image.value = target
+    widget.mask_model.value = model_file  # patch size from the model: 8 x 32 x 32
+    assert widget.masks_button.enabled
+    m, image = widget.show_masks()
+    masks = pair_viewer.layers[MASK_LAYER]
+    assert masks.data.shape == (8, 32, 32) and set(np.unique(masks.data)) == {1, 2}
+    view_m, view_rest = (pair_viewer.layers[name].data for name in VIEW_LAYERS)
+    np.testing.assert_array_equal(view_m[m], image[m])  # view M shows exactly the voxels of M ...
+    np.testing.assert_array_equal(view_rest[~m], image[~m])  # ... and view 1-M the others
+    assert 0.2 < m.mean() < 0.8
+    # placed on the target: same scale, inside its extent
+    np.testing.assert_allclose(masks.scale, target.scale)
+    lo, hi = np.asarray(target.extent.world)
+    mlo, mhi = np.asarray(masks.extent.world)
+    assert (mlo >= lo - 1e-6).all() and (mhi <= hi + 1e-6).all()
+    widget.seed.value = 1  # another draw replaces the layers
+    m2, _ = widget.show_masks()
+    assert (m2 != m).any() and len([layer for layer in pair_viewer.layers if layer.name == MASK_LAYER]) == 1
+
+
+def test_instance_table_and_jump(widget, pair_viewer, tiny_pair, wait_job):
+    gt = pair_viewer.layers["target ground truth"]
+    widget.labels_layer.value = gt
+    widget.measure()
+    assert wait_job(widget).status == "ok"
+    ids = np.unique(tiny_pair["target_labels"])
+    ids = ids[ids > 0]
+    table = widget.table.data.to_list()
+    assert [row[0] for row in table] == ids.tolist()
+    voxels = [(tiny_pair["target_labels"] == i).sum() for i in ids]
+    assert [row[1] for row in table] == voxels
+    assert float(table[0][2]) == pytest.approx(voxels[0] * 25 * 10 * 10 / 1e9, rel=1e-3)
+    assert f"{len(ids)} instances" in widget.table_note.value
+    row = len(ids) - 1
+    widget.table.native.cellClicked.emit(row, 0)  # clicking a row jumps there
+    world = gt.data_to_world(widget.rows["centroid"][row])
+    assert gt.selected_label == ids[row]
+    step = pair_viewer.dims.range[0].step
+    assert abs(pair_viewer.dims.point[0] - world[0]) <= step
+    np.testing.assert_allclose(np.asarray(pair_viewer.scene.camera.center)[-2:], world[-2:], atol=1e-6)
+
+
+def test_metrics_for_labels_and_probabilities(widget, pair_viewer, tiny_pair, wait_job):
+    gt = pair_viewer.layers["target ground truth"]
+    prob = (tiny_pair["target_labels"] > 0).astype(np.uint8) * 255
+    pair_viewer.add_image(prob, name="perfect probabilities", scale=gt.scale, translate=gt.translate)
+    widget.prediction.value = pair_viewer.layers["perfect probabilities"]
+    assert not widget.run_button.enabled and widget.metrics.value == ""
+    widget.ground_truth.value = gt  # choosing a ground truth evaluates right away
+    result = wait_job(widget)
+    assert result.status == "ok", result.error
+    assert widget.summary["semantic"]["whole_volume"]["f1"] == pytest.approx(1.0)
+    assert "masktwins-bio evaluate" in widget.metrics.value and "100.00" in widget.metrics.value
+    widget.prediction.value = gt  # instance labels as the prediction: instance metrics too
+    widget.run()
+    assert wait_job(widget).status == "ok"
+    assert widget.summary["instance"]["ap75"] == pytest.approx(1.0) and "AP@0.75" in widget.metrics.value

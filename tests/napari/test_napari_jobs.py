@@ -1,0 +1,142 @@
+"""Plugin helpers without Qt: background jobs (progress, cancel), layer <-> volume conversion, measurements."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from masktwins_bio.errors import InputError  # noqa: E402
+from masktwins_bio.io import Volume  # noqa: E402
+from masktwins_bio.napari._jobs import Cancelled, blockwise_progress, run_job  # noqa: E402
+from masktwins_bio.napari._layers import (layer_problem, layer_volume, layer_voxel_size, output_placement,  # noqa: E402
+                                          parse_overrides, parse_triple)
+from masktwins_bio.napari._measure import instance_table  # noqa: E402
+
+
+def drain(gen):
+    """Run a job generator to the end: (events, JobResult)."""
+    events = []
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            return events, stop.value
+        if item is not None:
+            events.append(item)
+
+
+def test_run_job_outcomes():
+    def ok(emit):
+        emit("step", 1)
+        return 42
+
+    events, result = drain(run_job(ok))
+    assert events == [("step", 1)] and result.status == "ok" and result.value == 42
+
+    def fails(emit):
+        raise InputError("bad.zarr: broken; fix it")
+
+    _, result = drain(run_job(fails))
+    assert result.status == "error" and str(result.error) == "bad.zarr: broken; fix it" and result.traceback
+
+    def cancelled(emit):
+        raise Cancelled()
+
+    assert drain(run_job(cancelled))[1].status == "cancelled"
+
+
+def test_blockwise_progress_reports_and_cancels(tmp_path, model_file):
+    import tqdm
+
+    from masktwins_bio.inference import predict
+
+    data = np.random.default_rng(0).integers(0, 255, (8, 64, 64), dtype=np.uint8)
+    vol = Volume(data, (40.0, 8.0, 8.0))
+    events = []
+    original = tqdm.tqdm
+    with blockwise_progress(lambda kind, payload: events.append(payload)):
+        assert tqdm.tqdm is not original
+        predict(model_file, vol, tmp_path / "p.zarr", progress=False, block_shape=(8, 32, 32), chunks=(8, 32, 32))
+    assert tqdm.tqdm is original  # restored
+    ns = [n for desc, n, total in events if desc == "predict"]
+    assert ns[0] == 0 and ns[-1] == data.size and len(ns) > 2 and ns == sorted(ns)  # reports between the 4 blocks
+
+    cancel = threading.Event()
+    seen = []
+
+    def emit(kind, payload):
+        seen.append(payload)
+        if payload[1] > 0:
+            cancel.set()  # press Cancel after the first block
+
+    with pytest.raises(Cancelled), blockwise_progress(emit, cancel):
+        predict(model_file, vol, tmp_path / "c.zarr", progress=False, block_shape=(8, 32, 32), chunks=(8, 32, 32))
+    assert max(n for _, n, _ in seen) < data.size
+    from masktwins_bio.io import open_volume
+
+    assert open_volume(tmp_path / "c.zarr").attrs["masktwins_bio"]["complete"] is False  # resumable, not complete
+
+
+def test_progress_hook_is_per_thread():
+    import tqdm
+
+    reports = []
+    other = []
+    with blockwise_progress(lambda kind, payload: reports.append(payload)):
+        t = threading.Thread(target=lambda: other.append(list(tqdm.tqdm(range(3), disable=True))))
+        t.start()
+        t.join()
+        list(tqdm.tqdm(range(2), desc="mine"))
+    assert other == [[0, 1, 2]]
+    assert reports[-1] == ("mine", 2, 2)
+
+
+def test_layer_helpers():
+    from napari.components import ViewerModel
+
+    viewer = ViewerModel()
+    nm = viewer.add_image(np.zeros((4, 8, 8), np.uint8), scale=(30, 8, 8), units=("nm",) * 3)
+    um = viewer.add_image(np.zeros((4, 8, 8), np.uint8), scale=(0.03, 0.008, 0.008), units=("um",) * 3)
+    px = viewer.add_image(np.zeros((4, 8, 8), np.uint8))
+    flat = viewer.add_image(np.zeros((8, 8), np.uint8), name="flat")
+    mask = viewer.add_image(np.zeros((4, 8, 8), bool), name="mask")
+    assert layer_voxel_size(nm) == (30, 8, 8)
+    np.testing.assert_allclose(layer_voxel_size(um), (30, 8, 8))
+    assert layer_voxel_size(px) is None
+    assert "2D" in layer_problem(flat) and "dtype bool" in layer_problem(mask) and layer_problem(nm) is None
+    vol = layer_volume(nm)
+    assert vol.voxel_size == (30, 8, 8) and vol.shape == (4, 8, 8) and "napari layer" in vol.path
+    with pytest.raises(InputError, match="2D"):
+        layer_volume(flat)
+    # an output on a 2x coarser grid: voxel centres line up
+    scale, translate = output_placement((30, 8, 8), (0, 0, 100), (30, 8, 8), (30, 16, 16), (2, 0, 0))
+    assert scale == (30, 16, 16) and translate == (60, 4, 104)
+    assert parse_triple("30, 8,8", "voxel size") == (30, 8, 8) and parse_triple(" ", "v") is None
+    assert parse_triple("16x96x96", "patch", integer=True) == (16, 96, 96)
+    for bad in ("1,2", "a,b,c", "0,1,1"):
+        with pytest.raises(InputError):
+            parse_triple(bad, "voxel size")
+    assert parse_overrides("train.lr=1e-3; model.channels=[4,8]\n") == ["train.lr=1e-3", "model.channels=[4,8]"]
+    with pytest.raises(InputError, match="key=value"):
+        parse_overrides("train.lr")
+
+
+def test_instance_table_matches_cc3d(tiny_pair):
+    import cc3d
+
+    labels = tiny_pair["target_labels"]
+    table = instance_table(Volume(labels, (25.0, 10.0, 10.0)), slab_depth=3)
+    stats = cc3d.statistics(labels.astype(np.uint32))
+    ids = np.flatnonzero(stats["voxel_counts"])[1:]
+    np.testing.assert_array_equal(table["id"], ids)
+    np.testing.assert_array_equal(table["voxels"], stats["voxel_counts"][ids])
+    np.testing.assert_allclose(table["centroid"], stats["centroids"][ids])
+    boxes = [stats["bounding_boxes"][i] for i in ids]
+    assert table["bbox_start"].tolist() == [[s.start for s in b] for b in boxes]
+    assert table["bbox_stop"].tolist() == [[s.stop for s in b] for b in boxes]
+    np.testing.assert_allclose(table["volume_um3"], table["voxels"] * 25 * 10 * 10 / 1e9)
+    assert len(instance_table(Volume(np.zeros((2, 4, 4), np.uint8), None))["id"]) == 0
