@@ -254,6 +254,8 @@ class TrainConfig(_Section):
         selection: Checkpoint selection: ``label_free`` (best label-free score), ``last`` or ``target_eval`` (only
             for experiments with target labels; a real user has none).
         init: Optional model file or checkpoint to start from (fine-tuning a source-trained model).
+        max_minutes: Optional wall-clock budget. Training stops when it is spent, and the learning-rate schedule
+            follows elapsed time instead of steps (``steps`` becomes an upper bound); not exactly resumable.
     """
 
     steps: int = Field(2000, gt=0)
@@ -273,6 +275,7 @@ class TrainConfig(_Section):
     log_every: int = Field(10, gt=0)
     selection: Literal["label_free", "last", "target_eval"] = "label_free"
     init: Optional[str] = None
+    max_minutes: Optional[float] = Field(None, gt=0)
 
     @field_validator("device")
     @classmethod

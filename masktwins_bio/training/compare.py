@@ -1,8 +1,8 @@
 """The method ladder on one experiment: same data, seeds, network and budget for every method.
 
 For each method and seed: train -> predict the labelled target evaluation volume -> evaluate (DA-ISC metrics per
-section and whole volume; instance metrics after connected components). Results are aggregated over seeds (mean and
-standard deviation) and written as ``comparison.json`` and ``comparison.md`` in the output directory.
+section and whole volume; optionally instances via ``segment`` and instance metrics). Results are aggregated over
+seeds (mean and standard deviation) and written as ``comparison.json`` and ``comparison.md`` in the output directory.
 """
 
 from __future__ import annotations
@@ -19,42 +19,70 @@ from .._version import __version__
 from ..config import METHOD_NAMES, Config, apply_overrides, config_from_dict
 from ..errors import ConfigError
 
-__all__ = ["compare", "format_comparison", "KEY_METRICS"]
+__all__ = ["compare", "format_comparison", "evaluate_on_target", "KEY_METRICS", "INSTANCE_METRICS"]
 
-# (summary section, metric) -> column title
+# (summary section, metric) -> column title: the DA-ISC metrics per section (their protocol) and whole volume
 KEY_METRICS = {
-    ("per_section_mean", "iou"): "IoU",
+    ("per_section_mean", "ap"): "AP",
     ("per_section_mean", "f1"): "F1",
     ("per_section_mean", "mcc"): "MCC",
-    ("per_section_mean", "ap"): "AP",
+    ("per_section_mean", "iou"): "IoU",
+    ("whole_volume", "ap"): "AP (vol)",
+    ("whole_volume", "f1"): "F1 (vol)",
+    ("whole_volume", "mcc"): "MCC (vol)",
     ("whole_volume", "iou"): "IoU (vol)",
 }
+INSTANCE_METRICS = {"ap50": "inst AP50", "ap75": "inst AP75", "f1_50": "inst F1@0.5"}
 
 
-def _get(summary: dict, section: str, metric: str) -> Optional[float]:
-    sem = summary.get("semantic", {})
-    value = sem.get(section, {}).get(metric)
-    return None if value is None else float(value)
+def _value(v) -> Optional[float]:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-def _eval_target(cfg: Config, model_path: Path, out_dir: Path, device: str, progress: bool) -> dict:
+def evaluate_on_target(cfg: Config, model_path, out_dir, device: str = "auto", progress: bool = True,
+                       instances: bool = False) -> dict:
+    """Predict the labelled target evaluation volume (``target.eval``) and evaluate it.
+
+    Writes ``target_probability.zarr`` and ``summary.json`` (and ``target_instances.zarr`` +
+    ``instance_summary.json`` with ``instances``) to ``out_dir``.
+
+    Returns:
+        ``{column title: value}`` with the :data:`KEY_METRICS` (and :data:`INSTANCE_METRICS`).
+    """
     from ..inference import predict
     from ..io import open_volume
     from ..metrics import evaluate
 
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     e = cfg.target.eval
+    if e is None:
+        raise ConfigError("target.eval is not set: evaluation needs a labelled target volume")
     image = open_volume(cfg.resolve_path(e.image), e.voxel_size, "image", e.roi)
     labels = open_volume(cfg.resolve_path(e.labels), e.voxel_size or image.voxel_size, "labels", e.roi)
     prob = predict(model_path, image, out_dir / "target_probability.zarr", overwrite=True, device=device,
                    overlap=cfg.inference.overlap, sw_batch_size=cfg.inference.sw_batch_size, tta=cfg.inference.tta,
                    progress=progress)
-    return evaluate(prob, labels, out_dir / "summary.json", gt_threshold=e.label_threshold, overwrite=True,
-                    instance=False, progress=progress)
+    summary = evaluate(prob, labels, out_dir / "summary.json", gt_threshold=e.label_threshold, overwrite=True,
+                       instance=False, progress=progress)
+    sem = summary["semantic"]
+    metrics = {title: _value(sem.get(sec, {}).get(m)) for (sec, m), title in KEY_METRICS.items()}
+    if instances:
+        from ..postprocess import segment
+
+        s = cfg.segment
+        inst = segment(prob, out_dir / "target_instances.zarr", threshold=s.threshold, method=s.method,
+                       min_size=s.min_size, seed_distance=s.seed_distance, connectivity=s.connectivity,
+                       overwrite=True, progress=progress)
+        isum = evaluate(inst, labels, out_dir / "instance_summary.json", gt_threshold=e.label_threshold, prob=prob,
+                        instance=True, overwrite=True, progress=progress)
+        metrics.update({title: _value(isum.get("instance", {}).get(k)) for k, title in INSTANCE_METRICS.items()})
+    return metrics
 
 
 def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean_teacher", "masktwins"),
             seeds: Optional[Sequence[int]] = None, out_dir=None, overrides: Optional[Sequence[str]] = None,
-            progress: bool = True, overwrite: bool = False) -> dict:
+            progress: bool = True, overwrite: bool = False, instances: bool = False, volumes=None) -> dict:
     """Run the ladder and write ``comparison.json`` / ``comparison.md``.
 
     Args:
@@ -64,7 +92,9 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
         out_dir: Output directory (default: ``<run_dir>/compare``).
         overrides: ``--set`` style overrides applied to the base config.
         progress: Progress bars.
-        overwrite: Replace existing runs.
+        overwrite: Retrain runs that already have a model (otherwise finished runs are reused).
+        instances: Also segment the target and report instance metrics.
+        volumes: Pre-opened :class:`~masktwins_bio.training.TrainingVolumes` (default: from the config).
 
     Returns:
         The comparison dict (also written to ``comparison.json``).
@@ -87,27 +117,39 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
             cfg = config_from_dict(apply_overrides(base.resolved(), [f"method.name={method}", f"seed={seed}"]),
                                    f"{method} (seed {seed})")
             t0 = time.perf_counter()
-            result = train(cfg, run_dir=run_dir, overwrite=overwrite or not (run_dir / "model.pt").exists(),
-                           progress=progress)
-            entry = {"method": method, "seed": seed, "run_dir": str(run_dir), "train_seconds": time.perf_counter() - t0,
-                     "selected_step": result.selected_step, "steps": result.steps,
-                     "label_free_score": result.summary.get("selection_score")}
+            reuse = not overwrite and (run_dir / "summary.json").exists() and (run_dir / "model.pt").exists()
+            if reuse:
+                summary = json.loads((run_dir / "summary.json").read_text())
+                steps, selected, score = summary["steps"], summary["selected_step"], summary.get("selection_score")
+            else:
+                result = train(cfg, run_dir=run_dir, overwrite=True, progress=progress, volumes=volumes)
+                steps, selected = result.steps, result.selected_step
+                score = result.summary.get("selection_score")
+            entry = {"method": method, "seed": seed, "run_dir": str(run_dir), "reused": reuse,
+                     "train_seconds": None if reuse else time.perf_counter() - t0, "steps": steps,
+                     "selected_step": selected, "label_free_score": score}
             if cfg.target.eval is not None:
-                summary = _eval_target(cfg, result.model_path, run_dir, cfg.train.device, progress)
-                entry["metrics"] = {title: _get(summary, sec, m) for (sec, m), title in KEY_METRICS.items()}
+                entry["metrics"] = evaluate_on_target(cfg, run_dir / "model.pt", run_dir, cfg.train.device, progress,
+                                                      instances)
             runs.append(entry)
+    titles = list(KEY_METRICS.values()) + (list(INSTANCE_METRICS.values()) if instances else [])
     table = []
     for method in methods:
         rows = [r for r in runs if r["method"] == method]
-        row = {"method": method, "seeds": len(rows),
-               "train_seconds": float(np.mean([r["train_seconds"] for r in rows]))}
-        for title in KEY_METRICS.values():
-            vals = [r["metrics"][title] for r in rows if r.get("metrics") and r["metrics"][title] is not None]
+        secs = [r["train_seconds"] for r in rows if r["train_seconds"] is not None]
+        row = {"method": method, "seeds": len(rows), "train_seconds": float(np.mean(secs)) if secs else None,
+               "steps": [r["steps"] for r in rows], "selected_step": [r["selected_step"] for r in rows]}
+        for title in titles:
+            vals = [r["metrics"][title] for r in rows if r.get("metrics") and r["metrics"].get(title) is not None]
             row[title] = (float(np.mean(vals)), float(np.std(vals))) if vals else None
         table.append(row)
-    result = {"config_hash": base.hash(), "budget": {"steps": base.train.steps, "batch_source": base.train.batch_source,
-              "batch_target": base.train.batch_target, "patch_size": list(base.data.patch_size)},
-              "seeds": seeds, "runs": runs, "table": table, "version": __version__}
+    b = base.train
+    result = {"config_hash": base.hash(), "columns": titles, "seeds": seeds, "runs": runs, "table": table,
+              "budget": {"steps": b.steps, "max_minutes": b.max_minutes, "batch_source": b.batch_source,
+                         "batch_target": b.batch_target, "patch_size": list(base.data.patch_size),
+                         "voxel_size": list(base.data.voxel_size) if base.data.voxel_size else None,
+                         "model": base.model.name, "channels": list(base.model.channels), "device": b.device},
+              "version": __version__}
     (out / "comparison.json").write_text(json.dumps(result, indent=2))
     (out / "comparison.md").write_text(format_comparison(result) + "\n")
     return result
@@ -115,18 +157,21 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
 
 def format_comparison(result: dict) -> str:
     """Markdown table: metrics x100, mean +- std over seeds."""
-    titles = list(KEY_METRICS.values())
+    titles = result.get("columns") or list(KEY_METRICS.values())
     b = result["budget"]
-    lines = [f"Budget: {b['steps']} steps, batch {b['batch_source']} source + {b['batch_target']} target, patch "
-             f"{'x'.join(map(str, b['patch_size']))}; seeds {', '.join(map(str, result['seeds']))}. "
-             "Target metrics x100 (per-section mean unless marked vol), mean +- std over seeds.", "",
+    budget = f"{b['steps']} steps" + (f" or {b['max_minutes']:g} min" if b.get("max_minutes") else "")
+    lines = [f"Budget: {budget}, batch {b['batch_source']} source + {b['batch_target']} target, patch "
+             f"{'x'.join(map(str, b['patch_size']))}, {b.get('model', '')} {b.get('channels', '')}; seeds "
+             f"{', '.join(map(str, result['seeds']))}. Target metrics x100 (per-section means, DA-ISC protocol, "
+             "and whole volume '(vol)'), mean +- std over seeds.", "",
              "| method | " + " | ".join(titles) + " | train s |",
              "|---" * (len(titles) + 2) + "|"]
     for row in result["table"]:
         cells = []
         for t in titles:
-            v = row[t]
-            cells.append("-" if v is None or math.isnan(v[0]) else
+            v = row.get(t)
+            cells.append("-" if v is None else
                          (f"{100 * v[0]:.1f}" + (f" +- {100 * v[1]:.1f}" if row["seeds"] > 1 else "")))
-        lines.append(f"| {row['method']} | " + " | ".join(cells) + f" | {row['train_seconds']:.0f} |")
+        secs = "-" if row.get("train_seconds") is None else f"{row['train_seconds']:.0f}"
+        lines.append(f"| {row['method']} | " + " | ".join(cells) + f" | {secs} |")
     return "\n".join(lines)

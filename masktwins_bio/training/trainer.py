@@ -133,8 +133,7 @@ class Trainer:
                 self.validate(step + 1)
             if self.due(step, self.cfg.train.checkpoint_every):
                 self.save_checkpoint(step + 1)
-            if self.should_stop():
-                self.step = step + 1
+            if self.should_stop() or self.out_of_time():
                 break
         return self.finish()
 
@@ -218,8 +217,20 @@ class Trainer:
     def build_optimizer(self) -> None:
         t = self.cfg.train
         self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: warmup_poly(s, t.warmup_steps, t.steps, t.poly_power))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
+        self._t_start = time.perf_counter()
+
+    def lr_factor(self, step: int) -> float:
+        """Warm-up then poly decay over the step budget, or over the time budget when ``train.max_minutes`` is set."""
+        t = self.cfg.train
+        if t.max_minutes is None or step < t.warmup_steps:
+            return warmup_poly(step, t.warmup_steps, t.steps, t.poly_power)
+        elapsed = (time.perf_counter() - self._t_start) / (60 * t.max_minutes)
+        return max(0.0, 1.0 - min(1.0, max(elapsed, step / t.steps))) ** t.poly_power
+
+    def out_of_time(self) -> bool:
+        t = self.cfg.train
+        return t.max_minutes is not None and time.perf_counter() - self._t_start > 60 * t.max_minutes
 
     def build_datasets(self) -> None:
         cfg, v = self.cfg, self.vols
