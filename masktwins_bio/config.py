@@ -67,7 +67,24 @@ def _positive_triple(value, name: str):
     return value
 
 
-class DomainConfig(_Section):
+class _VolumeSection(_Section):
+    """Fields every volume section has: a path spec, a voxel-size override and a region of interest."""
+
+    image: str
+    voxel_size: Optional[Triple] = None
+    roi: Optional[str] = None
+
+    _check_vs = field_validator("voxel_size")(lambda v: _positive_triple(v, "voxel_size"))
+
+    @field_validator("roi")
+    @classmethod
+    def _check_roi(cls, v):
+        if v is not None:
+            parse_roi(v)
+        return v
+
+
+class DomainConfig(_VolumeSection):
     """One labelled or unlabelled EM volume.
 
     Attributes:
@@ -82,23 +99,11 @@ class DomainConfig(_Section):
         roi: Optional sub-region in voxels of the file, e.g. ``"0:4, :, :"`` (numpy slice syntax per axis, z, y, x).
     """
 
-    image: str
     labels: Optional[str] = None
-    voxel_size: Optional[Triple] = None
     label_threshold: float = Field(1.0, gt=0)
-    roi: Optional[str] = None
-
-    _check_vs = field_validator("voxel_size")(lambda v: _positive_triple(v, "voxel_size"))
-
-    @field_validator("roi")
-    @classmethod
-    def _check_roi(cls, v):
-        if v is not None:
-            parse_roi(v)
-        return v
 
 
-class TargetConfig(_Section):
+class TargetConfig(_VolumeSection):
     """The unlabelled target domain used for adaptation, plus an optional labelled evaluation set.
 
     Attributes:
@@ -108,19 +113,7 @@ class TargetConfig(_Section):
         eval: Optional labelled target volume used only to report metrics, never for training or model selection.
     """
 
-    image: str
-    voxel_size: Optional[Triple] = None
-    roi: Optional[str] = None
     eval: Optional[DomainConfig] = None
-
-    _check_vs = field_validator("voxel_size")(lambda v: _positive_triple(v, "voxel_size"))
-
-    @field_validator("roi")
-    @classmethod
-    def _check_roi(cls, v):
-        if v is not None:
-            parse_roi(v)
-        return v
 
 
 class AugmentConfig(_Section):
