@@ -8,8 +8,6 @@ learning happens; the masked voxels of MaskTwins then take the value 0, the norm
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 
@@ -21,18 +19,24 @@ __all__ = ["volume_statistics", "normalize", "NORMALIZATION_MODES"]
 NORMALIZATION_MODES = ("zscore", "percentile")
 
 
-def _sample_blocks(vol: Volume, max_voxels: int, block=(8, 128, 128), seed: int = 0):
+def _sample_blocks(vol: Volume, max_voxels: int, seed: int = 0):
+    """Whole chunks (the unit a store decodes) spread over the volume, up to ``max_voxels`` voxels in total.
+
+    Without chunks, blocks of 8 x 128 x 128; slice folders have one-section chunks, so whole sections are sampled.
+    """
     shape = np.asarray(vol.shape)
     if vol.size <= max_voxels:
         yield vol[:]
         return
-    block = np.minimum(np.asarray(block), shape)
+    block = np.minimum(np.asarray(vol.chunks or (8, 128, 128)), shape)
+    if np.prod(block) > max_voxels // 4:  # huge chunks (whole sections of a big stack): parts of them
+        block = np.minimum(block, (max(1, block[0] // 2), 512, 512))
     n_blocks = max(1, int(max_voxels // np.prod(block)))
-    rng = np.random.default_rng(seed)
-    # a jittered grid of block origins: spread over the volume, deterministic
-    for _ in range(n_blocks):
-        origin = [int(rng.integers(0, s - b + 1)) for s, b in zip(shape, block)]
-        yield vol[tuple(slice(o, o + b) for o, b in zip(origin, block))]
+    grid = np.maximum(1, shape // block)
+    cells = np.random.default_rng(seed).permutation(int(np.prod(grid)))[:n_blocks]  # distinct aligned cells
+    for cell in cells:
+        origin = np.minimum(np.array(np.unravel_index(int(cell), grid)) * block, shape - block)
+        yield vol[tuple(slice(int(o), int(o + b)) for o, b in zip(origin, block))]
 
 
 def volume_statistics(vol: Volume, max_voxels: int = 4_000_000, seed: int = 0) -> dict:

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -464,8 +465,38 @@ def _read_slice(path: Path, kind: str) -> np.ndarray:
         raise InputError(f"{path}: cannot be decoded as an image ({type(exc).__name__}: {exc}); the file may be corrupt") from None
 
 
+class SectionCache:
+    """A bounded LRU cache of decoded sections (per process; not pickled).
+
+    Patch reads from formats that decode whole sections (PNG/TIFF slices, compressed TIFF pages) would otherwise
+    decode the same sections again for every patch. Only partial-section reads fill the cache: streaming whole
+    sections (convert, info) passes through, so it cannot raise the memory of a conversion.
+    """
+
+    def __init__(self, max_bytes: int = 512 * 2**20):
+        self.max_bytes = max_bytes
+        self._data: "OrderedDict[int, np.ndarray]" = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, z: int, load, store: bool) -> np.ndarray:
+        with self._lock:
+            if z in self._data:
+                self._data.move_to_end(z)
+                return self._data[z]
+        data = load(z)
+        if store and data.nbytes <= self.max_bytes:
+            with self._lock:
+                self._data[z] = data
+                self._bytes += data.nbytes
+                while self._bytes > self.max_bytes:
+                    _, old = self._data.popitem(last=False)
+                    self._bytes -= old.nbytes
+        return data
+
+
 class SliceFolderArray:
-    """A folder of per-section image files read lazily, one file per z."""
+    """A folder of per-section image files read lazily, one file per z (decoded sections cached for patch reads)."""
 
     def __init__(self, files: list[Path], kind: str, shape_yx: tuple[int, int], dtype):
         self.files = files
@@ -473,18 +504,28 @@ class SliceFolderArray:
         self.shape = (len(files),) + tuple(shape_yx)
         self.dtype = np.dtype(dtype)
         self.chunks = (1,) + tuple(shape_yx)
+        self._cache = SectionCache()
+
+    def _load(self, z: int) -> np.ndarray:
+        data = _read_slice(self.files[z], self.kind)
+        if data.shape != self.shape[1:]:
+            raise InputError(f"{self.files[z]}: slice has shape {data.shape} but the folder's slices are {self.shape[1:]}")
+        return data
 
     def __getitem__(self, key):
         sl = normalize_key(key, self.shape)
+        partial = sl[1] != slice(0, self.shape[1]) or sl[2] != slice(0, self.shape[2])
         out = np.empty([s.stop - s.start for s in sl], dtype=self.dtype)
         for i, z in enumerate(range(sl[0].start, sl[0].stop)):
-            data = _read_slice(self.files[z], self.kind)
-            if data.shape != self.shape[1:]:
-                raise InputError(
-                    f"{self.files[z]}: slice has shape {data.shape} but the folder's slices are {self.shape[1:]}"
-                )
-            out[i] = data[sl[1], sl[2]]
+            out[i] = self._cache.get(z, self._load, store=partial)[sl[1], sl[2]]
         return out
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_cache"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._cache = SectionCache()
 
 
 def _probe_slice(path: Path, kind: str) -> tuple[tuple[int, int], np.dtype]:

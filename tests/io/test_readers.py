@@ -212,3 +212,18 @@ def test_non_positive_voxel_size(tmp_path, stack):
     write_ome_zarr(tmp_path / "v.zarr", stack, voxel_size=(50, 4, 4))
     with pytest.raises(InputError, match="must be positive"):
         open_volume(tmp_path / "v.zarr", voxel_size=(0, 4, 4))
+
+
+def test_patch_reads_of_slice_folders_decode_each_section_once(tmp_path, rng, monkeypatch):
+    import masktwins_bio.io.readers as readers
+
+    stack = rng.integers(0, 255, (4, 32, 32), dtype=np.uint8)
+    vol = open_volume(write_slices(tmp_path / "s", stack))
+    calls = []
+    real = readers._read_slice
+    monkeypatch.setattr(readers, "_read_slice", lambda p, k: calls.append(p) or real(p, k))
+    for _ in range(3):
+        np.testing.assert_array_equal(vol[0:4, 2:10, 5:9], stack[0:4, 2:10, 5:9])
+    assert len(calls) == 4  # patches: each section decoded once, then served from the cache
+    vol[:]  # whole sections stream through without filling the cache further
+    assert len(calls) == 4
