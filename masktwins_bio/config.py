@@ -120,7 +120,23 @@ class AugmentConfig(_Section):
     """Data augmentation applied by the patch loader (MONAI dictionary transforms plus EM-specific ones).
 
     Geometric transforms are applied to source and target patches; intensity transforms to source patches (target
-    patches get their strong intensity augmentation inside the method, identically for both masked views).
+    patches get their strong intensity augmentation inside the method, identically for both masked views). Ranges
+    apply to normalised intensities.
+
+    Attributes:
+        flip: Random flips along z, y and x.
+        rot90: Random in-plane 90-degree rotations (square patches only).
+        transpose_z: Swap z with y/x: ``auto`` only for near-isotropic voxels and cubic patches.
+        intensity_prob: Probability of each intensity transform (gamma, scale, shift, noise).
+        contrast: Range of the multiplicative contrast factor.
+        brightness: Maximum additive brightness shift.
+        gamma: Range of the gamma exponent (applied with mean and std retained).
+        noise_std: Maximum standard deviation of additive Gaussian noise.
+        blur_prob: Probability of an in-plane Gaussian blur.
+        blur_sigma: Range of the blur sigma in voxels.
+        missing_section_prob: Probability that one section of a source patch is blanked (lost section).
+        section_blur_prob: Probability that one section is blurred (out-of-focus section).
+        misalign_prob: Probability that the sections above a random z are shifted in-plane (misalignment).
     """
 
     flip: bool = True
@@ -149,6 +165,7 @@ class DataConfig(_Section):
         normalization: ``zscore`` (mean/std) or ``percentile`` (1st/99th percentile to [-1, 1]); statistics are
             estimated per volume from a strided sample, so each domain is normalised by its own statistics.
         num_workers: DataLoader worker processes (0 loads in the main process).
+        augment: Augmentation settings.
     """
 
     voxel_size: Optional[Triple] = None

@@ -49,7 +49,7 @@ def run(args) -> int:
     import torch
 
     from ..config import load_config
-    from ..training.compare import compare, format_comparison
+    from ..training import compare, format_comparison
     from ..training.harness import build_experiment, summarize_shapes
 
     preset = args.preset or ("gpu" if (args.device != "cpu" and torch.cuda.is_available()) else "cpu")

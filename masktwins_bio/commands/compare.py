@@ -36,7 +36,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..training.compare import compare, format_comparison
+    from ..training import compare, format_comparison
 
     result = compare(args.config, args.methods, seeds=args.seeds, out_dir=args.out, overrides=args.overrides,
                      progress=not args.no_progress, overwrite=args.overwrite)

@@ -114,6 +114,23 @@ class ContingencyTable:
     def ids(self, which: str) -> np.ndarray:
         return self.sizes(which)[0]
 
+    def best_iou(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, best IoU with any instance of the other volume) of the ``"gt"`` or ``"pred"`` instances.
+
+        GT side: near 0 = missed, (0, 0.5) = merged/split/badly shaped, above 0.5 = matched. Prediction side: near
+        0 = false positives.
+        """
+        other = "pred" if which == "gt" else "gt"
+        ids, sizes = self.sizes(which)
+        other_ids, other_sizes = self.sizes(other)
+        both = (self.pred != 0) & (self.gt != 0)
+        mine = np.searchsorted(ids, getattr(self, which)[both])
+        theirs = np.searchsorted(other_ids, getattr(self, other)[both])
+        inter = self.count[both]
+        best = np.zeros(ids.size)
+        np.maximum.at(best, mine, inter / (sizes[mine] + other_sizes[theirs] - inter))
+        return ids, best
+
 
 class ContingencyAccumulator:
     """Accumulate a :class:`ContingencyTable` block by block (memory ~ number of distinct overlapping pairs)."""

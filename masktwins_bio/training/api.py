@@ -1,4 +1,4 @@
-"""Library entry points for training: :func:`train` and :func:`compare` (the method ladder)."""
+"""Library entry point for training: :func:`train` (the method ladder is in :mod:`.ladder`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 from ..config import Config, load_config
 from .trainer import Trainer, TrainResult
 
-__all__ = ["train", "compare"]
+__all__ = ["train"]
 
 
 def _as_config(config, overrides=None) -> Config:
@@ -41,8 +41,3 @@ def train(config: Config | str | os.PathLike, overrides: Optional[Sequence[str]]
     cfg = _as_config(config, overrides)
     return Trainer(cfg, run_dir=run_dir, resume=resume, overwrite=overwrite, progress=progress, **kwargs).run()
 
-
-def compare(*args, **kwargs):
-    from .compare import compare as _compare
-
-    return _compare(*args, **kwargs)

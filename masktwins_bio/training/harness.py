@@ -3,7 +3,7 @@
 Given a labelled source, an unlabelled target (for adaptation) and a labelled target test set - each as any path
 spec with a voxel size from its metadata or given explicitly - :func:`build_experiment` writes a complete
 :class:`~masktwins_bio.config.Config` (training voxel size, a patch that fits every volume, a CPU- or GPU-sized
-network) and :func:`~masktwins_bio.training.compare.compare` runs the methods with a fixed budget (steps or
+network) and :func:`~masktwins_bio.training.compare` runs the methods with a fixed budget (steps or
 wall-clock minutes) and reports the DA-ISC metrics (pixel AP, F1, MCC, IoU; per section and whole volume) and the
 instance metrics.
 """

@@ -133,3 +133,17 @@ def test_streamed_table_equals_whole(block_shape):
     np.testing.assert_allclose(whole.score_sums, streamed.score_sums, rtol=1e-12)
     assert whole.n_voxels == streamed.n_voxels == int(np.prod(shape))
     assert streamed.background_count == int(((pred == 0) & (gt == 0)).sum())
+
+
+def test_best_iou_per_instance():
+    from masktwins_bio.metrics import contingency_table
+
+    gt = np.zeros((1, 1, 10), np.uint32)
+    gt[0, 0, :4], gt[0, 0, 6:] = 1, 2
+    pred = np.zeros_like(gt)
+    pred[0, 0, :4], pred[0, 0, 5:7], pred[0, 0, 9] = 7, 8, 9  # exact, partial, partial
+    table = contingency_table(pred, gt)
+    ids, best = table.best_iou("gt")
+    assert ids.tolist() == [1, 2] and best.tolist() == pytest.approx([1.0, 1 / 4])  # gt 2: best of 1/5, 1/4
+    ids, best = table.best_iou("pred")
+    assert ids.tolist() == [7, 8, 9] and best.tolist() == pytest.approx([1.0, 1 / 5, 1 / 4])

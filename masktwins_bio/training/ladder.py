@@ -44,7 +44,8 @@ def evaluate_on_target(cfg: Config, model_path, out_dir, device: str = "auto", p
     """Predict the labelled target evaluation volume (``target.eval``) and evaluate it.
 
     Writes ``target_probability.zarr`` and ``summary.json`` (and ``target_instances.zarr`` +
-    ``instance_summary.json`` with ``instances``) to ``out_dir``.
+    ``instance_summary.json`` with ``instances``) to ``out_dir`` (a folder of its own: a run directory's
+    ``summary.json`` is the trainer's).
 
     Returns:
         ``{column title: value}`` with the :data:`KEY_METRICS` (and :data:`INSTANCE_METRICS`).
@@ -63,7 +64,10 @@ def evaluate_on_target(cfg: Config, model_path, out_dir, device: str = "auto", p
     prob = predict(model_path, image, out_dir / "target_probability.zarr", overwrite=True, device=device,
                    overlap=cfg.inference.overlap, sw_batch_size=cfg.inference.sw_batch_size, tta=cfg.inference.tta,
                    progress=progress)
-    summary = evaluate(prob, labels, out_dir / "summary.json", gt_threshold=e.label_threshold, overwrite=True,
+    # a threshold of 1 is what instance ids and 0/1 masks need anyway; passing it would make evaluate treat
+    # instance ground truth as a mask (touching objects merged), so it is only given when it binarises
+    gt_threshold = e.label_threshold if e.label_threshold != 1 else None
+    summary = evaluate(prob, labels, out_dir / "summary.json", gt_threshold=gt_threshold, overwrite=True,
                        instance=False, progress=progress)
     sem = summary["semantic"]
     metrics = {title: _value(sem.get(sec, {}).get(m)) for (sec, m), title in KEY_METRICS.items()}
@@ -74,7 +78,7 @@ def evaluate_on_target(cfg: Config, model_path, out_dir, device: str = "auto", p
         inst = segment(prob, out_dir / "target_instances.zarr", threshold=s.threshold, method=s.method,
                        min_size=s.min_size, seed_distance=s.seed_distance, connectivity=s.connectivity,
                        overwrite=True, progress=progress)
-        isum = evaluate(inst, labels, out_dir / "instance_summary.json", gt_threshold=e.label_threshold, prob=prob,
+        isum = evaluate(inst, labels, out_dir / "instance_summary.json", gt_threshold=gt_threshold, prob=prob,
                         instance=True, overwrite=True, progress=progress)
         metrics.update({title: _value(isum.get("instance", {}).get(k)) for k, title in INSTANCE_METRICS.items()})
     return metrics
@@ -99,7 +103,7 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
     Returns:
         The comparison dict (also written to ``comparison.json``).
     """
-    from .api import _as_config, train
+    from .api import _as_config, train  # noqa: I001 (api imports nothing from here: no cycle)
 
     base = _as_config(config, overrides)
     unknown = [m for m in methods if m not in METHOD_NAMES]
@@ -117,9 +121,11 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
             cfg = config_from_dict(apply_overrides(base.resolved(), [f"method.name={method}", f"seed={seed}"]),
                                    f"{method} (seed {seed})")
             t0 = time.perf_counter()
-            reuse = not overwrite and (run_dir / "summary.json").exists() and (run_dir / "model.pt").exists()
-            if reuse:
-                summary = json.loads((run_dir / "summary.json").read_text())
+            summary_path = run_dir / "summary.json"
+            reuse = (not overwrite and summary_path.exists() and (run_dir / "model.pt").exists()
+                     and json.loads(summary_path.read_text()).get("config_hash") == cfg.hash())
+            if reuse:  # a finished run of exactly this configuration
+                summary = json.loads(summary_path.read_text())
                 steps, selected, score = summary["steps"], summary["selected_step"], summary.get("selection_score")
             else:
                 result = train(cfg, run_dir=run_dir, overwrite=True, progress=progress, volumes=volumes)
@@ -129,8 +135,8 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
                      "train_seconds": None if reuse else time.perf_counter() - t0, "steps": steps,
                      "selected_step": selected, "label_free_score": score}
             if cfg.target.eval is not None:
-                entry["metrics"] = evaluate_on_target(cfg, run_dir / "model.pt", run_dir, cfg.train.device, progress,
-                                                      instances)
+                entry["metrics"] = evaluate_on_target(cfg, run_dir / "model.pt", run_dir / "target_eval",
+                                                      cfg.train.device, progress, instances)
             runs.append(entry)
     titles = list(KEY_METRICS.values()) + (list(INSTANCE_METRICS.values()) if instances else [])
     table = []
