@@ -132,11 +132,15 @@ class TargetEvaluator:
 
     @staticmethod
     def crop_slices(shape, max_voxels: int):
+        """A central crop of at most ``max_voxels``, shrinking y/x first (thin stacks keep all their sections)."""
         shape = np.asarray(shape)
-        if np.prod(shape) <= max_voxels:
-            return tuple(slice(0, int(s)) for s in shape)
-        f = (max_voxels / np.prod(shape)) ** (1 / 3)
-        size = np.maximum(1, np.floor(shape * f)).astype(int)
+        size = shape.copy()
+        if np.prod(size) > max_voxels:
+            f = min(1.0, np.sqrt(max_voxels / np.prod(shape)))
+            size[1:] = np.maximum(64, np.floor(shape[1:] * f)).astype(int)
+            size = np.minimum(size, shape)
+            if np.prod(size) > max_voxels:
+                size[0] = max(1, int(max_voxels // np.prod(size[1:])))
         start = (shape - size) // 2
         return tuple(slice(int(a), int(a + s)) for a, s in zip(start, size))
 

@@ -270,7 +270,8 @@ class Trainer:
             img = v.eval_image.resampled(self.voxel_size) if v.eval_image.voxel_size else v.eval_image
             lab = v.eval_labels.with_voxel_size(v.eval_image.voxel_size)
             lab = lab.resampled(self.voxel_size) if lab.voxel_size else lab
-            sl = TargetEvaluator.crop_slices(img.shape, 16_000_000)
+            # a central crop keeps validation cheap (the full evaluation is predict + evaluate after training)
+            sl = TargetEvaluator.crop_slices(img.shape, 16_000_000 if self.device.type == "cuda" else 4_000_000)
             from ..data.normalize import normalize, volume_statistics
 
             stats = volume_statistics(v.eval_image, seed=cfg.seed)
