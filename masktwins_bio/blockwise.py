@@ -25,6 +25,13 @@ sliding-window overlap). Regions are in voxels of the grid's volume; :attr:`Bloc
   network inference: identical on the same device type and thread settings) and a killed driver can resume.
   Per-worker state (e.g. one loaded model per worker, pinned to one GPU) is the task's business, see
   :mod:`masktwins_bio.inference.worker`.
+* **Progress and stopping.** ``callback(desc, done, total)`` reports progress in *voxels* (of the blocks' write
+  regions, so edge blocks count for what they are): once when the pass starts (``done`` = voxels already done on
+  resume) and after every finished block, always on the calling thread. ``should_stop()`` is polled between blocks;
+  once it returns True no new block is started, blocks already computed are written and marked, and
+  :class:`~masktwins_bio.errors.Cancelled` is raised (dask: blocks not yet running are cancelled). The output is then
+  left exactly as after ``kill -9``: incomplete and resumable. :func:`track_blocks` gives the same hooks (and the
+  tqdm bar) to simple serial loops over blocks, e.g. ``evaluate``.
 
 Running on a SLURM cluster needs no code change: start a dask-jobqueue cluster (``pip install dask-jobqueue``),
 scale it, and hand its scheduler address to the CLI or the API. The output and input must live on a file system
@@ -59,17 +66,21 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequen
 
 import numpy as np
 
-from .errors import InputError
+from .errors import Cancelled, InputError
 
-__all__ = ["Block", "BlockGrid", "DoneMarkers", "StagedTask", "run_blockwise", "work_folder", "EXECUTORS",
-           "WORK_FOLDER", "output_chunks", "default_block", "prepare_output", "check_resumable", "finish_output",
-           "jsonable"]
+__all__ = ["Block", "BlockGrid", "DoneMarkers", "StagedTask", "run_blockwise", "track_blocks",
+           "ProgressCallback", "StopCheck", "work_folder", "EXECUTORS", "WORK_FOLDER", "output_chunks",
+           "default_block", "prepare_output", "check_resumable", "finish_output", "jsonable"]
 
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("serial", "dask")
 Result = Optional[dict]
 WORK_FOLDER = ".masktwins_work"
+#: ``callback(desc, done, total)``: progress of a pass in voxels (see the module docstring)
+ProgressCallback = Callable[[str, int, int], None]
+#: ``should_stop() -> bool``: polled between blocks; True stops the call with :class:`~masktwins_bio.errors.Cancelled`
+StopCheck = Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -255,6 +266,77 @@ def _dask_block(task, block: Block, done: Optional[DoneMarkers]):
     return block.block_id, result
 
 
+# -- progress and stopping -----------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """Progress of one pass over blocks, in voxels: a tqdm bar, a ``callback`` and the ``should_stop`` poll.
+
+    A context manager; the bar leaves no line behind when the pass ends with an error.
+
+    Args:
+        desc: Name of the pass (bar label, first argument of ``callback``).
+        total: Voxels of the pass. ``done``: voxels already done (resume).
+        progress: Show the tqdm bar; ``leave``: keep it on the terminal when done.
+        callback, should_stop: See the module docstring.
+    """
+
+    def __init__(self, desc: str, total: int, done: int = 0, *, progress: bool = True, leave: bool = True,
+                 callback: Optional[ProgressCallback] = None, should_stop: Optional[StopCheck] = None):
+        from tqdm import tqdm
+
+        self.desc, self.total, self.done = desc, int(total), int(done)
+        self.callback, self.should_stop = callback, should_stop
+        self.bar = tqdm(total=self.total, initial=self.done, unit="vox", unit_scale=True, desc=desc,
+                        disable=not progress, leave=leave, dynamic_ncols=True)
+        self._report()
+
+    def _report(self) -> None:
+        if self.callback is not None:
+            self.callback(self.desc, self.done, self.total)
+
+    def stop_requested(self) -> bool:
+        return self.should_stop is not None and bool(self.should_stop())
+
+    def cancelled(self) -> Cancelled:
+        return Cancelled(f"{self.desc}: stopped after {self.done} of {self.total} voxels")
+
+    def advance(self, voxels: int) -> None:
+        self.done += int(voxels)
+        self.bar.update(voxels)
+        self._report()
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is not None:
+            self.bar.leave = False  # an error message should stand alone on the terminal
+        self.bar.close()
+
+
+def _voxels(block: Block) -> int:
+    return int(np.prod(block.write_shape))
+
+
+def track_blocks(blocks: Iterable[Block], desc: str, *, progress: bool = False,
+                 callback: Optional[ProgressCallback] = None,
+                 should_stop: Optional[StopCheck] = None) -> Iterator[Block]:
+    """Iterate over ``blocks`` in this thread with the hooks of :func:`run_blockwise` (and a transient bar).
+
+    ``should_stop`` is polled before each block (True raises :class:`~masktwins_bio.errors.Cancelled`);
+    ``callback(desc, done, total)`` (voxels) is called at the start and once the loop body has finished a block.
+    """
+    blocks = list(blocks)
+    with _Progress(desc, sum(map(_voxels, blocks)), progress=progress, leave=False, callback=callback,
+                   should_stop=should_stop) as prog:
+        for block in blocks:
+            if prog.stop_requested():
+                raise prog.cancelled()
+            yield block
+            prog.advance(_voxels(block))
+
+
 # -- scheduler -----------------------------------------------------------------------------------------------------
 
 
@@ -270,6 +352,8 @@ def run_blockwise(
     desc: str = "blocks",
     blocks: Optional[Iterable[Block]] = None,
     prefetch: int = 2,
+    callback: Optional[ProgressCallback] = None,
+    should_stop: Optional[StopCheck] = None,
 ) -> dict[int, dict]:
     """Run ``process_block`` on every block of ``grid`` (or on ``blocks``), skipping blocks already done.
 
@@ -286,9 +370,14 @@ def run_blockwise(
         desc: Label of the progress bar.
         blocks: A subset of the grid's blocks to run (default: all).
         prefetch: Blocks read ahead by the serial executor.
+        callback: ``callback(desc, done, total)`` in voxels, at the start and after every finished block.
+        should_stop: Polled between blocks; when it returns True the run stops cleanly (see the module docstring).
 
     Returns:
         ``{block_id: result}`` for every block with a non-``None`` result, including those skipped on resume.
+
+    Raises:
+        Cancelled: ``should_stop()`` returned True; finished blocks are marked done, the rest can be resumed.
     """
     if executor not in EXECUTORS:
         raise InputError(f"executor {executor!r} is not known; choose one of {', '.join(EXECUTORS)}")
@@ -305,31 +394,28 @@ def run_blockwise(
                 results[b.block_id] = r
         else:
             todo.append(b)
-    nvox = {b.block_id: int(np.prod(b.write_shape)) for b in blocks}
-    from tqdm import tqdm
+    nvox = {b.block_id: _voxels(b) for b in blocks}
+    with _Progress(desc, sum(nvox.values()), sum(nvox[b.block_id] for b in blocks if b.block_id in finished),
+                   progress=progress, callback=callback, should_stop=should_stop) as prog:
 
-    bar = tqdm(total=sum(nvox.values()), initial=sum(nvox[b.block_id] for b in blocks if b.block_id in finished),
-               unit="vox", unit_scale=True, desc=desc, disable=not progress, dynamic_ncols=True)
+        def finish(block_id: int, result: Result) -> None:
+            if result is not None:
+                results[block_id] = result
+            prog.advance(nvox[block_id])
 
-    def finish(block_id: int, result: Result) -> None:
-        if result is not None:
-            results[block_id] = result
-        bar.update(nvox[block_id])
-
-    try:
+        stopped = False
         if todo and executor == "serial":
-            _run_serial(process_block, todo, done, finish, prefetch)
+            stopped = _run_serial(process_block, todo, done, finish, prefetch, prog.stop_requested)
         elif todo:
-            _run_dask(process_block, todo, done, finish, address, num_workers)
-    except BaseException:
-        bar.leave = False  # an error message should stand alone on the terminal
-        raise
-    finally:
-        bar.close()
+            stopped = _run_dask(process_block, todo, done, finish, address, num_workers, prog.stop_requested)
+        if stopped:
+            raise prog.cancelled()
     return results
 
 
-def _run_serial(task, todo: list[Block], done: Optional[DoneMarkers], finish, prefetch: int) -> None:
+def _run_serial(task, todo: list[Block], done: Optional[DoneMarkers], finish, prefetch: int, stop) -> bool:
+    """Run ``todo`` in this process; returns True when ``stop()`` ended the run early."""
+
     def write_and_mark(block: Block, out) -> Result:
         result = task.write(block, out)
         if done is not None:
@@ -338,11 +424,13 @@ def _run_serial(task, todo: list[Block], done: Optional[DoneMarkers], finish, pr
 
     if not isinstance(task, StagedTask):
         for block in todo:
+            if stop():
+                return True
             result = task(block)
             if done is not None:
                 done.mark(block.block_id, result)
             finish(block.block_id, result)
-        return
+        return False
     # read-ahead and write-behind: at most `prefetch` reads in flight, 2 writes queued, 1 block computing
     with ThreadPoolExecutor(1, thread_name_prefix="mtb-read") as reader, \
             ThreadPoolExecutor(1, thread_name_prefix="mtb-write") as writer:
@@ -357,8 +445,12 @@ def _run_serial(task, todo: list[Block], done: Optional[DoneMarkers], finish, pr
 
         for _ in range(max(1, prefetch)):
             submit_read()
+        stopped = False
         try:
             while reads:
+                if stop():  # computed blocks are still written and marked below; pending reads are dropped
+                    stopped = True
+                    break
                 block, fut = reads.popleft()
                 data = fut.result()
                 submit_read()
@@ -369,6 +461,8 @@ def _run_serial(task, todo: list[Block], done: Optional[DoneMarkers], finish, pr
                 while len(writes) > 2:
                     b, f = writes.popleft()
                     finish(b.block_id, f.result())
+            for _, f in reads:
+                f.cancel()
             while writes:
                 b, f = writes.popleft()
                 finish(b.block_id, f.result())
@@ -376,6 +470,7 @@ def _run_serial(task, todo: list[Block], done: Optional[DoneMarkers], finish, pr
             for _, f in itertools.chain(reads, writes):
                 f.cancel()
             raise
+    return stopped
 
 
 def _default_workers() -> int:
@@ -389,7 +484,8 @@ def _default_workers() -> int:
     return 2
 
 
-def _run_dask(task, todo: list[Block], done: Optional[DoneMarkers], finish, address, num_workers) -> None:
+def _run_dask(task, todo: list[Block], done: Optional[DoneMarkers], finish, address, num_workers, stop) -> bool:
+    """Run ``todo`` on a dask cluster; returns True when ``stop()`` ended the run early."""
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -412,15 +508,29 @@ def _run_dask(task, todo: list[Block], done: Optional[DoneMarkers], finish, addr
         window = max(4, 2 * sum(client.nthreads().values()))
         pending_blocks = iter(todo)
         queue = as_completed()
+        running: set = set()
+
+        def submit(block: Block) -> None:
+            fut = client.submit(_dask_block, task_future, block, done, pure=False)
+            running.add(fut)
+            queue.add(fut)
+
+        if stop():
+            return True
         for block in itertools.islice(pending_blocks, window):
-            queue.add(client.submit(_dask_block, task_future, block, done, pure=False))
+            submit(block)
         for fut in queue:
+            running.discard(fut)
             block_id, result = fut.result()
             finish(block_id, result)
             fut.release()
             block = next(pending_blocks, None)
+            if (block is not None or running) and stop():
+                client.cancel(list(running))  # queued blocks never start; a running one may still finish and mark
+                return True
             if block is not None:
-                queue.add(client.submit(_dask_block, task_future, block, done, pure=False))
+                submit(block)
+        return False
     finally:
         client.close()
         if cluster is not None:

@@ -3,11 +3,13 @@
 Everything a user can get wrong (a path, a key, a value) raises :class:`UserError` with a single-line message that
 names the offending file, key or value and says how to fix it. The CLI prints the message and exits with status 2,
 the napari widgets show it as a notification; neither prints a traceback for it.
+
+:class:`Cancelled` is not a user error: a library call raises it when its ``should_stop`` hook asked it to stop.
 """
 
 from __future__ import annotations
 
-__all__ = ["UserError", "ConfigError", "InputError", "one_line"]
+__all__ = ["UserError", "ConfigError", "InputError", "Cancelled", "one_line"]
 
 
 def one_line(message: str) -> str:
@@ -28,3 +30,11 @@ class ConfigError(UserError, ValueError):
 
 class InputError(UserError, ValueError):
     """An input volume, path or argument is invalid."""
+
+
+class Cancelled(Exception):
+    """A blockwise call stopped between blocks because its ``should_stop()`` returned True.
+
+    Outputs are left exactly as after an interrupt: marked ``complete: false`` and resumable (``resume=True``).
+    Only callers that pass ``should_stop`` can get it (the CLI never does).
+    """

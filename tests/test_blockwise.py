@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from masktwins_bio.blockwise import BlockGrid, DoneMarkers, run_blockwise
-from masktwins_bio.errors import InputError
+from masktwins_bio.blockwise import BlockGrid, DoneMarkers, run_blockwise, track_blocks
+from masktwins_bio.errors import Cancelled, InputError
 
 
 def test_grid_blocks_cover_volume():
@@ -113,6 +113,86 @@ def test_dask_equals_serial(tmp_path):
         run_blockwise(grid, staged, executor="dask", address=cluster.scheduler_address, progress=False)
     assert {k: v["v"].tolist() for k, v in dask.items()} == {k: v["v"].tolist() for k, v in serial.items()}
     assert DoneMarkers(tmp_path / "m").done_ids() == set(range(len(grid)))
+
+
+def _plain(results: dict) -> dict:
+    return {k: {name: a.tolist() for name, a in v.items()} for k, v in results.items()}
+
+
+class StopAfter:
+    """``should_stop`` that turns True once ``k`` blocks have been reported done; records the callback calls."""
+
+    def __init__(self, k=None):
+        self.k = k
+        self.calls = []
+
+    def callback(self, desc, done, total):
+        self.calls.append((desc, done, total))
+
+    def __call__(self):
+        return self.k is not None and len(self.calls) - 1 >= self.k  # the first call reports the start
+
+
+@pytest.mark.parametrize("staged", [False, True])
+def test_callback_counts_voxels_up_to_total(tmp_path, staged):
+    grid = BlockGrid((5, 4, 4), (2, 3, 4))  # edge blocks are smaller
+    hooks = StopAfter()
+    run_blockwise(grid, Staged() if staged else _square, done=tmp_path / "m", progress=False, desc="pass",
+                  callback=hooks.callback, should_stop=hooks)
+    dones = [d for _, d, _ in hooks.calls]
+    assert len(hooks.calls) == len(grid) + 1 and dones[0] == 0 and dones[-1] == 5 * 4 * 4
+    assert dones == sorted(dones) and {(desc, total) for desc, _, total in hooks.calls} == {("pass", 80)}
+    again = StopAfter()  # a resumed pass starts at what is already done
+    run_blockwise(grid, _square, done=tmp_path / "m", progress=False, callback=again.callback)
+    assert [d for _, d, _ in again.calls] == [80]
+
+
+@pytest.mark.parametrize("staged", [False, True])
+def test_should_stop_between_blocks_then_resume(tmp_path, staged):
+    grid = BlockGrid((6, 4, 4), (1, 2, 2))  # 24 blocks
+    reference = run_blockwise(grid, Staged() if staged else _square, progress=False)
+    task = Staged() if staged else _square
+    done = DoneMarkers(tmp_path / "m")
+    hooks = StopAfter(3)
+    with pytest.raises(Cancelled):
+        run_blockwise(grid, task, done=done, progress=False, callback=hooks.callback, should_stop=hooks)
+    # stopped between blocks: the finished ones (3, plus those already computed when staged) are marked
+    assert 3 <= len(done.done_ids()) <= 6 and len(hooks.calls) - 1 == len(done.done_ids())
+    if staged:
+        assert set(task.written) == done.done_ids()  # computed blocks were written, nothing else
+    resumed = run_blockwise(grid, Staged() if staged else _square, done=done, progress=False)
+    assert _plain(resumed) == _plain(reference)
+    with pytest.raises(Cancelled):  # asked to stop before the first block: nothing runs
+        run_blockwise(grid, _square, done=tmp_path / "m2", progress=False, should_stop=lambda: True)
+    assert not (tmp_path / "m2").exists()
+
+
+def test_track_blocks_hooks():
+    grid = BlockGrid((4, 4, 4), (2, 4, 4))
+    hooks = StopAfter()
+    assert len(list(track_blocks(grid, "loop", callback=hooks.callback, should_stop=hooks))) == 2
+    assert hooks.calls == [("loop", 0, 64), ("loop", 32, 64), ("loop", 64, 64)]
+    seen = []
+    with pytest.raises(Cancelled):
+        for block in track_blocks(grid, "loop", should_stop=lambda: bool(seen)):
+            seen.append(block.block_id)
+    assert seen == [0]
+
+
+def test_dask_should_stop_cancels_the_rest(tmp_path):
+    from distributed import LocalCluster
+
+    grid = BlockGrid((8, 4, 4), (1, 2, 2))  # 32 blocks
+    done = DoneMarkers(tmp_path / "m")
+    hooks = StopAfter(2)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with pytest.raises(Cancelled):
+            run_blockwise(grid, _square, executor="dask", address=cluster.scheduler_address, done=done,
+                          progress=False, callback=hooks.callback, should_stop=hooks)
+        assert 2 <= len(done.done_ids()) < len(grid)
+        results = run_blockwise(grid, _square, executor="dask", address=cluster.scheduler_address, done=done,
+                                progress=False)
+    assert {k: int(v["v"][0]) for k, v in results.items()} == {b: b * b for b in range(len(grid))}
 
 
 def test_unknown_executor():

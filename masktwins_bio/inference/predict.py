@@ -46,6 +46,8 @@ from ..blockwise import (
     Block,
     BlockGrid,
     DoneMarkers,
+    ProgressCallback,
+    StopCheck,
     check_resumable,
     default_block,
     finish_output,
@@ -273,6 +275,8 @@ def predict(
     voxel_size: Optional[Sequence[float]] = None,
     window: Optional[Sequence[int]] = None,
     ome_version: str = "0.4",
+    callback: Optional[ProgressCallback] = None,
+    should_stop: Optional[StopCheck] = None,
 ) -> Path:
     """Foreground probabilities of a volume of any size, written blockwise to OME-Zarr (resumable).
 
@@ -296,6 +300,8 @@ def predict(
         voxel_size: Input voxel size in nm (z, y, x), overriding (or supplying missing) metadata.
         window: Sliding-window size (voxels); default the model's training patch size.
         ome_version: ``0.4`` (Zarr v2) or ``0.5`` (Zarr v3).
+        callback: ``callback("predict", done, total)`` with output voxels, at the start and after every block.
+        should_stop: Polled between blocks; True stops the run (see :func:`~masktwins_bio.blockwise.run_blockwise`).
 
     Returns:
         The output path. Its voxel size is the model's (the input is resampled when they differ).
@@ -303,6 +309,7 @@ def predict(
     Raises:
         InputError: missing model/input, output exists without ``overwrite``/``resume``, resume with other
             settings, unknown input voxel size, ROI outside the volume, block shape not a multiple of the chunks.
+        Cancelled: ``should_stop()`` returned True; the output stays ``complete: false``, ``resume=True`` finishes it.
     """
     if tta not in TTA_MODES:
         raise InputError(f"tta {tta!r} is not known; choose one of {', '.join(TTA_MODES)}")
@@ -376,6 +383,7 @@ def predict(
         model=loaded if executor == "serial" else None,
     )
     run_blockwise(grid, task, done=DoneMarkers(work / "done_predict"), executor=executor, address=address,
-                  num_workers=num_workers, progress=progress, desc="predict")
+                  num_workers=num_workers, progress=progress, desc="predict", callback=callback,
+                  should_stop=should_stop)
     finish_output(writer)
     return out_path

@@ -23,7 +23,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .._version import __version__
-from ..blockwise import BlockGrid
+from ..blockwise import BlockGrid, ProgressCallback, StopCheck, track_blocks
 from ..errors import InputError
 from .inputs import align_inputs, open_ground_truth, open_prediction
 from .instance import ContingencyAccumulator, instance_metrics
@@ -59,16 +59,8 @@ def default_block_shape(shape: Sequence[int], chunks: Optional[Sequence[int]] = 
     return tuple(block)  # type: ignore[return-value]
 
 
-def _progress(iterable, total: int, desc: str, enabled: bool):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit="block", leave=False)
-
-
 def _label_mask(read_fg, grid: BlockGrid, what: str, path: str, connectivity: int, max_voxels: int,
-                progress: bool) -> np.ndarray:
+                blocks) -> np.ndarray:
     """Connected components of a binary mask held in memory (see the module docstring for the limit)."""
     import cc3d
 
@@ -80,7 +72,7 @@ def _label_mask(read_fg, grid: BlockGrid, what: str, path: str, connectivity: in
             "pass --no-instances"
         )
     mask = np.zeros(grid.shape, dtype=bool)
-    for block in _progress(grid, len(grid), f"reading {what} mask", progress):
+    for block in blocks(f"reading {what} mask"):
         mask[block.write_slices] = read_fg(block.write_slices)
     return cc3d.connected_components(mask, connectivity=connectivity)
 
@@ -104,6 +96,8 @@ def evaluate(
     max_label_voxels: int = MAX_LABEL_VOXELS,
     overwrite: bool = False,
     progress: bool = False,
+    callback: Optional[ProgressCallback] = None,
+    should_stop: Optional[StopCheck] = None,
 ) -> dict:
     """Evaluate a prediction against ground truth, streamed block by block.
 
@@ -129,6 +123,10 @@ def evaluate(
         max_label_voxels: Largest binary mask labelled in memory.
         overwrite: Replace an existing summary.json.
         progress: Show progress bars.
+        callback: ``callback(desc, done, total)`` in voxels, per pass (``evaluate``, then for binary masks
+            ``reading ... mask`` and ``instances``), at the start of each pass and after every block.
+        should_stop: Polled between blocks; True stops with :class:`~masktwins_bio.errors.Cancelled` and writes
+            nothing.
 
     Returns:
         The summary dict (also written to ``output``): ``semantic`` (``per_section_mean``, ``whole_volume``,
@@ -139,6 +137,7 @@ def evaluate(
     Raises:
         InputError: unreadable/incomplete inputs, unsupported dtypes, probabilities outside [0, 1], negative or float
             GT, shape mismatch, bad ROI/block shape, existing output.
+        Cancelled: ``should_stop()`` returned True (no summary.json is written).
     """
     if instance not in ("auto", True, False):
         raise InputError(f"instance={instance!r}: use 'auto', True or False")
@@ -175,9 +174,12 @@ def evaluate(
     else:
         grid = BlockGrid(shape, block_shape, chunks=chunks)
 
+    def blocks(desc: str):
+        return track_blocks(grid, desc, progress=progress, callback=callback, should_stop=should_stop)
+
     sem = SemanticAccumulator(shape, p_src.score_kind, per_section)
     cont = ContingencyAccumulator() if do_instances else None
-    for block in _progress(grid, len(grid), "evaluate", progress):
+    for block in blocks("evaluate"):
         sl = block.write_slices
         scores, pred_fg, pred_ids = p_src.read(sl)
         gt_fg, gt_ids = g_src.read(sl)
@@ -197,14 +199,14 @@ def evaluate(
             pred_lab = gt_lab = None
             if relabel_pred:
                 pred_lab = _label_mask(lambda s: p_src.read(s)[1], grid, "prediction", p_src.volume.path,
-                                       connectivity, max_label_voxels, progress)
+                                       connectivity, max_label_voxels, blocks)
                 sources["prediction"] = cc_text
             if relabel_gt:
                 gt_lab = _label_mask(lambda s: g_src.read(s)[0], grid, "ground truth", g_src.volume.path,
-                                     connectivity, max_label_voxels, progress)
+                                     connectivity, max_label_voxels, blocks)
                 sources["ground_truth"] = cc_text
             cont = ContingencyAccumulator()
-            for block in _progress(grid, len(grid), "instances", progress):
+            for block in blocks("instances"):
                 sl = block.write_slices
                 pi = pred_lab[sl] if pred_lab is not None else p_src.read(sl)[2]
                 gi = gt_lab[sl] if gt_lab is not None else g_src.read(sl)[1]

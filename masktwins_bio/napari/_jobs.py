@@ -7,33 +7,27 @@ the events it emits into yields. The generator never raises: it returns a :class
 or ``error``), so the widget handles every outcome on the main thread and a failing job never reaches napari's
 exception handler.
 
-Progress and Cancel for blockwise library calls: ``predict``, ``segment`` and ``evaluate`` have no progress callback
-or cancel hook yet; they drive tqdm bars (``tqdm.tqdm`` in :func:`masktwins_bio.blockwise.run_blockwise`, one
-``update`` per finished block; ``tqdm.auto.tqdm`` iterated over blocks in ``evaluate``), created when the call runs.
-:func:`blockwise_progress` therefore installs tqdm subclasses that, for bars created by the calling thread only, stay
-silent in the terminal, report (description, done, total) and raise :class:`Cancelled` at bar creation or after a
-block once the cancel event is set. The run then stops between blocks exactly as after an interrupt: outputs stay
-marked ``complete: false`` and can be resumed. Bars of other threads behave as usual. Remove this shim once the
-library functions take ``callback=``/``should_stop=`` arguments like :func:`~masktwins_bio.training.train`.
+Progress and Cancel of library calls: ``predict``, ``segment``, ``evaluate`` (and ``train``) take ``callback=`` and
+``should_stop=`` hooks; :func:`library_hooks` makes them from the job's ``emit`` and the panel's cancel event, so a
+job reports ``("progress", (desc, done, total))`` events and stops between blocks exactly as the library does for any
+caller (:class:`~masktwins_bio.errors.Cancelled`; outputs stay ``complete: false`` and resumable).
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import logging
 import queue
 import shutil
 import tempfile
 import threading
 import traceback
-from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Iterator, Optional
+from pathlib import Path
+from typing import Any, Callable, Generator, Optional
 
-__all__ = ["Cancelled", "JobResult", "run_job", "blockwise_progress", "Emit", "temporary_folder"]
+from ..errors import Cancelled
 
-log = logging.getLogger("masktwins_bio.napari")
+__all__ = ["Cancelled", "JobResult", "run_job", "library_hooks", "Emit", "temporary_folder"]
 
 #: ``emit(kind, payload)``: send an event from the job thread to the widget (yielded on the main thread).
 Emit = Callable[[str, Any], None]
@@ -53,10 +47,6 @@ def temporary_folder(prefix: str) -> Path:
 def _remove_temporary() -> None:
     for path in _TEMPORARY:
         shutil.rmtree(path, ignore_errors=True)
-
-
-class Cancelled(Exception):
-    """Raised inside a job when the user pressed Cancel."""
 
 
 @dataclass
@@ -113,91 +103,14 @@ def run_job(fn: Callable[[Emit], Any], poll_s: float = 0.1) -> Generator[Optiona
     if outcome.get("cancelled"):
         return JobResult("cancelled")
     if "error" in outcome:
-        err = outcome["error"]
-        if isinstance(err, Cancelled):
-            return JobResult("cancelled")
-        return JobResult("error", error=err, traceback=outcome.get("traceback", ""))
+        return JobResult("error", error=outcome["error"], traceback=outcome.get("traceback", ""))
     return JobResult("ok", value=outcome.get("value"))
 
 
-# -- progress and cancel for blockwise library calls --------------------------------------------------------------
+def library_hooks(emit: Emit, cancel: threading.Event) -> dict:
+    """``callback``/``should_stop`` keyword arguments of a blockwise library call, reporting to ``emit``."""
 
-_local = threading.local()
-_patch_lock = threading.Lock()
-_patch_users = 0
-_originals: dict = {}
+    def callback(desc: str, done: int, total: int) -> None:
+        emit("progress", (desc, done, total))
 
-
-def _hooked_class(base):
-    class HookedTqdm(base):  # type: ignore[misc, valid-type]
-        """tqdm that reports to the creating thread's hook (if any) and honours its cancel event."""
-
-        def __init__(self, *args, **kwargs):
-            hook = getattr(_local, "hook", None)
-            if hook is not None:
-                kwargs["disable"] = True  # the widget shows the progress; keep the terminal quiet
-            super().__init__(*args, **kwargs)
-            self._mtb_hook = hook
-            self._mtb_desc = str(kwargs.get("desc") or (args[1] if len(args) > 1 else "") or "")
-            self._mtb_total = float(self.total or 0)
-            self._mtb_n = float(kwargs.get("initial", 0) or 0)
-            if hook is not None:
-                hook(self._mtb_desc, self._mtb_n, self._mtb_total)
-
-        def _mtb_advance(self, n) -> None:
-            self._mtb_n += float(n or 0)
-            self._mtb_hook(self._mtb_desc, self._mtb_n, self._mtb_total)
-
-        def update(self, n=1):
-            out = super().update(n)
-            if getattr(self, "_mtb_hook", None) is not None:
-                self._mtb_advance(n)
-            return out
-
-        def __iter__(self):
-            if getattr(self, "_mtb_hook", None) is None:
-                yield from super().__iter__()
-                return
-            for item in super().__iter__():  # disabled: plain iteration, counted here
-                yield item
-                self._mtb_advance(1)
-
-    HookedTqdm.__name__ = HookedTqdm.__qualname__ = base.__name__
-    return HookedTqdm
-
-
-@contextlib.contextmanager
-def blockwise_progress(emit: Emit, cancel: Optional[threading.Event] = None) -> Iterator[None]:
-    """Report tqdm progress of library calls made by this thread as ``emit("progress", (desc, n, total))``.
-
-    While active, ``cancel.set()`` makes the next bar creation or update raise :class:`Cancelled` (between blocks).
-    """
-    global _patch_users
-    import tqdm as tqdm_module
-    import tqdm.auto as tqdm_auto
-
-    def hook(desc: str, n: float, total: float) -> None:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled()
-        emit("progress", (desc, n, total))
-
-    with _patch_lock:
-        if _patch_users == 0:
-            for module in (tqdm_module, tqdm_auto):
-                _originals[module] = module.tqdm
-                module.tqdm = _hooked_class(module.tqdm)
-        _patch_users += 1
-    previous = getattr(_local, "hook", None)
-    _local.hook = hook
-    try:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled()
-        yield
-    finally:
-        _local.hook = previous
-        with _patch_lock:
-            _patch_users -= 1
-            if _patch_users == 0:
-                for module, original in _originals.items():
-                    module.tqdm = original
-                _originals.clear()
+    return {"callback": callback, "should_stop": cancel.is_set}

@@ -11,18 +11,24 @@ from typing import Optional
 
 import numpy as np
 
+from ..blockwise import ProgressCallback, StopCheck
+from ..errors import Cancelled
 from ..io import Volume
 
 __all__ = ["instance_table"]
 
 
-def instance_table(volume: Volume, slab_depth: Optional[int] = None, progress: bool = False) -> dict[str, np.ndarray]:
+def instance_table(volume: Volume, slab_depth: Optional[int] = None, progress: bool = False,
+                   callback: Optional[ProgressCallback] = None,
+                   should_stop: Optional[StopCheck] = None) -> dict[str, np.ndarray]:
     """Id, size, bounding box and centroid of every instance (label > 0).
 
     Args:
         volume: A label volume (integer, 0 = background).
         slab_depth: Sections read at a time (default: the volume's chunk depth).
         progress: Show a tqdm bar over the sections.
+        callback: ``callback("measure instances", done, total)`` in voxels, before every slab and at the end.
+        should_stop: Polled between slabs; True raises :class:`~masktwins_bio.errors.Cancelled`.
 
     Returns:
         Arrays sorted by id: ``id`` (uint64), ``voxels`` (int64), ``volume_um3`` (float64; NaN without voxel size),
@@ -34,8 +40,14 @@ def instance_table(volume: Volume, slab_depth: Optional[int] = None, progress: b
     from tqdm import tqdm
 
     ids_l, counts_l, lo_l, hi_l, sums_l = [], [], [], [], []
-    bar = tqdm(total=volume.shape[0], desc="measure instances", unit="section", disable=not progress, leave=False)
+    desc, plane, total = "measure instances", int(np.prod(volume.shape[1:])), int(np.prod(volume.shape))
+    bar = tqdm(total=volume.shape[0], desc=desc, unit="section", disable=not progress, leave=False)
     for z0, slab in volume.iter_slabs(slab_depth):
+        if callback is not None:
+            callback(desc, z0 * plane, total)
+        if should_stop is not None and should_stop():
+            bar.close()
+            raise Cancelled(f"{desc}: stopped at section {z0}")
         slab = np.asarray(slab)
         bar.update(slab.shape[0])
         if not slab.any():
@@ -54,6 +66,8 @@ def instance_table(volume: Volume, slab_depth: Optional[int] = None, progress: b
         hi_l.append(boxes[keep][:, 1::2] + offset + 1)
         sums_l.append((cent[keep] + offset) * n[keep, None])
     bar.close()
+    if callback is not None:
+        callback(desc, total, total)
     if not ids_l:
         empty3 = np.zeros((0, 3), dtype=np.int64)
         return {"id": np.zeros(0, np.uint64), "voxels": np.zeros(0, np.int64), "volume_um3": np.zeros(0),

@@ -46,6 +46,8 @@ from ..blockwise import (
     Block,
     BlockGrid,
     DoneMarkers,
+    ProgressCallback,
+    StopCheck,
     check_resumable,
     default_block,
     finish_output,
@@ -244,10 +246,11 @@ def _results(res: dict, n_blocks: int, key: str, empty: np.ndarray) -> list[np.n
 
 def _label_blockwise(ctx: _Context, grid: BlockGrid, local, output, *, method: str, connectivity: int,
                      min_size: int, seed_radius, work: Optional[Path], executor: str, address, num_workers,
-                     progress: bool, out_dtype) -> int:
+                     progress: bool, out_dtype, callback: Optional[ProgressCallback],
+                     should_stop: Optional[StopCheck]) -> int:
     """The four passes (seeds for watershed, label, merge, relabel); returns the number of objects."""
     run = partial(run_blockwise, grid, executor=executor, address=address, num_workers=num_workers,
-                  progress=progress)
+                  progress=progress, callback=callback, should_stop=should_stop)
 
     def done(name: str) -> Optional[DoneMarkers]:
         return DoneMarkers(work / f"done_{name}") if work is not None else None
@@ -284,7 +287,8 @@ def _check_common(method: str, connectivity: int, min_size: int) -> None:
 
 def _run_to_store(vol: Volume, fg: Foreground, output, *, task: str, settings: dict, provenance: dict, method: str,
                   connectivity: int, min_size: int, seed_distance: float, block_shape, chunks, overwrite: bool,
-                  resume: bool, executor: str, address, num_workers, progress: bool, ome_version: str) -> Path:
+                  resume: bool, executor: str, address, num_workers, progress: bool, ome_version: str,
+                  callback: Optional[ProgressCallback], should_stop: Optional[StopCheck]) -> Path:
     """Shared by :func:`segment` and :func:`label_components`: output checks, resume, the passes, finalisation."""
     import zarr
 
@@ -317,7 +321,7 @@ def _run_to_store(vol: Volume, fg: Foreground, output, *, task: str, settings: d
         n = _label_blockwise(_Context(vol, fg, vs), grid, str(work / "local"), str(out_path / "0"), method=method,
                              connectivity=connectivity, min_size=min_size, seed_radius=radius, work=work,
                              executor=executor, address=address, num_workers=num_workers, progress=progress,
-                             out_dtype=writer.dtype)
+                             out_dtype=writer.dtype, callback=callback, should_stop=should_stop)
     except UserError:
         if not resuming:  # bad input found mid-way: leave nothing behind that could be mistaken for an output
             shutil.rmtree(out_path, ignore_errors=True)
@@ -352,6 +356,8 @@ def segment(
     progress: bool = True,
     voxel_size: Optional[Sequence[float]] = None,
     ome_version: str = "0.4",
+    callback: Optional[ProgressCallback] = None,
+    should_stop: Optional[StopCheck] = None,
 ) -> Path:
     """Instances from a probability volume, blockwise, consistent across chunks; writes OME-Zarr labels.
 
@@ -371,6 +377,9 @@ def segment(
         progress: Progress bars.
         voxel_size: nm (z, y, x), overrides the input's (needed by ``watershed`` when the input has none).
         ome_version: ``0.4`` (Zarr v2) or ``0.5`` (Zarr v3).
+        callback: ``callback(desc, done, total)`` per pass (``segment: label``, ...; voxels), at the start of each
+            pass and after every block.
+        should_stop: Polled between blocks; True stops the run (see :func:`~masktwins_bio.blockwise.run_blockwise`).
 
     Returns:
         The output path; its provenance holds ``n_instances``.
@@ -378,6 +387,7 @@ def segment(
     Raises:
         InputError: output exists without ``overwrite``/``resume``, wrong dtype, probabilities outside [0, 1],
             block shape not a multiple of the chunks, bad settings.
+        Cancelled: ``should_stop()`` returned True; the output stays ``complete: false``, ``resume=True`` finishes it.
     """
     _check_common(method, connectivity, min_size)
     if not 0 < threshold < 1:
@@ -407,7 +417,7 @@ def segment(
                          connectivity=connectivity, min_size=min_size, seed_distance=seed_distance,
                          block_shape=block_shape, chunks=chunks, overwrite=overwrite, resume=resume,
                          executor=executor, address=address, num_workers=num_workers, progress=progress,
-                         ome_version=ome_version)
+                         ome_version=ome_version, callback=callback, should_stop=should_stop)
 
 
 def label_components(
@@ -424,6 +434,8 @@ def label_components(
     address: Optional[str] = None,
     num_workers: Optional[int] = None,
     progress: bool = False,
+    callback: Optional[ProgressCallback] = None,
+    should_stop: Optional[StopCheck] = None,
 ) -> Union[Path, np.ndarray]:
     """Connected components of a binary mask (any non-zero voxel is foreground), blockwise.
 
@@ -431,7 +443,8 @@ def label_components(
         mask: Mask volume (path spec, ``Volume`` or array), e.g. binary ground truth.
         output: ``.zarr`` path for the labels; ``None`` returns an in-memory array (small volumes; serial only).
         connectivity: 6, 18 or 26. ``min_size``: remove smaller objects (global sizes).
-        block_shape, chunks, overwrite, resume, executor, address, num_workers, progress: as for :func:`segment`.
+        block_shape, chunks, overwrite, resume, executor, address, num_workers, progress, callback, should_stop: as
+            for :func:`segment`.
 
     Returns:
         The output path, or a ``uint32`` (``uint64`` for huge volumes) array with objects ``1..n``.
@@ -450,7 +463,7 @@ def label_components(
                              provenance=provenance, method="cc", connectivity=connectivity, min_size=min_size,
                              seed_distance=1.0, block_shape=block_shape, chunks=chunks, overwrite=overwrite,
                              resume=resume, executor=executor, address=address, num_workers=num_workers,
-                             progress=progress, ome_version="0.4")
+                             progress=progress, ome_version="0.4", callback=callback, should_stop=should_stop)
     if executor != "serial":
         raise InputError("label_components without an output path runs in memory (serial); give an output .zarr "
                          "path to use the dask executor")
@@ -460,5 +473,6 @@ def label_components(
     out = np.zeros(vol.shape, dtype=np.uint32 if vol.size < 2**32 else np.uint64)
     _label_blockwise(_Context(vol, fg, (1.0, 1.0, 1.0)), grid, local, out, method="cc", connectivity=connectivity,
                      min_size=min_size, seed_radius=(1, 1, 1), work=None, executor="serial", address=None,
-                     num_workers=None, progress=progress, out_dtype=out.dtype)
+                     num_workers=None, progress=progress, out_dtype=out.dtype, callback=callback,
+                     should_stop=should_stop)
     return out

@@ -15,7 +15,7 @@ import zarr
 
 from masktwins_bio import cli
 from masktwins_bio.data.normalize import normalize, volume_statistics
-from masktwins_bio.errors import InputError
+from masktwins_bio.errors import Cancelled, InputError
 from masktwins_bio.inference import predict, tta_predictor, window_starts
 from masktwins_bio.io import Volume, open_volume, write_ome_zarr
 from masktwins_bio.models import load_model
@@ -214,6 +214,23 @@ def test_kill_and_resume_identical(tmp_path, raw, tiny_model):
         if (reference / level).exists():
             np.testing.assert_array_equal(zarr.open_array(str(out / level))[:],
                                           zarr.open_array(str(reference / level))[:])
+
+
+def test_callback_and_should_stop_then_resume_identical(tmp_path, model_file, raw):
+    """Stopping through should_stop leaves a resumable output; resume gives the uninterrupted result."""
+    path, data = raw
+    kw = {"block_shape": (4, 16, 24), "progress": False, "device": "cpu"}  # 3 x 2 x 2 blocks
+    calls = []
+    reference = predict(model_file, path, tmp_path / "ref.zarr", callback=lambda *a: calls.append(a), **kw)
+    assert len(calls) == 13 and calls[0] == ("predict", 0, data.size) and calls[-1] == ("predict",) + (data.size,) * 2
+    out = tmp_path / "p.zarr"
+    calls.clear()
+    with pytest.raises(Cancelled):
+        predict(model_file, path, out, callback=lambda *a: calls.append(a), should_stop=lambda: len(calls) > 3, **kw)
+    assert provenance(out)["complete"] is False and 3 <= _markers(out) < 12
+    assert predict(model_file, path, out, resume=True, **kw) == out
+    assert provenance(out)["complete"] is True and not (out / ".masktwins_work").exists()
+    np.testing.assert_array_equal(read(out), read(reference))
 
 
 def test_resume_after_interrupted_pyramid(tmp_path, model_file, raw, monkeypatch):

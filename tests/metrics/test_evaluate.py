@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from masktwins_bio.cli import main
-from masktwins_bio.errors import InputError
+from masktwins_bio.errors import Cancelled, InputError
 from masktwins_bio.io import write_ome_zarr
 from masktwins_bio.metrics import contingency_table, evaluate, format_summary, instance_metrics, semantic_metrics
 
@@ -104,6 +104,24 @@ def test_binary_gt_becomes_connected_components(arrays):
     assert "per_section" not in s["semantic"] and "per-section" not in format_summary(s)
     with pytest.raises(InputError, match="in memory"):
         evaluate(arrays["labels"], gt_mask, gt_threshold=128, max_label_voxels=100)
+
+
+@pytest.mark.parametrize("stop_in", ["evaluate", "instances"])
+def test_callback_and_should_stop(arrays, tmp_path, stop_in):
+    gt_mask = (arrays["gt"] > 0).astype(np.uint8)  # binary GT: passes evaluate, reading ... mask, instances
+    calls = []
+    evaluate(arrays["labels"], gt_mask, tmp_path / "ok", block_shape=(2, 8, 8), callback=lambda *a: calls.append(a))
+    n = arrays["gt"].size
+    assert [c for c in calls if c[1] in (0, n)] == [(d, v, n) for d in ("evaluate", "reading ground truth mask",
+                                                                         "instances") for v in (0, n)]
+    assert len(calls) == 3 * (3 * 3 * 3 + 1)  # 27 blocks per pass
+    calls.clear()
+    out = tmp_path / "stopped"
+    with pytest.raises(Cancelled):
+        evaluate(arrays["labels"], gt_mask, out, block_shape=(2, 8, 8), callback=lambda *a: calls.append(a),
+                 should_stop=lambda: calls[-1][0] == stop_in and calls[-1][1] > 0)
+    assert calls[-1][0] == stop_in and 0 < calls[-1][1] < n
+    assert (tmp_path / "ok" / "summary.json").is_file() and not out.exists()
 
 
 def test_roi_crops_both_or_gt_only(arrays):

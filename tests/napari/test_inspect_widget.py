@@ -87,3 +87,37 @@ def test_metrics_for_labels_and_probabilities(widget, pair_viewer, tiny_pair, wa
     widget.run()
     assert wait_job(widget).status == "ok"
     assert widget.summary["instance"]["ap75"] == pytest.approx(1.0) and "AP@0.75" in widget.metrics.value
+
+
+def test_evaluate_reports_progress_and_cancels(widget, pair_viewer, wait_job, monkeypatch):
+    import threading
+
+    import masktwins_bio.napari._widgets.inspect as module
+    from masktwins_bio.errors import Cancelled
+
+    real_evaluate = module.evaluate
+    started, raised, reports = threading.Event(), [], []
+
+    def gated_evaluate(*args, callback, **kwargs):
+        def hold_after_first_block(desc, done, total):
+            reports.append((desc, done, total))
+            callback(desc, done, total)
+            if done:
+                started.set()
+                widget.cancel_requested.wait(30)  # hold the job until the test presses Cancel
+
+        try:
+            return real_evaluate(*args, callback=hold_after_first_block, block_shape=(1, 51, 51), **kwargs)
+        except Cancelled as exc:
+            raised.append(exc)
+            raise
+
+    monkeypatch.setattr(module, "evaluate", gated_evaluate)
+    gt = pair_viewer.layers["target ground truth"]
+    widget.prediction.value = gt
+    widget.ground_truth.value = gt  # starts evaluating
+    assert started.wait(30)
+    widget.cancel_button.clicked.emit()
+    assert wait_job(widget).status == "cancelled" and raised
+    assert reports[0] == ("evaluate", 0, gt.data.size) and reports[-1][1] < gt.data.size
+    assert not hasattr(widget, "summary") and widget.status.value == "cancelled"

@@ -11,7 +11,7 @@ pytest.importorskip("napari")
 
 from masktwins_bio.errors import InputError  # noqa: E402
 from masktwins_bio.io import Volume  # noqa: E402
-from masktwins_bio.napari._jobs import Cancelled, blockwise_progress, run_job  # noqa: E402
+from masktwins_bio.napari._jobs import Cancelled, library_hooks, run_job  # noqa: E402
 from masktwins_bio.napari._layers import (layer_problem, layer_volume, layer_voxel_size, output_placement,  # noqa: E402
                                           parse_overrides, parse_triple)
 from masktwins_bio.napari._measure import instance_table  # noqa: E402
@@ -49,50 +49,30 @@ def test_run_job_outcomes():
     assert drain(run_job(cancelled))[1].status == "cancelled"
 
 
-def test_blockwise_progress_reports_and_cancels(tmp_path, model_file):
-    import tqdm
-
+def test_library_hooks_report_progress_and_cancel(tmp_path, model_file):
     from masktwins_bio.inference import predict
+    from masktwins_bio.io import open_volume
 
     data = np.random.default_rng(0).integers(0, 255, (8, 64, 64), dtype=np.uint8)
     vol = Volume(data, (40.0, 8.0, 8.0))
-    events = []
-    original = tqdm.tqdm
-    with blockwise_progress(lambda kind, payload: events.append(payload)):
-        assert tqdm.tqdm is not original
-        predict(model_file, vol, tmp_path / "p.zarr", progress=False, block_shape=(8, 32, 32), chunks=(8, 32, 32))
-    assert tqdm.tqdm is original  # restored
-    ns = [n for desc, n, total in events if desc == "predict"]
-    assert ns[0] == 0 and ns[-1] == data.size and len(ns) > 2 and ns == sorted(ns)  # reports between the 4 blocks
-
+    kw = {"progress": False, "block_shape": (8, 32, 32), "chunks": (8, 32, 32)}  # 4 blocks
     cancel = threading.Event()
-    seen = []
+    events, result = drain(run_job(lambda emit: predict(model_file, vol, tmp_path / "p.zarr", **kw,
+                                                        **library_hooks(emit, cancel))))
+    assert result.status == "ok" and {kind for kind, _ in events} == {"progress"}
+    assert [payload for _, payload in events] == [("predict", n, data.size) for n in range(0, data.size + 1, 8192)]
 
-    def emit(kind, payload):
-        seen.append(payload)
-        if payload[1] > 0:
-            cancel.set()  # press Cancel after the first block
+    def job(emit):
+        def emit_and_press_cancel(kind, payload):
+            emit(kind, payload)
+            if payload[1] > 0:
+                cancel.set()  # press Cancel after the first block
 
-    with pytest.raises(Cancelled), blockwise_progress(emit, cancel):
-        predict(model_file, vol, tmp_path / "c.zarr", progress=False, block_shape=(8, 32, 32), chunks=(8, 32, 32))
-    assert max(n for _, n, _ in seen) < data.size
-    from masktwins_bio.io import open_volume
+        return predict(model_file, vol, tmp_path / "c.zarr", **kw, **library_hooks(emit_and_press_cancel, cancel))
 
+    events, result = drain(run_job(job))
+    assert result.status == "cancelled" and max(n for _, (_, n, _) in events) < data.size
     assert open_volume(tmp_path / "c.zarr").attrs["masktwins_bio"]["complete"] is False  # resumable, not complete
-
-
-def test_progress_hook_is_per_thread():
-    import tqdm
-
-    reports = []
-    other = []
-    with blockwise_progress(lambda kind, payload: reports.append(payload)):
-        t = threading.Thread(target=lambda: other.append(list(tqdm.tqdm(range(3), disable=True))))
-        t.start()
-        t.join()
-        list(tqdm.tqdm(range(2), desc="mine"))
-    assert other == [[0, 1, 2]]
-    assert reports[-1] == ("mine", 2, 2)
 
 
 def test_layer_helpers():
@@ -140,3 +120,11 @@ def test_instance_table_matches_cc3d(tiny_pair):
     assert table["bbox_stop"].tolist() == [[s.stop for s in b] for b in boxes]
     np.testing.assert_allclose(table["volume_um3"], table["voxels"] * 25 * 10 * 10 / 1e9)
     assert len(instance_table(Volume(np.zeros((2, 4, 4), np.uint8), None))["id"]) == 0
+    calls = []
+    vol = Volume(labels, None)
+    instance_table(vol, slab_depth=5, callback=lambda *a: calls.append(a))
+    plane = labels[0].size
+    assert calls == [("measure instances", z * plane, labels.size) for z in range(0, labels.shape[0], 5)] + \
+        [("measure instances", labels.size, labels.size)]
+    with pytest.raises(Cancelled):
+        instance_table(vol, slab_depth=5, should_stop=lambda: True)

@@ -76,29 +76,45 @@ def test_predict_path_input_is_lazy(widget, pair_viewer, model_file, tiny_pair, 
     assert "target instances" not in pair_viewer.layers
 
 
-def test_cancel_stops_between_blocks(widget, pair_viewer, model_file, monkeypatch, wait_job, notes):
+def test_cancel_stops_between_blocks(widget, pair_viewer, model_file, monkeypatch, wait_job, notes, tmp_path):
     import masktwins_bio.napari._widgets.predict as module
+    from masktwins_bio.errors import Cancelled
+    from masktwins_bio.io import open_volume
 
     real_predict = module.predict
     started = threading.Event()
+    raised = []
 
-    def gated_predict(*args, **kwargs):
-        started.set()
-        widget.cancel_requested.wait(30)  # hold the job until the test presses Cancel
-        return real_predict(*args, **kwargs)
+    def gated_predict(*args, callback, **kwargs):
+        def hold_after_first_block(desc, done, total):
+            callback(desc, done, total)
+            if done:
+                started.set()
+                widget.cancel_requested.wait(30)  # hold the job until the test presses Cancel
+
+        try:  # 4 blocks, so that the library itself stops between blocks
+            return real_predict(*args, callback=hold_after_first_block, block_shape=(8, 32, 32), chunks=(8, 32, 32),
+                                **kwargs)
+        except Cancelled as exc:
+            raised.append(exc)
+            raise
 
     monkeypatch.setattr(module, "predict", gated_predict)
     widget.input_layer.value = pair_viewer.layers["target image"]
     widget.model.value = model_file
+    widget.output.value = tmp_path / "out"
     n_layers = len(pair_viewer.layers)
     widget.run()
     assert started.wait(30)
     assert widget.cancel_button.enabled and not widget.run_button.enabled
     widget.cancel_button.clicked.emit()  # the Cancel button
     result = wait_job(widget)
-    assert result.status == "cancelled"
+    assert result.status == "cancelled" and raised  # predict's should_stop hook ended the run
+    assert widget.status.value == "cancelled"
     assert len(pair_viewer.layers) == n_layers
-    assert any("cancelled" in n for n in notes())
+    assert any("cancelled" in n and "incomplete" in n for n in notes())
+    store = tmp_path / "out" / "target_image_probabilities.zarr"
+    assert open_volume(store).attrs["masktwins_bio"]["complete"] is False  # resumable, like after an interrupt
     assert widget.run_button.enabled and not widget.cancel_button.enabled
 
 

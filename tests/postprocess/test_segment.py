@@ -15,7 +15,7 @@ import zarr
 from scipy import ndimage
 
 from masktwins_bio import cli
-from masktwins_bio.errors import InputError
+from masktwins_bio.errors import Cancelled, InputError
 from masktwins_bio.io import open_volume, write_ome_zarr
 from masktwins_bio.postprocess import label_components, segment
 
@@ -216,3 +216,39 @@ def test_kill_and_resume_identical(tmp_path, kill_in):
             np.testing.assert_array_equal(zarr.open_array(str(out / level))[:],
                                           zarr.open_array(str(reference / level))[:])
     assert same_partition(open_volume(out)[:], cc3d.dust(cc3d.connected_components(mask), 4))
+
+
+@pytest.mark.parametrize("method,stop_in", [("cc", "label"), ("cc", "relabel"), ("watershed", "seeds")])
+def test_should_stop_then_resume_identical(tmp_path, method, stop_in):
+    """Stop through should_stop during a pass, resume=True, compare with an uninterrupted run byte for byte."""
+    mask = random_mask((8, 32, 32), 7, level=0.05)
+    path = prob_volume(tmp_path, (mask * 255).astype(np.uint8), chunks=(2, 8, 8))
+    kw = {"method": method, "block_shape": (2, 16, 16), "min_size": 4, "progress": False}  # 16 blocks
+    calls = []
+    reference = segment(path, tmp_path / "ref.zarr", callback=lambda *a: calls.append(a), **kw)
+    passes = (["segment: seeds"] if method == "watershed" else []) + ["segment: label", "segment: merge",
+                                                                      "segment: relabel"]
+    assert [c for c in calls if c[1] == 0] == [(p, 0, mask.size) for p in passes]
+    assert [c for c in calls if c[1] == mask.size] == [(p, mask.size, mask.size) for p in passes]
+    calls.clear()
+    out = tmp_path / "out.zarr"
+
+    def should_stop():
+        return sum(desc == f"segment: {stop_in}" for desc, _, _ in calls) > 4  # start + 4 blocks
+
+    with pytest.raises(Cancelled):
+        segment(path, out, callback=lambda *a: calls.append(a), should_stop=should_stop, **kw)
+    assert open_volume(out).attrs["masktwins_bio"]["complete"] is False
+    assert 4 <= _count(out / ".masktwins_work" / f"done_{stop_in}") < 16
+    segment(path, out, resume=True, **kw)
+    assert open_volume(out).attrs["masktwins_bio"]["complete"] is True
+    np.testing.assert_array_equal(open_volume(out)[:], open_volume(reference)[:])
+
+
+def test_label_components_in_memory_hooks():
+    mask = random_mask((6, 16, 16), 3)
+    calls = []
+    labels = label_components(mask, block_shape=(2, 8, 8), callback=lambda *a: calls.append(a))
+    assert same_partition(labels, cc3d.connected_components(mask)) and calls[-1] == ("segment: relabel", 1536, 1536)
+    with pytest.raises(Cancelled):
+        label_components(mask, block_shape=(2, 8, 8), should_stop=lambda: True)

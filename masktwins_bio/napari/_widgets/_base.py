@@ -225,6 +225,9 @@ class JobPanel(Container):
                 log.exception("masktwins-bio: handling %s event failed", kind)
 
     def _show_progress(self, desc: str, n: float, total: float) -> None:
+        # the status line first: updating napari's progress bar processes Qt events, which can run this job's later
+        # events (even its result) nested in this call, and they must have the last word
+        self.status.value = f"{desc}: {int(100 * n / total)} %" if total else f"{desc}…"
         pbar = self._pbar
         if pbar is None:
             return
@@ -237,7 +240,6 @@ class JobPanel(Container):
             pct = int(min(100, 100 * n / total))
             if pct > pbar.n:
                 pbar.update(pct - pbar.n)
-        self.status.value = f"{desc}: {int(100 * n / total) if total else 0} %" if total else f"{desc}…"
 
     def on_event(self, kind: str, payload) -> None:
         """Handle a job event on the main thread (subclasses)."""

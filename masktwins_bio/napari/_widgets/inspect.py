@@ -22,7 +22,7 @@ from magicgui.widgets import Container, FileEdit, FloatSpinBox, Label, LineEdit,
 from ...errors import InputError, UserError
 from ...masking import complementary_masks, default_mask_block
 from ...metrics import evaluate, format_summary
-from .._jobs import blockwise_progress
+from .._jobs import library_hooks
 from .._layers import layer_problem, layer_units, layer_volume, parse_triple, path_text, viewer_camera
 from .._measure import instance_table
 from ._base import JobPanel, layer_picker, notify_error, notify_info
@@ -217,8 +217,7 @@ class InspectWidget(JobPanel):
         cancel = self.cancel_requested
 
         def job(emit):
-            with blockwise_progress(emit, cancel):
-                return "measure", instance_table(vol, progress=True)
+            return "measure", instance_table(vol, **library_hooks(emit, cancel))
 
         return self.start_job(job, desc=f"measure {layer.name}")
 
@@ -277,8 +276,7 @@ class InspectWidget(JobPanel):
         cancel = self.cancel_requested
 
         def job(emit):
-            with blockwise_progress(emit, cancel):  # progress=True: its (silenced) bars report to the widget
-                summary = evaluate(pred_vol, gt_vol, threshold=threshold, pred_kind=kind, progress=True)
+            summary = evaluate(pred_vol, gt_vol, threshold=threshold, pred_kind=kind, **library_hooks(emit, cancel))
             return "metrics", summary
 
         self.metrics.value = f"evaluating {pred.name} against {gt.name}…"

@@ -22,7 +22,7 @@ from ...inference import predict
 from ...io import open_volume, split_h5_spec
 from ...postprocess import segment
 from .. import _reader
-from .._jobs import blockwise_progress, temporary_folder
+from .._jobs import library_hooks, temporary_folder
 from .._layers import (layer_problem, layer_units, layer_volume, layer_voxel_size, output_placement, parse_triple,
                        path_text, spec_exists)
 from ._base import JobPanel, layer_picker, notify_info
@@ -145,18 +145,18 @@ class PredictWidget(JobPanel):
         cancel = self.cancel_requested
 
         def job(emit):
+            hooks = library_hooks(emit, cancel)
             try:
-                with blockwise_progress(emit, cancel):
-                    source = vol if vol is not None else open_volume(path)
-                    if source.with_voxel_size(override).voxel_size is None:
-                        raise InputError(f"{source.path}: voxel size unknown; enter it as z,y,x nm in Voxel size")
-                    if not temporary:
-                        out_dir.mkdir(exist_ok=True)
-                    prob = predict(model, source, prob_path, progress=False, voxel_size=override, **settings)
-                    labels = None
-                    if method != "none":
-                        labels = segment(prob, labels_path, progress=False, overwrite=settings["overwrite"],
-                                         **seg_settings)
+                source = vol if vol is not None else open_volume(path)
+                if source.with_voxel_size(override).voxel_size is None:
+                    raise InputError(f"{source.path}: voxel size unknown; enter it as z,y,x nm in Voxel size")
+                if not temporary:
+                    out_dir.mkdir(exist_ok=True)
+                prob = predict(model, source, prob_path, progress=False, voxel_size=override, **settings, **hooks)
+                labels = None
+                if method != "none":
+                    labels = segment(prob, labels_path, progress=False, overwrite=settings["overwrite"],
+                                     **seg_settings, **hooks)
                 in_vs = source.with_voxel_size(override).voxel_size
                 return {"probabilities": prob, "instances": labels, "name": name, "input_voxel_size": in_vs,
                         "placement": placement, "temporary": temporary, "folder": out_dir}

@@ -1,0 +1,60 @@
+"""OmeZarrWriter.finalize: the parallel pyramid equals the plain numpy definition bit for bit, for any worker count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from masktwins_bio.io import create_ome_zarr
+
+
+def reference_level(data: np.ndarray, step, kind: str) -> np.ndarray:
+    """One pyramid step over the whole array, as the serial implementation computed it: strided pick (labels), or
+    block mean with edge replication (images; integers ``(sum + n // 2) // n`` in int64, floats a float64 mean)."""
+    if kind == "labels":
+        return data[:: step[0], :: step[1], :: step[2]]
+    out = [-(-n // s) for n, s in zip(data.shape, step)]
+    data = np.pad(data, [(0, o * s - n) for o, s, n in zip(out, step, data.shape)], mode="edge")
+    blocks = data.reshape(out[0], step[0], out[1], step[1], out[2], step[2])
+    n = int(np.prod(step))
+    if np.issubdtype(data.dtype, np.integer):
+        return ((blocks.sum(axis=(1, 3, 5), dtype=np.int64) + n // 2) // n).astype(data.dtype)
+    return blocks.mean(axis=(1, 3, 5), dtype=np.float64).astype(data.dtype)
+
+
+def random_volume(shape, dtype, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    if dtype == np.float16:  # signed, from subnormal to large values: float16 sums must stay exact
+        return (rng.standard_normal(shape) * 10.0 ** rng.uniform(-7, 4, shape)).astype(dtype)
+    if dtype.kind == "f":
+        return (rng.standard_normal(shape) * 1e3).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, shape, endpoint=True, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype,kind,ome_version", [
+    ("uint8", "image", "0.4"), ("uint8", "image", "0.5"), ("int8", "image", "0.4"), ("uint16", "image", "0.4"),
+    ("int16", "image", "0.4"), ("float16", "image", "0.4"), ("float32", "image", "0.4"), ("uint32", "image", "0.4"),
+    ("uint32", "labels", "0.4"), ("uint64", "labels", "0.5"),
+])
+def test_pyramid_is_bit_identical_for_any_worker_count(tmp_path, dtype, kind, ome_version):
+    shape = (9, 37, 70)  # odd sizes: edge blocks are completed by replication
+    data = random_volume(shape, dtype)
+    levels = []
+    for workers in (1, 3):
+        path = tmp_path / f"w{workers}.zarr"
+        writer = create_ome_zarr(path, shape, dtype, (30.0, 8.0, 8.0), chunks=(4, 16, 16), kind=kind,
+                                 ome_version=ome_version)
+        writer.write((0, 0, 0), data)
+        factors = writer.finalize(levels=5, workers=workers)
+        group = zarr.open_group(str(path), mode="r")
+        levels.append([group[str(i)][:] for i in range(len(factors))])
+    assert factors == [(1, 1, 1), (1, 2, 2), (1, 4, 4), (2, 8, 8), (4, 16, 16)]  # anisotropic, then isotropic
+    expected = data
+    for level, (f, prev) in enumerate(zip(factors[1:], factors), start=1):
+        expected = reference_level(expected, [a // b for a, b in zip(f, prev)], kind)
+        for got in (levels[0][level], levels[1][level]):
+            assert got.dtype == expected.dtype and got.shape == expected.shape
+            assert got.tobytes() == expected.tobytes(), f"level {level}"
