@@ -23,7 +23,7 @@ from ..config import AugmentConfig, MethodConfig
 from ..data.transforms import strong_intensity_augment
 from ..errors import ConfigError
 from ..masking import default_mask_block
-from .losses import build_source_loss, pseudo_labels
+from .losses import build_source_loss, pseudo_label_loss, pseudo_labels
 
 __all__ = ["UDAMethod", "register", "build_method", "METHODS"]
 
@@ -69,6 +69,10 @@ class UDAMethod:
                      ) -> dict[str, torch.Tensor]:
         """Weighted target loss terms (already multiplied by their lambdas)."""
         return {}
+
+    def pseudo_loss(self, logits: torch.Tensor, labels: torch.Tensor, weight) -> torch.Tensor:
+        """Loss of one student view against the pseudo-labels (``method.pseudo_loss``)."""
+        return pseudo_label_loss(logits, labels, weight, self.head, self.cfg.pseudo_loss)
 
     # -- the shared step --------------------------------------------------------------------------------------
     def ramp(self, step: int) -> float:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["pseudo_labels", "weighted_ce", "consistency_mse", "build_source_loss", "foreground_probability"]
+__all__ = ["pseudo_labels", "weighted_ce", "weighted_dice", "pseudo_label_loss", "consistency_mse",
+           "build_source_loss", "foreground_probability"]
 
 
 def foreground_probability(logits: torch.Tensor, head: str) -> torch.Tensor:
@@ -57,6 +58,36 @@ def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor
     else:
         ce = F.cross_entropy(logits.float(), labels, reduction="none")
     return (ce * weight).mean()
+
+
+def weighted_dice(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | float, head: str,
+                  smooth: float = 1.0) -> torch.Tensor:
+    """Soft foreground Dice loss against pseudo-labels, pooled over the batch.
+
+    A scalar ``weight`` scales the loss; a voxel weight masks the voxels entering the Dice sums. Pooling over the
+    whole batch keeps patches without foreground from dominating.
+    """
+    p = foreground_probability(logits, head)[:, 0]
+    y = labels.float()
+    if isinstance(weight, torch.Tensor) and weight.dim() > 0:
+        p, y, scale = p * weight, y * weight, 1.0
+    else:
+        scale = weight
+    dice = (2 * (p * y).sum() + smooth) / (p.sum() + y.sum() + smooth)
+    return scale * (1 - dice)
+
+
+def pseudo_label_loss(logits: torch.Tensor, labels: torch.Tensor, weight, head: str, kind: str = "ce"
+                      ) -> torch.Tensor:
+    """The loss of a student view against the teacher's pseudo-labels.
+
+    ``ce``: the paper's confidence-weighted cross-entropy. ``dice_ce``: plus a weighted soft Dice term, which keeps
+    the minority class (mitochondria, a few percent of voxels) from being self-trained away.
+    """
+    loss = weighted_ce(logits, labels, weight, head)
+    if kind == "dice_ce":
+        loss = loss + weighted_dice(logits, labels, weight, head)
+    return loss
 
 
 def consistency_mse(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:

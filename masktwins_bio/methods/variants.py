@@ -9,7 +9,7 @@ import torch
 
 from ..masking import apply_mask, block_mask, complementary_masks, random_pair_masks
 from .base import UDAMethod, register
-from .losses import consistency_mse, weighted_ce
+from .losses import consistency_mse, pseudo_label_loss
 
 __all__ = ["SourceOnly", "MeanTeacher", "MIC", "MaskTwinsRandomPair", "MaskTwins"]
 
@@ -32,7 +32,7 @@ class MeanTeacher(UDAMethod):
         return [target]
 
     def target_terms(self, view_logits, labels, weight):
-        return {"pseudo": self.cfg.lambda_target * weighted_ce(view_logits[0], labels, weight, self.head)}
+        return {"pseudo": self.cfg.lambda_target * self.pseudo_loss(view_logits[0], labels, weight)}
 
 
 @register
@@ -47,7 +47,7 @@ class MIC(UDAMethod):
         return [apply_mask(target, m)]
 
     def target_terms(self, view_logits, labels, weight):
-        return {"pseudo": self.cfg.lambda_target * weighted_ce(view_logits[0], labels, weight, self.head)}
+        return {"pseudo": self.cfg.lambda_target * self.pseudo_loss(view_logits[0], labels, weight)}
 
 
 @register
@@ -70,7 +70,7 @@ class MaskTwins(UDAMethod):
 
     def target_terms(self, view_logits, labels, weight):
         a, b = view_logits
-        pseudo = 0.5 * weighted_ce(a, labels, weight, self.head) + 0.5 * weighted_ce(b, labels, weight, self.head)
+        pseudo = 0.5 * self.pseudo_loss(a, labels, weight) + 0.5 * self.pseudo_loss(b, labels, weight)
         return {"pseudo": self.cfg.lambda_target * pseudo, "consistency": self.cfg.lambda_cm * consistency_mse(a, b)}
 
 

@@ -65,3 +65,20 @@ def test_source_loss_lower_for_right_answer(kind, head):
     assert fn(right, label).item() < fn(-right, label).item()
     if kind == "ce" and head == "softmax":
         assert fn(torch.zeros(1, 2, 2, 4, 4), label).item() == pytest.approx(math.log(2))
+
+
+def test_weighted_dice_hand_computed():
+    from masktwins_bio.methods.losses import pseudo_label_loss, weighted_dice
+
+    lg = logits_for([0.8, 0.25])  # foreground probabilities 0.8 and 0.25
+    labels = torch.tensor([1, 0]).view(1, 1, 1, 2)
+    expected = 1 - (2 * 0.8 + 1) / (0.8 + 0.25 + 1 + 1)  # smooth = 1
+    assert weighted_dice(lg, labels, torch.tensor(1.0), "softmax").item() == pytest.approx(expected, rel=1e-5)
+    assert weighted_dice(lg, labels, torch.tensor(0.5), "softmax").item() == pytest.approx(expected / 2, rel=1e-5)
+    w = torch.tensor([1.0, 0.0]).view(1, 1, 1, 2)  # voxel weights mask the second voxel out
+    masked = 1 - (2 * 0.8 + 1) / (0.8 + 1 + 1)
+    assert weighted_dice(lg, labels, w, "softmax").item() == pytest.approx(masked, rel=1e-5)
+    ce = weighted_ce(lg, labels, torch.tensor(1.0), "softmax")
+    total = pseudo_label_loss(lg, labels, torch.tensor(1.0), "softmax", "dice_ce")
+    assert total.item() == pytest.approx(ce.item() + expected, rel=1e-5)
+    assert pseudo_label_loss(lg, labels, torch.tensor(1.0), "softmax", "ce").item() == pytest.approx(ce.item())
