@@ -1,0 +1,73 @@
+"""The protocol harness (``masktwins-bio benchmark``) and the method ladder (``masktwins-bio compare``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from masktwins_bio.cli import main
+from masktwins_bio.errors import InputError
+from masktwins_bio.training.harness import build_experiment
+
+
+def test_build_experiment_fits_patch_and_reads_voxel_sizes(tiny_pair, tmp_path):
+    cfg = build_experiment(tiny_pair / "source.zarr", tiny_pair / "source_labels.zarr", tiny_pair / "target.zarr",
+                           tiny_pair / "target.zarr", tiny_pair / "target_labels.zarr", steps=7, device="cpu",
+                           out_dir=tmp_path / "bench")
+    assert cfg.data.voxel_size == pytest.approx((40, 8, 8))  # from the OME-Zarr metadata
+    assert cfg.data.patch_size[0] <= 12 and cfg.data.patch_size[1] <= 64  # shrunk to the smallest volume
+    assert cfg.train.steps == 7 and cfg.train.device == "cpu"
+    assert cfg.target.eval.labels.endswith("target_labels.zarr")
+
+
+def test_build_experiment_refuses_unknown_preset(tiny_pair, tmp_path):
+    with pytest.raises(InputError, match="cpu, gpu"):
+        build_experiment(tiny_pair / "source.zarr", tiny_pair / "source_labels.zarr", tiny_pair / "target.zarr",
+                         tiny_pair / "target.zarr", tiny_pair / "target_labels.zarr", preset="tpu",
+                         out_dir=tmp_path / "bench")
+
+
+def test_teacher_decay_follows_the_budget(tiny_pair, tmp_path):
+    def alpha(steps):
+        return build_experiment(tiny_pair / "source.zarr", tiny_pair / "source_labels.zarr",
+                                tiny_pair / "target.zarr", tiny_pair / "target.zarr",
+                                tiny_pair / "target_labels.zarr", steps=steps, out_dir=tmp_path).method.ema_alpha
+
+    assert alpha(300) == pytest.approx(0.99) and alpha(40_000) == pytest.approx(0.999)
+    assert 0.99 < alpha(5000) < 0.999
+
+
+def _run_benchmark(args, out, capsys):
+    rc = main(["benchmark", *args, "--steps", "4", "--device", "cpu", "--no-progress", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    table = json.loads((out / "comparison.json").read_text())
+    assert (out / "comparison.md").exists()
+    return text, table
+
+
+def test_benchmark_cli_on_synthetic_pair(tiny_pair, tmp_path, capsys):
+    out = tmp_path / "bench"
+    text, table = _run_benchmark(["--source-image", str(tiny_pair / "source.zarr"),
+                                  "--source-labels", str(tiny_pair / "source_labels.zarr"),
+                                  "--target-image", str(tiny_pair / "target.zarr"),
+                                  "--test-labels", str(tiny_pair / "target_labels.zarr"),
+                                  "--methods", "source_only,masktwins"], out, capsys)
+    assert "source_only" in text and "masktwins" in text
+    # the DA-ISC metrics, per section and whole volume, and the instance metrics are all reported
+    assert {"AP", "F1", "MCC", "IoU", "AP (vol)", "IoU (vol)"} <= set(table["columns"])
+    assert any("inst" in c for c in table["columns"])
+
+
+@pytest.mark.shared_data
+def test_benchmark_vnc3_to_fafb_small_budget(shared_data, tmp_path, capsys):
+    """The harness end to end on the real VNC III -> FAFB pair with a tiny CPU budget (skipped without the data)."""
+    vnc, fafb = shared_data / "vnc3_drosophila_mito", shared_data / "fafb_mito_damitoseg"
+    out = tmp_path / "vnc2fafb"
+    text, table = _run_benchmark(["--source-image", str(vnc / "raw"), "--source-labels", str(vnc / "mitochondria"),
+                                  "--source-voxel-size", "50,4.6,4.6", "--target-image", str(fafb / "im"),
+                                  "--target-voxel-size", "40,8,8", "--test-labels", str(fafb / "seg"),
+                                  "--test-label-threshold", "128", "--voxel-size", "40,8,8",
+                                  "--methods", "source_only,masktwins", "--no-instances"], out, capsys)
+    assert "fafb_mito_damitoseg" in text and "masktwins" in text
