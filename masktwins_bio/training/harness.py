@@ -23,9 +23,9 @@ __all__ = ["build_experiment", "PRESETS"]
 #: network / patch / batch presets; the patch is shrunk to fit the smallest volume
 PRESETS = {
     "cpu": {"model": {"name": "unet", "channels": [16, 32, 64, 128], "num_res_units": 1},
-            "patch": (16, 96, 96), "batch": (2, 2), "workers": 0},
+            "patch": (16, 96, 96), "batch": (2, 2), "workers": 0, "steps": 500},
     "gpu": {"model": {"name": "unet", "channels": [32, 64, 128, 256], "num_res_units": 2},
-            "patch": (16, 256, 256), "batch": (4, 2), "workers": 8},
+            "patch": (16, 256, 256), "batch": (4, 2), "workers": 8, "steps": 3000},
 }
 
 
@@ -47,7 +47,7 @@ def _fit_patch(preset_patch, shapes, model_cfg: ModelConfig, voxel_size) -> tupl
 def build_experiment(source_image: str, source_labels: str, target_image: str, test_image: str, test_labels: str,
                      *, source_voxel_size=None, target_voxel_size=None, test_voxel_size=None, voxel_size=None,
                      source_label_threshold: float = 1.0, test_label_threshold: float = 1.0,
-                     preset: str = "cpu", steps: int = 500, minutes: Optional[float] = None,
+                     preset: str = "cpu", steps: Optional[int] = None, minutes: Optional[float] = None,
                      device: str = "auto", out_dir="runs/benchmark", base: Optional[Config] = None,
                      seed: int = 0) -> Config:
     """A complete experiment config for the given volumes.
@@ -61,7 +61,8 @@ def build_experiment(source_image: str, source_labels: str, target_image: str, t
         voxel_size: Training voxel size in nm; default: the source's.
         source_label_threshold, test_label_threshold: Foreground is ``labels >= threshold``.
         preset: ``cpu`` or ``gpu`` network/patch/batch sizes (ignored for what ``base`` sets).
-        steps: Step budget (an upper bound when ``minutes`` is given).
+        steps: Step budget (an upper bound when ``minutes`` is given); default: ``base``'s, else the preset's (500 on
+            CPU, 3000 on a GPU).
         minutes: Wall-clock budget per method.
         device: Training and inference device.
         out_dir: Run directory.
@@ -83,6 +84,7 @@ def build_experiment(source_image: str, source_labels: str, target_image: str, t
               for vol in (vols["source"], vols["target"])]
     p = PRESETS[preset]
     data = base.resolved() if base is not None else {}
+    steps = steps or data.get("train", {}).get("steps") or p["steps"]
     model_cfg = ModelConfig.model_validate(data.get("model", p["model"]))
     patch = tuple(data["data"]["patch_size"]) if base is not None else _fit_patch(p["patch"], shapes, model_cfg,
                                                                                   train_vs)
