@@ -222,9 +222,10 @@ class MethodConfig(_Section):
         confidence_threshold: Teacher confidence counted as "confident" for the pseudo-label weight.
         weight_mode: ``scalar`` (fraction of confident voxels, one number per batch, as in the paper) or ``voxel``
             (each voxel weighted by whether it is confident).
-        pseudo_loss: Loss of the student views against the pseudo-labels: ``ce`` (the paper's weighted
-            cross-entropy) or ``dice_ce`` (plus a weighted soft Dice term against self-training collapse onto the
-            background class).
+        pseudo_loss: Loss of the student views against the pseudo-labels: ``dice_ce`` (default: the paper's
+            confidence-weighted cross-entropy plus a weighted soft Dice term, the same loss family as the source
+            loss; it keeps sparse mitochondria from being self-trained away onto the background class) or ``ce``
+            (the paper's loss exactly). See BENCHMARKS.md for the runs behind the default.
         lambda_target: Weight of the pseudo-label losses on the target.
         lambda_cm: Weight of the MSE between the two masked views' logits (MaskTwins variants).
         target_rampup_steps: Linear ramp of the target losses from 0 to full weight over this many steps (0 = none).
@@ -237,7 +238,7 @@ class MethodConfig(_Section):
     ema_alpha: float = Field(0.999, ge=0, lt=1)
     confidence_threshold: float = Field(0.968, ge=0.5, le=1)
     weight_mode: Literal["scalar", "voxel"] = "scalar"
-    pseudo_loss: Literal["ce", "dice_ce"] = "ce"
+    pseudo_loss: Literal["ce", "dice_ce"] = "dice_ce"
     lambda_target: float = Field(1.0, ge=0)
     lambda_cm: float = Field(0.1, ge=0)
     target_rampup_steps: int = Field(0, ge=0)
