@@ -7,8 +7,20 @@ skips itself when DISPLAY is unset, because Qt would abort the whole test proces
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip ``gui`` tests without an X server (pytest-xvfb sets DISPLAY before collection when it starts Xvfb)."""
+    if os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") != "offscreen":
+        return
+    skip = pytest.mark.skip(reason="needs an X server: install xvfb and pytest-xvfb (or set DISPLAY)")
+    for item in items:
+        if item.get_closest_marker("gui"):
+            item.add_marker(skip)
 
 VOXEL = (40.0, 8.0, 8.0)
 PATCH = (8, 32, 32)

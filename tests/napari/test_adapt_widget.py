@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-# pytest-xvfb starts Xvfb (and sets DISPLAY) before collection; Qt's offscreen platform has no OpenGL for napari
-pytestmark = [pytest.mark.gui, pytest.mark.skipif(
-    not os.environ.get("DISPLAY") or os.environ.get("QT_QPA_PLATFORM") == "offscreen",
-    reason="needs an X server: install xvfb and pytest-xvfb (or set DISPLAY)")]
+pytestmark = pytest.mark.gui  # skipped without an X server (tests/napari/conftest.py)
 
 # a CPU-sized network and batch for the tests (the config overrides the CLI's --set takes)
 TINY = ("model.channels=[4,8]; model.num_res_units=1; train.batch_source=1; train.batch_target=1; "
