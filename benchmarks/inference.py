@@ -89,14 +89,18 @@ def raw_forward(model, args, device) -> float:
 
 
 def redundancies(shape, block_shape, window, overlap) -> tuple[float, float]:
-    """(whole-volume sliding window, our blocks): window voxels evaluated per output voxel."""
+    """(whole-volume sliding window, our blocks): window voxels evaluated per output voxel.
+
+    Our serial blocks hand their window sums on along z (``PredictTask.carry``), so only y and x block faces run
+    windows twice.
+    """
     from masktwins_bio.inference import window_starts
 
     whole = blocks = 1.0
-    for n, b, w in zip(shape, block_shape, window):
+    for axis, (n, b, w) in enumerate(zip(shape, block_shape, window)):
         g = window_starts(n, w, overlap)
         whole *= len(g) * min(w, n) / n
-        per_block = [((g < min(a + b, n)) & (g + w > a)).sum() for a in range(0, n, b)]
+        per_block = [((g < min(a + b, n)) & (g + w > a)).sum() for a in range(0, n, b)] if axis else [len(g)]
         blocks *= sum(per_block) * min(w, n) / n
     return whole, blocks
 

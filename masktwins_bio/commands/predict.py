@@ -37,9 +37,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "predict", help="foreground probabilities of a volume of any size (blockwise, resumable)",
         description="Run a trained model over a volume block by block and write foreground probabilities to "
-                    "OME-Zarr (uint8 = p*255 by default). Each block runs MONAI's sliding window with gaussian "
-                    "blending over the whole-volume windows that touch it, so the result equals one sliding window "
-                    "over the whole volume while memory stays bounded. Reading, compute and writing overlap. The "
+                    "OME-Zarr (uint8 = p*255 by default). Each block blends, MONAI's way (gaussian weights), the "
+                    "whole-volume sliding windows that touch it, so the result equals one MONAI sliding window "
+                    "over the whole volume while memory stays bounded; blocks hand their window sums on along z, so "
+                    "no window runs twice there. Reading, compute and writing overlap. The "
                     "input is resampled on the fly to the model's voxel size; the output is on the model's grid. "
                     "Interrupted runs continue with --resume.",
         epilog="example: masktwins-bio predict runs/demo/model.pt target.zarr prob.zarr --tta flips --resume")

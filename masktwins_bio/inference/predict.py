@@ -1,21 +1,28 @@
 """Blockwise, resumable sliding-window inference: any volume in, a probability OME-Zarr out.
 
 MONAI's ``sliding_window_inference`` needs the whole input in memory and keeps a dense float32 output and weight map
-of the same size. :func:`predict` runs it per block instead. The output is tiled into blocks aligned to its chunks
-(:class:`~masktwins_bio.blockwise.BlockGrid`). Each block is read with a halo made of the windows of the
-*whole-volume* sliding-window grid that overlap the block (so at most ``window - 1`` voxels per side, about the
-window overlap on average), normalised with the *input volume's* statistics, run through ``sliding_window_inference``
-(gaussian blending) on the compute device, cropped to its core and written as ``uint8`` (``round(p * 255)``) or
-``float16``. Because the windows inside a block's read region are exactly the whole-volume windows that touch the
-block, every output voxel is blended from the same windows with the same weights as in one
-``sliding_window_inference`` over the whole volume held in memory: the result equals it (to float rounding) for any
-block shape, executor or resume history. The price is that windows overlapping two blocks run twice; with the
-default blocks of several windows per axis this costs a few percent (``benchmarks/inference.py`` prints it).
+of the same size. :func:`predict` evaluates the same sliding window block by block instead. The output is tiled into
+blocks aligned to its chunks (:class:`~masktwins_bio.blockwise.BlockGrid`). Each block is read with a halo made of
+the windows of the *whole-volume* sliding-window grid that overlap the block (at most ``window - 1`` voxels per side),
+normalised with the *input volume's* statistics, blended on the compute device with MONAI's gaussian importance map
+(:class:`~.blend.WindowBlender`, MONAI's grid, order and arithmetic), cropped to its core and written as ``uint8``
+(``round(p * 255)``) or ``float16``. Every output voxel is blended from the same windows, in the same order, with
+the same weights as in one ``sliding_window_inference`` over the whole volume held in memory: the result equals it
+(to float rounding; the blending itself is bit-identical) for any block shape, executor or resume history.
+
+Windows that overlap two blocks are not run twice along z: blocks are run column by column (z fastest), and each
+block hands the running window sums of the voxels above it to the next block of its column (``PredictTask.carry``),
+which then runs only the windows starting inside it. So the default blocks are one window thick in z (the pipeline
+gets many blocks to overlap I/O with compute) and wide in y and x (where block faces do re-run one row of windows;
+``benchmarks/inference.py`` prints the resulting redundancy). Blocks without a predecessor in this process (the first
+of a column, the first after a resume, every dask block) recompute their z halo instead; the result is the same.
 
 Host memory is bounded by a few blocks whatever the volume size: the serial executor reads the next blocks in a
 prefetch thread and writes finished ones in a write-behind thread while the device computes (see
 :func:`~masktwins_bio.blockwise.run_blockwise`). The input block is copied to the device once and only the
-quantised core comes back.
+quantised core comes back. The write-behind thread also writes the block's down-sampled copies into the pyramid
+levels whose chunks the block covers alone (:meth:`~masktwins_bio.io.OmeZarrWriter.create_block_levels`), so only
+the small top levels are built after the last block.
 
 Voxel size: the network runs at its training voxel size. If the input's voxel size differs, the input is
 resampled lazily (per block, linear interpolation with anti-aliasing, :meth:`Volume.resampled`) and the output is
@@ -59,7 +66,9 @@ from ..blockwise import (
 )
 from ..errors import InputError
 from ..io import OmeZarrWriter, Volume, create_ome_zarr, open_volume, read_region
+from ..io.ome_zarr import BlockPyramid
 from ..models import LoadedModel, load_model
+from .blend import WindowBlender
 from .tta import TTA_MODES, tta_predictor
 from .worker import cached_model, resolve_device, worker_device
 
@@ -70,8 +79,11 @@ log = logging.getLogger(__name__)
 OUTPUT_DTYPES = ("uint8", "float16")
 # raw input dtypes sent to the GPU as they are (normalised there)
 _TORCH_DTYPES = tuple(np.dtype(t) for t in ("uint8", "int8", "int16", "int32", "float16"))
-# default block = this many windows per axis (rounded up to whole chunks): larger on GPUs to amortise the halo
-_BLOCK_WINDOWS = {"cpu": (2, 4, 4), "cuda": (4, 8, 8)}
+# default block = this many windows per axis (rounded up to whole chunks). Along z the serial executor's blocks hand
+# their window sums on (PredictTask.carry), so thin blocks cost nothing and keep the pipeline busy; in y and x (and in
+# z for dask, which does not carry) every block face re-runs one row of windows, so blocks are wide there (larger on
+# GPUs, which have the memory).
+_BLOCK_WINDOWS = {"cpu": (2, 8, 8), "cuda": (4, 16, 16)}
 
 
 def window_starts(size: int, window: int, overlap: float) -> np.ndarray:
@@ -88,9 +100,12 @@ def window_starts(size: int, window: int, overlap: float) -> np.ndarray:
     return np.minimum(np.arange(n, dtype=np.int64) * stride, size - window)
 
 
-def default_block_shape(shape, chunks, window, device_type: str = "cpu") -> tuple[int, int, int]:
-    """A few windows per axis, rounded up to whole chunks and clipped to the volume."""
-    k = _BLOCK_WINDOWS.get(device_type, _BLOCK_WINDOWS["cpu"])
+def default_block_shape(shape, chunks, window, device_type: str = "cpu", carry: bool = True) -> tuple[int, int, int]:
+    """Several windows per axis (one in z when blocks carry their window sums along z), rounded up to whole chunks
+    and clipped to the volume."""
+    k = list(_BLOCK_WINDOWS.get(device_type, _BLOCK_WINDOWS["cpu"]))
+    if carry:
+        k[0] = 1
     return default_block(shape, chunks, [kk * w for kk, w in zip(k, window)])
 
 
@@ -104,7 +119,7 @@ class PredictTask:
         source: The input on the model's voxel grid (lazy, picklable).
         origin: Voxel offset of the output (the ROI start) in ``source``.
         shape: Output shape (the ROI on the model grid).
-        output: Path of the output's level-0 array.
+        output: Writer of a block into the output's level 0 and the pyramid levels blocks fill themselves.
         stats: Input intensity statistics; ``norm_mode``: ``zscore`` or ``percentile``.
         window, overlap, sw_batch_size, tta, output_dtype: Inference settings.
         model: A model already loaded in this process (serial runs); never pickled.
@@ -115,7 +130,7 @@ class PredictTask:
     source: Volume
     origin: tuple[int, int, int]
     shape: tuple[int, int, int]
-    output: str
+    output: BlockPyramid
     stats: dict
     norm_mode: str
     window: tuple[int, int, int]
@@ -124,6 +139,7 @@ class PredictTask:
     tta: str
     output_dtype: str
     model: Optional[LoadedModel] = None
+    carry: bool = False
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __getstate__(self):
@@ -170,8 +186,12 @@ class PredictTask:
         return x, core
 
     def compute(self, block: Block, data: tuple) -> np.ndarray:
-        """Sliding window (with TTA) over the read region on the device; returns the quantised core on the host."""
-        from monai.inferers import sliding_window_inference
+        """Blend the block's windows on the device (with TTA); returns the quantised core on the host.
+
+        With ``carry`` the sums of the block before it in the same z column (just computed by this process) start
+        this block's sums, so the windows that block already ran are not run again (see :mod:`.blend`).
+        """
+        import torch.nn.functional as F
 
         from ..data.normalize import normalize
 
@@ -188,12 +208,37 @@ class PredictTask:
                 logits = model.network(windows)
             return model.foreground_probability(logits)
 
+        start, _ = self.region(block)
+        # an axis shorter than the window is padded (zeros, split as in MONAI) to one window
+        pads = [max(0, w - n) for w, n in zip(self.window, x.shape[2:])]
+        low = [p // 2 for p in pads]
+        starts = []
+        for axis, (n, w, a, b, r) in enumerate(zip(self.shape, self.window, block.write_start, block.write_stop,
+                                                   start)):
+            g = window_starts(n, w, self.overlap)
+            starts.append(g[(g < b) & (g + w > a)] - r)
+        carry = self._cache.pop("carry", None)
         with torch.inference_mode():
-            prob = sliding_window_inference(
-                x, self.window, self.sw_batch_size, tta_predictor(forward, self.tta),
-                overlap=self.overlap, mode="gaussian", sw_device=dev, device=dev,
-                roi_weight_map=self._importance_map(dev),
-            )[0, 0][core]
+            if any(pads):
+                x = F.pad(x, [v for lo, p in zip(low[::-1], pads[::-1]) for v in (lo, p - lo)])
+            num = torch.zeros_like(x, dtype=torch.float32)
+            den = torch.zeros_like(x, dtype=torch.float32)
+            if carry is not None and carry[0] == block.index:
+                z_from, c_num, c_den = carry[1:]
+                num[:, :, z_from - start[0]:z_from - start[0] + c_num.shape[2]] = c_num
+                den[:, :, z_from - start[0]:z_from - start[0] + c_den.shape[2]] = c_den
+                starts[0] = starts[0][starts[0] + start[0] >= block.write_start[0]]  # windows of this block only
+            blender = WindowBlender(self.window, tta_predictor(forward, self.tta), self.sw_batch_size,
+                                    self._importance_map(dev))
+            blender.accumulate(x, starts, num, den)
+            padded_core = (slice(None), slice(None)) + tuple(slice(c.start + lo, c.stop + lo)
+                                                             for c, lo in zip(core, low))
+            prob = (num[padded_core] / den[padded_core])[0, 0]
+            z_next = block.write_stop[0]
+            if self.carry and z_next < self.shape[0] and not pads[0]:
+                nxt = (block.index[0] + 1,) + tuple(block.index[1:])
+                self._cache["carry"] = (nxt, z_next, num[:, :, z_next - start[0]:].clone(),
+                                        den[:, :, z_next - start[0]:].clone())
             if self.output_dtype == "uint8":
                 out = prob.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
             else:
@@ -201,11 +246,8 @@ class PredictTask:
         return out.cpu().numpy()
 
     def write(self, block: Block, out: np.ndarray) -> None:
-        if "level0" not in self._cache:
-            import zarr
-
-            self._cache["level0"] = zarr.open_array(self.output, mode="r+")
-        self._cache["level0"][block.write_slices] = out
+        """Level 0 and the pyramid levels the block covers (in the write-behind thread)."""
+        self.output.write(block.write_start, out)
 
     def _importance_map(self, dev: torch.device) -> torch.Tensor:
         key = ("weights", str(dev))
@@ -289,7 +331,8 @@ def predict(
         roi: Sub-region in *input* voxels, ``"z0:z1,y0:y1,x0:x1"`` or three slices (negative = from the end).
         overwrite: Replace an existing output. ``resume``: continue an interrupted run with the same settings.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:N``. On CUDA the network runs in bf16.
-        block_shape: Output block (voxels, z, y, x), a multiple of ``chunks``; default a few windows per axis.
+        block_shape: Output block (voxels, z, y, x), a multiple of ``chunks``; default one window thick in z (serial;
+            four on dask, which does not carry window sums along z) and 8 (CPU) or 16 (CUDA) windows wide.
         chunks: Output chunk shape (voxels); default 32 x 256 x 256 clipped to the volume.
         overlap: Window overlap fraction in [0, 1) (MONAI's definition).
         sw_batch_size: Windows per forward pass.
@@ -335,7 +378,7 @@ def predict(
     shape = tuple(s.stop - s.start for s in roi_out)
     win = tuple(int(w) for w in (window or loaded.patch_size))
     chunks = output_chunks(shape, chunks, block_shape)
-    block_shape = tuple(block_shape or default_block_shape(shape, chunks, win, dev.type))
+    block_shape = tuple(block_shape or default_block_shape(shape, chunks, win, dev.type, executor == "serial"))
     grid = BlockGrid(shape, block_shape, chunks=chunks, voxel_size=loaded.voxel_size)  # halo: PredictTask.region
 
     meta = loaded.metadata
@@ -371,6 +414,7 @@ def predict(
         writer = create_ome_zarr(out_path, shape, output_dtype, loaded.voxel_size, chunks=chunks, kind="image",
                                  ome_version=ome_version, name="probabilities", attrs=provenance)
     work = work_folder(out_path, writer.zarr_format)
+    pyramid = writer.create_block_levels(grid.block_shape)
 
     if executor == "serial":
         loaded.network.to(dev).eval()
@@ -378,11 +422,14 @@ def predict(
         raise InputError(f"{loaded.path}: the dask executor loads the model from its file, which is missing")
     task = PredictTask(
         model_path=str(loaded.path), device=str(dev) if device not in (None, "auto") else "auto", source=source,
-        origin=origin, shape=shape, output=str(out_path / "0"), stats=stats, norm_mode=norm_mode, window=win,
+        origin=origin, shape=shape, output=pyramid, stats=stats, norm_mode=norm_mode, window=win,
         overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, output_dtype=output_dtype,
-        model=loaded if executor == "serial" else None,
+        model=loaded if executor == "serial" else None, carry=executor == "serial",
     )
+    # z fastest, so that each block can take over the window sums of the block below it (PredictTask.carry)
+    columns = sorted(grid, key=lambda b: (b.index[1], b.index[2], b.index[0]))
     run_blockwise(grid, task, done=DoneMarkers(work / "done_predict"), executor=executor, address=address,
+                  blocks=columns,
                   num_workers=num_workers, progress=progress, desc="predict", callback=callback,
                   should_stop=should_stop)
     finish_output(writer)

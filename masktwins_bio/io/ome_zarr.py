@@ -2,7 +2,9 @@
 
 Outputs are written through :class:`OmeZarrWriter`: create the store, write level 0 region by region (never the
 whole volume in memory), then :meth:`OmeZarrWriter.finalize` builds the down-sampled pyramid level by level, one
-output chunk per task on a thread pool, and writes the ``multiscales`` metadata. Outputs that are written in one go use
+output chunk per task on a thread pool, and writes the ``multiscales`` metadata. Blockwise writers can instead write
+the lower pyramid levels with each block (:meth:`OmeZarrWriter.create_block_levels`, :class:`BlockPyramid`), so that
+``finalize`` only adds the small top levels. Outputs that are written in one go use
 :func:`atomic_output`, so an interrupted write never leaves something at the final path that looks complete.
 """
 
@@ -26,6 +28,7 @@ from ..errors import InputError
 
 __all__ = [
     "OmeZarrWriter",
+    "BlockPyramid",
     "create_ome_zarr",
     "write_ome_zarr",
     "atomic_output",
@@ -173,6 +176,7 @@ class OmeZarrWriter:
         self.attrs = dict(attrs or {})
         self.group = zarr.open_group(str(self.path), mode="w" if overwrite else "w-", zarr_format=self.zarr_format)
         self.level0 = self._create_level(0, self.shape, fill_value)
+        self.block_levels = 0  # pyramid levels written by the blocks themselves (create_block_levels)
         # metadata for level 0 right away, so that readers can open a store being written (e.g. resumable predict)
         self._write_metadata([(1, 1, 1)])
 
@@ -180,8 +184,9 @@ class OmeZarrWriter:
     def reopen(cls, path) -> "OmeZarrWriter":
         """Re-open a store created by this class to continue writing level 0 and then :meth:`finalize` it.
 
-        Used by resumable outputs (``predict``/``segment --resume``). Pyramid levels above 0 left by an interrupted
-        :meth:`finalize` are removed (they are rebuilt); level 0 and the provenance are kept.
+        Used by resumable outputs (``predict``/``segment --resume``). Everything written is kept: level 0, the levels
+        blocks write themselves (call :meth:`create_block_levels` again) and the provenance; levels left by an
+        interrupted :meth:`finalize` are rebuilt by the next one.
         """
         import zarr
 
@@ -203,12 +208,41 @@ class OmeZarrWriter:
         known = ms.get("metadata", {}).get("voxel_size_known", True)
         self.voxel_size = tuple(float(v) for v in scale) if known else None
         self.attrs = {k: v for k, v in dict(attrs.get(PROVENANCE_KEY, {})).items() if k != "version"}
-        for name in list(self.group.array_keys()):
-            if name != "0" and name.isdigit():
-                del self.group[name]
+        self.block_levels = 0
         return self
 
-    def _create_level(self, level: int, shape, fill_value=0):
+    def create_block_levels(self, block_shape: Sequence[int], levels: Optional[int] = None,
+                            min_size: int = 256) -> "BlockPyramid":
+        """Create the pyramid levels that blocks of ``block_shape`` can write themselves, next to level 0.
+
+        A block tiling of level 0 (blocks start at multiples of ``block_shape``) can also write level ``l`` of the
+        pyramid if its shape is a multiple of the level's cumulative factor and, divided by it, of the level's
+        chunks (or spans the axis): then its down-sampled copy covers whole chunks of level ``l`` that no other
+        block touches, and equals what :meth:`finalize` would compute (same block means, same edge replication).
+        Writing them with the block, in the write-behind thread, saves a second pass over the output; the levels
+        above are left to :meth:`finalize` (they are small). Levels that already exist (resume) are kept.
+
+        ``levels`` and ``min_size`` must be those later given to :meth:`finalize`.
+
+        Returns:
+            A picklable :class:`BlockPyramid` that writes a block into level 0 and these levels.
+        """
+        factors = pyramid_factors(self.voxel_size, self.shape, levels, min_size)
+        n = 0
+        for level in range(1, len(factors)):
+            shape = tuple(-(-s // f) for s, f in zip(self.shape, factors[level]))
+            chunks = tuple(min(c, s) for c, s in zip(self.chunks, shape))
+            if not all(b >= s or (b % f == 0 and (b // f) % c == 0)
+                       for b, s, f, c in zip(block_shape, self.shape, factors[level], chunks)):
+                break
+            if str(level) not in self.group.array_keys():
+                self._create_level(level, shape)
+            n = level
+        self.block_levels = n
+        steps = [tuple(a // b for a, b in zip(factors[lv], factors[lv - 1])) for lv in range(1, n + 1)]
+        return BlockPyramid(str(self.path), steps, self.kind, self.dtype.str)
+
+    def _create_level(self, level: int, shape, fill_value=0, overwrite: bool = False):
         kwargs = {}
         if self.zarr_format == 2:
             kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
@@ -216,7 +250,7 @@ class OmeZarrWriter:
             kwargs["dimension_names"] = ["z", "y", "x"]
         return self.group.create_array(
             str(level), shape=shape, chunks=tuple(min(c, s) for c, s in zip(self.chunks, shape)), dtype=self.dtype,
-            compressors=_compressors(self.zarr_format), fill_value=fill_value, **kwargs,
+            compressors=_compressors(self.zarr_format), fill_value=fill_value, overwrite=overwrite, **kwargs,
         )
 
     def _write_metadata(self, factors) -> None:
@@ -254,17 +288,61 @@ class OmeZarrWriter:
         """
         factors = pyramid_factors(self.voxel_size, self.shape, levels, min_size)
         workers = max(1, workers or min(8, os.cpu_count() or 1))
-        prev = self.level0
+        first = min(self.block_levels, len(factors) - 1) + 1  # the levels below were written with the blocks
+        prev = self.group[str(first - 1)]
         with ThreadPoolExecutor(workers, thread_name_prefix="mtb-pyramid") as pool:
-            for level in range(1, len(factors)):
+            for level in range(first, len(factors)):
                 step = tuple(a // b for a, b in zip(factors[level], factors[level - 1]))
                 shape = tuple(-(-s // f) for s, f in zip(self.shape, factors[level]))
-                arr = self._create_level(level, shape)
+                arr = self._create_level(level, shape, overwrite=True)  # a resumed run rebuilds a partial level
                 starts = itertools.product(*(range(0, n, c) for n, c in zip(shape, arr.chunks)))
                 _map_bounded(pool, partial(_downsample_chunk, prev, arr, step, self.kind), starts, 2 * workers)
                 prev = arr
         self._write_metadata(factors)
         return factors
+
+
+class BlockPyramid:
+    """Writes one block into level 0 of an OME-Zarr being written and into the levels blocks can fill themselves.
+
+    Made by :meth:`OmeZarrWriter.create_block_levels`; picklable (arrays are opened lazily in each process), so dask
+    workers write their blocks' pyramids too.
+
+    Args:
+        path: The OME-Zarr store. ``steps``: down-sampling step from level ``l - 1`` to ``l``, for ``l = 1..n``.
+        kind: ``image`` (block mean) or ``labels`` (strided pick). ``dtype``: the store's dtype.
+    """
+
+    def __init__(self, path: str, steps: Sequence[Sequence[int]], kind: str, dtype: str):
+        self.path, self.kind, self.dtype = str(path), kind, np.dtype(dtype)
+        self.steps = [tuple(int(v) for v in s) for s in steps]
+        self._arrays: dict = {}
+
+    def __getstate__(self):
+        return {**self.__dict__, "_arrays": {}}
+
+    @property
+    def levels(self) -> int:
+        """Pyramid levels above 0 written with each block."""
+        return len(self.steps)
+
+    def _array(self, level: int):
+        if level not in self._arrays:
+            import zarr
+
+            self._arrays[level] = zarr.open_array(f"{self.path}/{level}", mode="r+")
+        return self._arrays[level]
+
+    def write(self, start: Sequence[int], data: np.ndarray) -> None:
+        """Write ``data`` at ``start`` (level-0 voxels, a block of the tiling) and its down-sampled copies."""
+        data = data.astype(self.dtype, copy=False)
+        self._array(0)[tuple(slice(a, a + n) for a, n in zip(start, data.shape))] = data
+        for level, step in enumerate(self.steps, 1):
+            stop = [a + n for a, n in zip(start, data.shape)]
+            start = [a // s for a, s in zip(start, step)]
+            shape = tuple(-(-b // s) - a for a, b, s in zip(start, stop, step))
+            data = _downsample(data, step, self.kind, shape)
+            self._array(level)[tuple(slice(a, a + n) for a, n in zip(start, shape))] = data
 
 
 def _map_bounded(pool: ThreadPoolExecutor, fn, items, in_flight: int) -> None:

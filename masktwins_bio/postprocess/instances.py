@@ -59,6 +59,7 @@ from ..blockwise import (
 )
 from ..errors import InputError, UserError
 from ..io import OmeZarrWriter, Volume, create_ome_zarr, open_volume
+from ..io.ome_zarr import BlockPyramid
 from .relabel import CONNECTIVITIES, apply_lut, block_offsets, face_pairs, merge_lut
 
 __all__ = ["segment", "label_components", "METHODS", "Foreground"]
@@ -226,17 +227,21 @@ class MergeTask(_ArrayRefs):
 
 @dataclass
 class RelabelTask(_ArrayRefs):
-    """Pass "relabel": final ids of one block through the lookup table."""
+    """Pass "relabel": final ids of one block through the lookup table (and the pyramid levels the block covers)."""
 
     local: Union[str, np.ndarray]
-    output: Union[str, np.ndarray]
+    output: Union[BlockPyramid, np.ndarray]
     offsets: np.ndarray
     lut: np.ndarray
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __call__(self, block: Block) -> None:
         local = np.asarray(self._array(self.local)[block.write_slices])
-        self._array(self.output)[block.write_slices] = apply_lut(local, int(self.offsets[block.index]), self.lut)
+        labels = apply_lut(local, int(self.offsets[block.index]), self.lut)
+        if isinstance(self.output, BlockPyramid):
+            self.output.write(block.write_start, labels)
+        else:
+            self.output[block.write_slices] = labels
         return None
 
 
@@ -318,7 +323,8 @@ def _run_to_store(vol: Volume, fg: Foreground, output, *, task: str, settings: d
         # provisional per-block ids (created once; kept on resume)
         zarr.open_array(str(work / "local"), mode="a", shape=shape, chunks=chunks, dtype="uint32", fill_value=0,
                         zarr_format=writer.zarr_format)
-        n = _label_blockwise(_Context(vol, fg, vs), grid, str(work / "local"), str(out_path / "0"), method=method,
+        pyramid = writer.create_block_levels(grid.block_shape)
+        n = _label_blockwise(_Context(vol, fg, vs), grid, str(work / "local"), pyramid, method=method,
                              connectivity=connectivity, min_size=min_size, seed_radius=radius, work=work,
                              executor=executor, address=address, num_workers=num_workers, progress=progress,
                              out_dtype=writer.dtype, callback=callback, should_stop=should_stop)

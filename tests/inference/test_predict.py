@@ -254,3 +254,22 @@ def test_resume_after_interrupted_pyramid(tmp_path, model_file, raw, monkeypatch
     out = predict(model_file, path, tmp_path / "p.zarr", resume=True, **kw)
     assert provenance(out)["complete"] is True
     np.testing.assert_array_equal(read(out), read(reference))
+
+
+def test_pyramid_written_with_the_blocks_equals_finalize(tmp_path, tiny_model):
+    """Level 1 comes from the blocks (write-behind), level 2 from finalize; both equal a pyramid built afterwards."""
+    from masktwins_bio.io import create_ome_zarr
+
+    data = np.random.default_rng(0).integers(0, 256, (2, 1030, 600), dtype=np.uint8)
+    path = tmp_path / "wide.zarr"
+    write_ome_zarr(path, data, voxel_size=VOXEL, chunks=(2, 128, 128))
+    model = tiny_model(tmp_path / "m.pt", patch=(2, 64, 64))
+    out = predict(model, path, tmp_path / "p.zarr", block_shape=(2, 256, 256), chunks=(2, 128, 128),
+                  progress=False, device="cpu")
+    ref = create_ome_zarr(tmp_path / "ref.zarr", (2, 1030, 600), "uint8", VOXEL, chunks=(2, 128, 128))
+    ref.write((0, 0, 0), read(out))
+    factors = ref.finalize()
+    assert factors == [(1, 1, 1), (1, 2, 2), (1, 4, 4)]
+    for level in ("1", "2"):
+        np.testing.assert_array_equal(zarr.open_array(str(out / level))[:],
+                                      zarr.open_array(str(tmp_path / "ref.zarr" / level))[:])

@@ -58,3 +58,38 @@ def test_pyramid_is_bit_identical_for_any_worker_count(tmp_path, dtype, kind, om
         for got in (levels[0][level], levels[1][level]):
             assert got.dtype == expected.dtype and got.shape == expected.shape
             assert got.tobytes() == expected.tobytes(), f"level {level}"
+
+
+@pytest.mark.parametrize("dtype,kind,block_shape,block_levels", [
+    ("uint8", "image", (4, 32, 32), 1),     # level 1 from the blocks, levels 2-4 by finalize
+    ("uint8", "image", (8, 64, 64), 2),
+    ("float16", "image", (4, 64, 64), 2),
+    ("uint32", "labels", (4, 32, 32), 1),
+    ("uint8", "image", (4, 16, 16), 0),     # level-1 copies would be half chunks: finalize builds every level
+    ("uint8", "image", (9, 32, 128), 1),    # blocks spanning an axis need not divide it
+])
+def test_block_written_levels_equal_finalize(tmp_path, dtype, kind, block_shape, block_levels):
+    """Levels written block by block (BlockPyramid, any block order) equal the pyramid finalize builds; a resumed
+    writer keeps them."""
+    import pickle
+
+    from masktwins_bio.io import OmeZarrWriter
+
+    shape = (9, 61, 70)
+    data = random_volume(shape, dtype)
+    ref = create_ome_zarr(tmp_path / "ref.zarr", shape, dtype, (30.0, 8.0, 8.0), chunks=(4, 16, 16), kind=kind)
+    ref.write((0, 0, 0), data)
+    factors = ref.finalize(levels=5)
+    writer = create_ome_zarr(tmp_path / "b.zarr", shape, dtype, (30.0, 8.0, 8.0), chunks=(4, 16, 16), kind=kind)
+    pyramid = pickle.loads(pickle.dumps(writer.create_block_levels(block_shape, levels=5)))
+    assert pyramid.levels == block_levels
+    starts = [(z, y, x) for z in range(0, shape[0], block_shape[0]) for y in range(0, shape[1], block_shape[1])
+              for x in range(0, shape[2], block_shape[2])]
+    for start in starts[::-1]:
+        pyramid.write(start, data[tuple(slice(a, a + b) for a, b in zip(start, block_shape))])
+    writer = OmeZarrWriter.reopen(tmp_path / "b.zarr")
+    assert writer.create_block_levels(block_shape, levels=5).levels == block_levels
+    assert writer.finalize(levels=5) == factors
+    got, expected = zarr.open_group(str(tmp_path / "b.zarr")), zarr.open_group(str(tmp_path / "ref.zarr"))
+    for level in range(len(factors)):
+        assert got[str(level)][:].tobytes() == expected[str(level)][:].tobytes(), f"level {level}"

@@ -252,3 +252,20 @@ def test_label_components_in_memory_hooks():
     assert same_partition(labels, cc3d.connected_components(mask)) and calls[-1] == ("segment: relabel", 1536, 1536)
     with pytest.raises(Cancelled):
         label_components(mask, block_shape=(2, 8, 8), should_stop=lambda: True)
+
+
+def test_label_pyramid_written_with_the_blocks_equals_finalize(tmp_path):
+    """The relabel pass writes level 1 with each block; it equals the nearest-neighbour pyramid built afterwards."""
+    from masktwins_bio.io import create_ome_zarr
+
+    prob = (random_mask((2, 1030, 600), 3, 0.3) * 255).astype(np.uint8)
+    out = segment(prob_volume(tmp_path, prob, chunks=(2, 128, 128)), tmp_path / "l.zarr", block_shape=(2, 256, 256),
+                  chunks=(2, 128, 128), progress=False)
+    labels = open_volume(out)[:]
+    ref = create_ome_zarr(tmp_path / "ref.zarr", labels.shape, labels.dtype, VOXEL, chunks=(2, 128, 128),
+                          kind="labels")
+    ref.write((0, 0, 0), labels)
+    assert ref.finalize() == [(1, 1, 1), (1, 2, 2), (1, 4, 4)]
+    for level in ("1", "2"):
+        np.testing.assert_array_equal(zarr.open_array(str(out / level))[:],
+                                      zarr.open_array(str(tmp_path / "ref.zarr" / level))[:])
