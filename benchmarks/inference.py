@@ -7,7 +7,7 @@ Prints, measured side by side in one run on the same network and volume:
   of the sliding window (window voxels evaluated per output voxel), so ``raw / redundancy`` is the best any
   sliding window can do; plus the redundancy of our blocks (windows touching two blocks run twice);
 * MONAI ``sliding_window_inference`` over the whole volume held in memory, windows on the device, stitching on the
-  CPU (``device="cpu"``), excluding the time to load the volume;
+  CPU (``device="cpu"``), excluding the time to load the volume; and how far our output is from MONAI's (uint8);
 * peak RSS of our predict for volumes of 1x, 4x and 16x the RSS base size, each in a fresh subprocess (it must stay
   flat: memory is bounded by a few blocks).
 
@@ -105,8 +105,9 @@ def redundancies(shape, block_shape, window, overlap) -> tuple[float, float]:
     return whole, blocks
 
 
-def monai_cpu_stitched(model, volume_path, args, device) -> float:
-    """Voxels/s of MONAI sliding_window_inference on the whole in-memory volume, stitched on the CPU."""
+def monai_cpu_stitched(model, volume_path, args, device) -> tuple[float, np.ndarray]:
+    """Voxels/s of MONAI sliding_window_inference on the whole in-memory volume, stitched on the CPU, and its
+    probabilities quantised like ours (uint8 ``round(p * 255)``)."""
     from monai.inferers import sliding_window_inference
 
     from masktwins_bio.data.normalize import normalize, volume_statistics
@@ -127,8 +128,7 @@ def monai_cpu_stitched(model, volume_path, args, device) -> float:
                                        mode="gaussian", sw_device=device, device="cpu")
     sync(device)
     elapsed = time.perf_counter() - t
-    del out
-    return vol.size / elapsed
+    return vol.size / elapsed, out[0, 0].clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
 
 
 def ours(model_path, volume_path, out, args) -> tuple[float, float]:
@@ -213,7 +213,11 @@ def main() -> None:
             raw = max(raw, raw_forward(model, args, device))
             end_to_end, blocks_only = ours(model_path, volume, tmp / "ours.zarr", args)
             ours_vps, ours_blocks = max(ours_vps, end_to_end), max(ours_blocks, blocks_only)
-            monai_vps = max(monai_vps, monai_cpu_stitched(model, volume, args, device))
+            vps, monai_out = monai_cpu_stitched(model, volume, args, device)
+            monai_vps = max(monai_vps, vps)
+        # same network, same volume: ours must equal MONAI's whole-volume sliding window (up to float rounding)
+        diff = np.abs(mtb.open_volume(tmp / "ours.zarr")[:].astype(np.int16) - monai_out.astype(np.int16))
+        del monai_out
 
         rss = {}
         if not args.skip_rss:
@@ -244,6 +248,8 @@ def main() -> None:
         print(f"  {label:<64s} {v / 1e6:10.3f} Mvox/s")
     print(f"  ratio ours / (raw forward / redundancy)                          {ours_vps / (raw / red_whole):10.2f}")
     print(f"  ratio ours / MONAI CPU-stitched                                  {ours_vps / monai_vps:10.2f}")
+    print(f"  ours vs MONAI output (uint8): max |difference| {int(diff.max())}, voxels differing "
+          f"{np.count_nonzero(diff) / diff.size:.2e}")
     if rss:
         print(f"  peak RSS of ours (fresh process each, blocks {list(args.rss_block)}):")
         for factor, (shape, mib) in rss.items():

@@ -19,7 +19,8 @@ sliding-window overlap). Regions are in voxels of the grid's volume; :attr:`Bloc
   ``OUTPUT.zarr/.masktwins_work/done_<pass>/<block_id>.npz`` (``.masktwins_work`` is a Zarr group, so Zarr and
   OME-Zarr readers ignore it), and delete the folder once the output is complete.
 * **Executors.** ``executor="serial"`` runs in this process (the debug mode). ``executor="dask"`` submits one task
-  per block to a ``dask.distributed`` cluster: a new ``LocalCluster`` (one worker process per GPU when CUDA is
+  per block (or per ``chains`` group of blocks that must run in order in one thread) to a ``dask.distributed``
+  cluster: a new ``LocalCluster`` (one worker process per GPU when CUDA is
   present, else ``num_workers``), or an existing scheduler at ``address``. Workers run exactly the same block
   function as the serial path and write the markers themselves, so results are identical to the serial path (for
   network inference: identical on the same device type and thread settings) and a killed driver can resume.
@@ -258,12 +259,16 @@ def _run_one(task, block: Block) -> Result:
     return task(block)
 
 
-def _dask_block(task, block: Block, done: Optional[DoneMarkers]):
-    """One block on a dask worker: process, then mark done (the worker writes the marker, not the driver)."""
-    result = _run_one(task, block)
-    if done is not None:
-        done.mark(block.block_id, result)
-    return block.block_id, result
+def _dask_chain(task, chain: Sequence[Block], done: Optional[DoneMarkers]) -> list:
+    """A chain of blocks on a dask worker, in order, each processed then marked done (by the worker, not the
+    driver, so a killed driver can resume)."""
+    out = []
+    for block in chain:
+        result = _run_one(task, block)
+        if done is not None:
+            done.mark(block.block_id, result)
+        out.append((block.block_id, result))
+    return out
 
 
 # -- progress and stopping -----------------------------------------------------------------------------------------
@@ -351,6 +356,7 @@ def run_blockwise(
     progress: bool = True,
     desc: str = "blocks",
     blocks: Optional[Iterable[Block]] = None,
+    chains: Optional[Iterable[Sequence[Block]]] = None,
     prefetch: int = 2,
     callback: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCheck] = None,
@@ -368,7 +374,11 @@ def run_blockwise(
         num_workers: Workers of the ``LocalCluster`` (default: one per GPU, else 2).
         progress: Show a tqdm bar counting voxels (its rate is voxels/s).
         desc: Label of the progress bar.
-        blocks: A subset of the grid's blocks to run (default: all).
+        blocks: A subset of the grid's blocks to run, in this order (default: all, C order).
+        chains: Instead of ``blocks``: groups of blocks that run in the given order in one thread of one process
+            (one dask task per group), so that a task may hand state from one block to the next (e.g.
+            :class:`~masktwins_bio.inference.PredictTask` carries window sums along z). The serial executor runs
+            the groups one after the other. Default: every block on its own.
         prefetch: Blocks read ahead by the serial executor.
         callback: ``callback(desc, done, total)`` in voxels, at the start and after every finished block.
         should_stop: Polled between blocks; when it returns True the run stops cleanly (see the module docstring).
@@ -383,7 +393,12 @@ def run_blockwise(
         raise InputError(f"executor {executor!r} is not known; choose one of {', '.join(EXECUTORS)}")
     if done is not None and not isinstance(done, DoneMarkers):
         done = DoneMarkers(done)
-    blocks = list(grid if blocks is None else blocks)
+    if chains is not None:
+        chains = [list(c) for c in chains]
+        blocks = [b for c in chains for b in c]
+    else:
+        blocks = list(grid if blocks is None else blocks)
+        chains = [[b] for b in blocks]
     finished = done.done_ids() if done is not None else set()
     results: dict[int, dict] = {}
     todo = []
@@ -407,7 +422,8 @@ def run_blockwise(
         if todo and executor == "serial":
             stopped = _run_serial(process_block, todo, done, finish, prefetch, prog.stop_requested)
         elif todo:
-            stopped = _run_dask(process_block, todo, done, finish, address, num_workers, prog.stop_requested)
+            todo_chains = [c for c in ([b for b in chain if b.block_id not in finished] for chain in chains) if c]
+            stopped = _run_dask(process_block, todo_chains, done, finish, address, num_workers, prog.stop_requested)
         if stopped:
             raise prog.cancelled()
     return results
@@ -484,8 +500,9 @@ def _default_workers() -> int:
     return 2
 
 
-def _run_dask(task, todo: list[Block], done: Optional[DoneMarkers], finish, address, num_workers, stop) -> bool:
-    """Run ``todo`` on a dask cluster; returns True when ``stop()`` ended the run early."""
+def _run_dask(task, todo: list[list[Block]], done: Optional[DoneMarkers], finish, address, num_workers,
+              stop) -> bool:
+    """Run the chains of blocks ``todo`` on a dask cluster; returns True when ``stop()`` ended the run early."""
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -503,33 +520,33 @@ def _run_dask(task, todo: list[Block], done: Optional[DoneMarkers], finish, addr
                                dashboard_address=None)
         client = Client(cluster)
     try:
-        # the task (settings, small arrays) travels once to every worker; blocks are submitted in a bounded window
+        # the task (settings, small arrays) travels once to every worker; chains are submitted in a bounded window
         task_future = client.scatter(task, broadcast=True, hash=False)
         window = max(4, 2 * sum(client.nthreads().values()))
-        pending_blocks = iter(todo)
+        pending = iter(todo)
         queue = as_completed()
         running: set = set()
 
-        def submit(block: Block) -> None:
-            fut = client.submit(_dask_block, task_future, block, done, pure=False)
+        def submit(chain: list[Block]) -> None:
+            fut = client.submit(_dask_chain, task_future, chain, done, pure=False)
             running.add(fut)
             queue.add(fut)
 
         if stop():
             return True
-        for block in itertools.islice(pending_blocks, window):
-            submit(block)
+        for chain in itertools.islice(pending, window):
+            submit(chain)
         for fut in queue:
             running.discard(fut)
-            block_id, result = fut.result()
-            finish(block_id, result)
+            for block_id, result in fut.result():
+                finish(block_id, result)
             fut.release()
-            block = next(pending_blocks, None)
-            if (block is not None or running) and stop():
-                client.cancel(list(running))  # queued blocks never start; a running one may still finish and mark
+            chain = next(pending, None)
+            if (chain is not None or running) and stop():
+                client.cancel(list(running))  # queued chains never start; a running one may still finish and mark
                 return True
-            if block is not None:
-                submit(block)
+            if chain is not None:
+                submit(chain)
         return False
     finally:
         client.close()

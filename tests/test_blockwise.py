@@ -198,3 +198,38 @@ def test_dask_should_stop_cancels_the_rest(tmp_path):
 def test_unknown_executor():
     with pytest.raises(InputError, match="executor"):
         run_blockwise(BlockGrid((2, 2, 2), (2, 2, 2)), _square, executor="ray", progress=False)
+
+
+class ChainRecorder:
+    """Records (thread, block) in the order blocks are processed."""
+
+    def __init__(self):
+        self.order = []
+        self.lock = threading.Lock()
+
+    def __call__(self, block):
+        with self.lock:
+            self.order.append((threading.get_ident(), block.block_id))
+        return _square(block)
+
+
+@pytest.mark.parametrize("executor", ["serial", "dask"])
+def test_chains_run_in_order_in_one_thread_and_resume(tmp_path, executor):
+    from distributed import LocalCluster
+
+    grid = BlockGrid((6, 4, 4), (2, 2, 2))
+    chains = [[grid.block((z, y, x)) for z in range(3)] for y in range(2) for x in range(2)]  # z columns
+    done = DoneMarkers(tmp_path / "m")
+    for b in (chains[0][0], chains[1][1]):  # resume: finished blocks are left out of their chains
+        done.mark(b.block_id, _square(b))
+    task = ChainRecorder()
+    with LocalCluster(n_workers=1, threads_per_worker=3, processes=False, dashboard_address=None) as cluster:
+        results = run_blockwise(grid, task, chains=chains, done=done, executor=executor, progress=False,
+                                address=cluster.scheduler_address if executor == "dask" else None)
+    assert sorted(results) == list(range(len(grid))) and done.done_ids() == set(range(len(grid)))
+    ran = [b for _, b in task.order]
+    assert sorted(ran) == sorted(set(range(len(grid))) - {chains[0][0].block_id, chains[1][1].block_id})
+    for chain in chains:
+        ids = [b.block_id for b in chain if b.block_id in ran]
+        threads = {t for t, b in task.order if b in ids}
+        assert [b for b in ran if b in ids] == ids and len(threads) == 1  # in order, one thread

@@ -14,8 +14,10 @@ Windows that overlap two blocks are not run twice along z: blocks are run column
 block hands the running window sums of the voxels above it to the next block of its column (``PredictTask.carry``),
 which then runs only the windows starting inside it. So the default blocks are one window thick in z (the pipeline
 gets many blocks to overlap I/O with compute) and wide in y and x (where block faces do re-run one row of windows;
-``benchmarks/inference.py`` prints the resulting redundancy). Blocks without a predecessor in this process (the first
-of a column, the first after a resume, every dask block) recompute their z halo instead; the result is the same.
+``benchmarks/inference.py`` prints the resulting redundancy). The blocks of a column run as one chain
+(:func:`~masktwins_bio.blockwise.run_blockwise`), on dask as tasks of :data:`DASK_CHAIN` blocks so that few columns
+still spread over many workers. A block without its predecessor just before it in the same thread (the first of a
+chain, the first after a resume) recomputes its z halo instead; the result is the same.
 
 Host memory is bounded by a few blocks whatever the volume size: the serial executor reads the next blocks in a
 prefetch thread and writes finished ones in a write-behind thread while the device computes (see
@@ -41,6 +43,7 @@ import contextlib
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -79,11 +82,13 @@ log = logging.getLogger(__name__)
 OUTPUT_DTYPES = ("uint8", "float16")
 # raw input dtypes sent to the GPU as they are (normalised there)
 _TORCH_DTYPES = tuple(np.dtype(t) for t in ("uint8", "int8", "int16", "int32", "float16"))
-# default block = this many windows per axis (rounded up to whole chunks). Along z the serial executor's blocks hand
-# their window sums on (PredictTask.carry), so thin blocks cost nothing and keep the pipeline busy; in y and x (and in
-# z for dask, which does not carry) every block face re-runs one row of windows, so blocks are wide there (larger on
-# GPUs, which have the memory).
-_BLOCK_WINDOWS = {"cpu": (2, 8, 8), "cuda": (4, 16, 16)}
+# default block = this many windows per axis (rounded up to whole chunks). Along z the blocks of a chain hand their
+# window sums on (PredictTask.carry), so thin blocks cost nothing and keep the pipeline busy; in y and x every block
+# face re-runs one row of windows, so blocks are wide there (larger on GPUs, which have the memory).
+_BLOCK_WINDOWS = {"cpu": (1, 8, 8), "cuda": (1, 16, 16)}
+# blocks per dask task (a chain along z): long enough to amortise the z halo its first block recomputes, short
+# enough to spread a volume of few columns over many workers
+DASK_CHAIN = 8
 
 
 def window_starts(size: int, window: int, overlap: float) -> np.ndarray:
@@ -100,12 +105,9 @@ def window_starts(size: int, window: int, overlap: float) -> np.ndarray:
     return np.minimum(np.arange(n, dtype=np.int64) * stride, size - window)
 
 
-def default_block_shape(shape, chunks, window, device_type: str = "cpu", carry: bool = True) -> tuple[int, int, int]:
-    """Several windows per axis (one in z when blocks carry their window sums along z), rounded up to whole chunks
-    and clipped to the volume."""
-    k = list(_BLOCK_WINDOWS.get(device_type, _BLOCK_WINDOWS["cpu"]))
-    if carry:
-        k[0] = 1
+def default_block_shape(shape, chunks, window, device_type: str = "cpu") -> tuple[int, int, int]:
+    """One window thick in z, 8 (CPU) or 16 (CUDA) windows wide, rounded up to whole chunks, clipped to the volume."""
+    k = _BLOCK_WINDOWS.get(device_type, _BLOCK_WINDOWS["cpu"])
     return default_block(shape, chunks, [kk * w for kk, w in zip(k, window)])
 
 
@@ -123,6 +125,9 @@ class PredictTask:
         stats: Input intensity statistics; ``norm_mode``: ``zscore`` or ``percentile``.
         window, overlap, sw_batch_size, tta, output_dtype: Inference settings.
         model: A model already loaded in this process (serial runs); never pickled.
+        carry: Hand window sums from a block to the next block of its z column (see :meth:`compute`).
+        chain_ends: Ids of blocks after which no carry is kept (the last block of each chain; the next block runs
+            in another task).
     """
 
     model_path: str
@@ -139,7 +144,8 @@ class PredictTask:
     tta: str
     output_dtype: str
     model: Optional[LoadedModel] = None
-    carry: bool = False
+    carry: bool = True
+    chain_ends: frozenset = frozenset()
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __getstate__(self):
@@ -188,7 +194,7 @@ class PredictTask:
     def compute(self, block: Block, data: tuple) -> np.ndarray:
         """Blend the block's windows on the device (with TTA); returns the quantised core on the host.
 
-        With ``carry`` the sums of the block before it in the same z column (just computed by this process) start
+        With ``carry`` the sums of the block before it in the same z column (just computed by this thread) start
         this block's sums, so the windows that block already ran are not run again (see :mod:`.blend`).
         """
         import torch.nn.functional as F
@@ -217,7 +223,9 @@ class PredictTask:
                                                    start)):
             g = window_starts(n, w, self.overlap)
             starts.append(g[(g < b) & (g + w > a)] - r)
-        carry = self._cache.pop("carry", None)
+        # one slot per thread: blocks of a chain run in one thread; threads of a dask worker run other chains
+        slot = self._cache.setdefault("carry", threading.local())
+        carry, slot.value = getattr(slot, "value", None), None
         with torch.inference_mode():
             if any(pads):
                 x = F.pad(x, [v for lo, p in zip(low[::-1], pads[::-1]) for v in (lo, p - lo)])
@@ -235,10 +243,9 @@ class PredictTask:
                                                              for c, lo in zip(core, low))
             prob = (num[padded_core] / den[padded_core])[0, 0]
             z_next = block.write_stop[0]
-            if self.carry and z_next < self.shape[0] and not pads[0]:
+            if self.carry and z_next < self.shape[0] and not pads[0] and block.block_id not in self.chain_ends:
                 nxt = (block.index[0] + 1,) + tuple(block.index[1:])
-                self._cache["carry"] = (nxt, z_next, num[:, :, z_next - start[0]:].clone(),
-                                        den[:, :, z_next - start[0]:].clone())
+                slot.value = (nxt, z_next, num[:, :, z_next - start[0]:].clone(), den[:, :, z_next - start[0]:].clone())
             if self.output_dtype == "uint8":
                 out = prob.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
             else:
@@ -331,8 +338,8 @@ def predict(
         roi: Sub-region in *input* voxels, ``"z0:z1,y0:y1,x0:x1"`` or three slices (negative = from the end).
         overwrite: Replace an existing output. ``resume``: continue an interrupted run with the same settings.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:N``. On CUDA the network runs in bf16.
-        block_shape: Output block (voxels, z, y, x), a multiple of ``chunks``; default one window thick in z (serial;
-            four on dask, which does not carry window sums along z) and 8 (CPU) or 16 (CUDA) windows wide.
+        block_shape: Output block (voxels, z, y, x), a multiple of ``chunks``; default one window thick in z and
+            8 (CPU) or 16 (CUDA) windows wide.
         chunks: Output chunk shape (voxels); default 32 x 256 x 256 clipped to the volume.
         overlap: Window overlap fraction in [0, 1) (MONAI's definition).
         sw_batch_size: Windows per forward pass.
@@ -378,7 +385,7 @@ def predict(
     shape = tuple(s.stop - s.start for s in roi_out)
     win = tuple(int(w) for w in (window or loaded.patch_size))
     chunks = output_chunks(shape, chunks, block_shape)
-    block_shape = tuple(block_shape or default_block_shape(shape, chunks, win, dev.type, executor == "serial"))
+    block_shape = tuple(block_shape or default_block_shape(shape, chunks, win, dev.type))
     grid = BlockGrid(shape, block_shape, chunks=chunks, voxel_size=loaded.voxel_size)  # halo: PredictTask.region
 
     meta = loaded.metadata
@@ -424,12 +431,17 @@ def predict(
         model_path=str(loaded.path), device=str(dev) if device not in (None, "auto") else "auto", source=source,
         origin=origin, shape=shape, output=pyramid, stats=stats, norm_mode=norm_mode, window=win,
         overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, output_dtype=output_dtype,
-        model=loaded if executor == "serial" else None, carry=executor == "serial",
+        model=loaded if executor == "serial" else None,
     )
-    # z fastest, so that each block can take over the window sums of the block below it (PredictTask.carry)
+    # chains along z, so that each block takes over the window sums of the block below it (PredictTask.carry):
+    # whole columns in this process, DASK_CHAIN blocks per dask task
     columns = sorted(grid, key=lambda b: (b.index[1], b.index[2], b.index[0]))
+    length = grid.grid_shape[0] if executor == "serial" else DASK_CHAIN
+    chains = [columns[i:i + min(length, grid.grid_shape[0] - columns[i].index[0])]
+              for i in range(0, len(columns)) if columns[i].index[0] % length == 0]
+    task.chain_ends = frozenset(c[-1].block_id for c in chains)
     run_blockwise(grid, task, done=DoneMarkers(work / "done_predict"), executor=executor, address=address,
-                  blocks=columns,
+                  chains=chains,
                   num_workers=num_workers, progress=progress, desc="predict", callback=callback,
                   should_stop=should_stop)
     finish_output(writer)

@@ -57,9 +57,12 @@ def windows_run(monkeypatch) -> list:
 
 def test_carry_runs_every_window_once_along_z(tmp_path, model_file, raw, monkeypatch):
     """Blocks of a z column hand their sums on: no window runs twice, and the result is bit-identical to blocks
-    that recompute their z halo (the dask path, which never carries)."""
+    that recompute their z halo (dask tasks of 2 blocks: every other block starts a chain)."""
+    import importlib
+
     from distributed import LocalCluster
 
+    monkeypatch.setattr(importlib.import_module("masktwins_bio.inference.predict"), "DASK_CHAIN", 2)
     path, data = raw
     kw = {"block_shape": (2, 32, 36), "progress": False, "device": "cpu", "output_dtype": "float16"}
     counts = windows_run(monkeypatch)
