@@ -65,8 +65,12 @@ def _integer_statistics(data: np.ndarray) -> tuple[float, float, float, float]:
 
     Percentiles interpolate linearly between order statistics, as :func:`numpy.percentile` does.
     """
-    low = int(data.min())
-    counts = np.bincount((data.astype(np.int64) - low) if low else data.astype(np.intp, copy=False))
+    low, high = int(data.min()), int(data.max())
+    counts = np.zeros(high - low + 1, dtype=np.int64)
+    step = 1 << 20  # bincount copies its input to intp: bound that copy to 8 MiB
+    for i in range(0, data.size, step):
+        part = data[i:i + step].astype(np.intp)
+        counts += np.bincount(part - low if low else part, minlength=len(counts))
     values = np.arange(low, low + len(counts), dtype=np.float64)
     n = int(counts.sum())
     mean = float(counts @ values / n)
