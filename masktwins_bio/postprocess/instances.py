@@ -120,12 +120,16 @@ class _Context:
     voxel_size: tuple[float, float, float]
 
     def load(self, block: Block):
-        from scipy import ndimage
+        import edt
 
         shape = self.source.shape
         region = block.read_slices(shape)
         fg = self.fg(self.source[region])
-        dist = ndimage.distance_transform_edt(fg, sampling=self.voxel_size) if fg.any() else np.zeros(fg.shape)
+        # seung-lab's edt (the cc3d authors'): the same anisotropic Euclidean distances as
+        # scipy.ndimage.distance_transform_edt(sampling=...), in float32, about 7x faster; it dominated watershed time.
+        # black_border=False: the volume border is not background (scipy's convention too).
+        dist = (edt.edt(fg, anisotropy=self.voxel_size, black_border=False, parallel=1) if fg.any()
+                else np.zeros(fg.shape, dtype=np.float32))
         return fg, dist, tuple(s.start for s in region), block.core_in_read(shape)
 
 
