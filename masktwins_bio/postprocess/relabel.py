@@ -70,21 +70,25 @@ def read_provisional(local, start, stop, grid: BlockGrid, offsets: np.ndarray) -
 
 
 def face_pairs(local, block: Block, grid: BlockGrid, offsets: np.ndarray, connectivity: int) -> np.ndarray:
-    """Pairs of provisional ids that touch across the block's high faces; ``(k, 2)`` int64, unique rows."""
-    # one read: the block plus a one-voxel shell (zeros outside the volume)
-    start = [a - 1 for a in block.write_start]
-    ids = read_provisional(local, start, [b + 1 for b in block.write_stop], grid, offsets)
-    core = [slice(1, n + 1) for n in block.write_shape]
+    """Pairs of provisional ids that touch across the block's high faces; ``(k, 2)`` int64, unique rows.
+
+    Reads only the planes that matter: per axis, the block's last plane and the next plane widened by one voxel
+    along the other two axes (zeros outside the volume).
+    """
     pairs = [np.zeros((0, 2), dtype=np.int64)]
     for axis in range(3):
-        top = block.write_shape[axis]  # index of the next plane in ``ids``
-        if block.write_stop[axis] >= grid.shape[axis]:
+        edge = block.write_stop[axis]
+        if edge >= grid.shape[axis]:
             continue
-        # last plane of the block, and the next plane widened by one voxel along the other two axes
-        p = ids[tuple(slice(top, top + 1) if a == axis else core[a] for a in range(3))].squeeze(axis)
+        p_start, p_stop = list(block.write_start), list(block.write_stop)
+        p_start[axis] = edge - 1
+        p = read_provisional(local, p_start, p_stop, grid, offsets).squeeze(axis)
         if not p.any():
             continue
-        q = ids[tuple(slice(top + 1, top + 2) if a == axis else slice(None) for a in range(3))].squeeze(axis)
+        q_start = [a - 1 for a in block.write_start]
+        q_stop = [b + 1 for b in block.write_stop]
+        q_start[axis], q_stop[axis] = edge, edge + 1
+        q = read_provisional(local, q_start, q_stop, grid, offsets).squeeze(axis)
         other = [a for a in range(3) if a != axis]
         n1, n2 = p.shape
         for d in neighbour_offsets(connectivity, axis):
