@@ -91,7 +91,7 @@ def raw_forward(model, args, device) -> float:
 def redundancies(shape, block_shape, window, overlap) -> tuple[float, float]:
     """(whole-volume sliding window, our blocks): window voxels evaluated per output voxel.
 
-    Our serial blocks hand their window sums on along z (``PredictTask.carry``), so only y and x block faces run
+    Our serial blocks hand their window sums on along z (``PredictTask.carried``), so only y and x block faces run
     windows twice.
     """
     from masktwins_bio.inference import window_starts

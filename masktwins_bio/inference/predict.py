@@ -11,7 +11,7 @@ the same weights as in one ``sliding_window_inference`` over the whole volume he
 (to float rounding; the blending itself is bit-identical) for any block shape, executor or resume history.
 
 Windows that overlap two blocks are not run twice along z: blocks are run column by column (z fastest), and each
-block hands the running window sums of the voxels above it to the next block of its column (``PredictTask.carry``),
+block hands the running window sums of the voxels above it to the next block of its column (``PredictTask.carried``),
 which then runs only the windows starting inside it. So the default blocks are one window thick in z (the pipeline
 gets many blocks to overlap I/O with compute) and wide in y and x (where block faces do re-run one row of windows;
 ``benchmarks/inference.py`` prints the resulting redundancy). The blocks of a column run as one chain
@@ -83,7 +83,7 @@ OUTPUT_DTYPES = ("uint8", "float16")
 # raw input dtypes sent to the GPU as they are (normalised there)
 _TORCH_DTYPES = tuple(np.dtype(t) for t in ("uint8", "int8", "int16", "int32", "float16"))
 # default block = this many windows per axis (rounded up to whole chunks). Along z the blocks of a chain hand their
-# window sums on (PredictTask.carry), so thin blocks cost nothing and keep the pipeline busy; in y and x every block
+# window sums on (PredictTask.carried), so thin blocks cost nothing and keep the pipeline busy; in y and x every block
 # face re-runs one row of windows, so blocks are wide there (larger on GPUs, which have the memory).
 _BLOCK_WINDOWS = {"cpu": (1, 8, 8), "cuda": (1, 16, 16)}
 # blocks per dask task (a chain along z): long enough to amortise the z halo its first block recomputes, short
@@ -125,9 +125,9 @@ class PredictTask:
         stats: Input intensity statistics; ``norm_mode``: ``zscore`` or ``percentile``.
         window, overlap, sw_batch_size, tta, output_dtype: Inference settings.
         model: A model already loaded in this process (serial runs); never pickled.
-        carry: Hand window sums from a block to the next block of its z column (see :meth:`compute`).
-        chain_ends: Ids of blocks after which no carry is kept (the last block of each chain; the next block runs
-            in another task).
+        carried: Grid indices of the blocks that take over the window sums of the block below them, computed just
+            before them in the same thread (every block of a chain but the first, see :func:`predict`). They read
+            and run only their own windows; the others compute their z halo.
     """
 
     model_path: str
@@ -144,8 +144,7 @@ class PredictTask:
     tta: str
     output_dtype: str
     model: Optional[LoadedModel] = None
-    carry: bool = True
-    chain_ends: frozenset = frozenset()
+    carried: frozenset = frozenset()
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __getstate__(self):
@@ -172,15 +171,31 @@ class PredictTask:
     def _cuda(self) -> bool:
         return self.device != "cpu" and torch.cuda.is_available()
 
-    def read(self, block: Block) -> tuple[torch.Tensor, tuple]:
-        """The block's read region as a (1, 1, Z, Y, X) tensor and the block's core inside it.
+    def input_z(self, block: Block) -> tuple[int, int]:
+        """The z range of input a block needs: its read region, or only its own windows' if it is carried."""
+        start, stop = self.region(block)
+        if block.index not in self.carried:
+            return start[0], stop[0]
+        g = window_starts(self.shape[0], self.window[0], self.overlap)
+        own = g[(g >= block.write_start[0]) & (g < block.write_stop[0])]
+        if not len(own):  # a block thinner than the window stride may own no window at all
+            return block.write_start[0], block.write_start[0]
+        return int(own.min()), int(own.max()) + self.window[0]
 
-        For CUDA the raw values travel (e.g. uint8: 4x less to copy than float32) in pinned memory and are
-        normalised on the device; on the CPU they are normalised here, in the prefetch thread.
+    def read(self, block: Block, full: bool = False) -> tuple[torch.Tensor, int]:
+        """The block's input as a (1, 1, Z, Y, X) tensor, and the z (in output voxels) of its first plane.
+
+        The input covers the block's read region, except along z for a carried block (:meth:`input_z`), or the
+        whole read region with ``full``. For CUDA the raw values travel (e.g. uint8: 4x less to copy than float32)
+        in pinned memory and are normalised on the device; on the CPU they are normalised here, in the prefetch
+        thread.
         """
         from ..data.normalize import normalize
 
         start, stop = self.region(block)
+        if not full:
+            z0, z1 = self.input_z(block)
+            start, stop = (z0,) + start[1:], (z1,) + stop[1:]
         data = read_region(self.source.array, [o + a for o, a in zip(self.origin, start)],
                            [o + b for o, b in zip(self.origin, stop)])
         if self._cuda() and data.dtype in _TORCH_DTYPES:
@@ -188,25 +203,36 @@ class PredictTask:
         else:
             x = torch.from_numpy(normalize(data, self.stats, self.norm_mode))[None, None]
             x = x.pin_memory() if self._cuda() else x
-        core = tuple(slice(a - r, b - r) for a, b, r in zip(block.write_start, block.write_stop, start))
-        return x, core
+        return x, start[0]
 
     def compute(self, block: Block, data: tuple) -> np.ndarray:
         """Blend the block's windows on the device (with TTA); returns the quantised core on the host.
 
-        With ``carry`` the sums of the block before it in the same z column (just computed by this thread) start
-        this block's sums, so the windows that block already ran are not run again (see :mod:`.blend`).
+        A carried block starts its sums from those of the block below it (just computed by this thread), so the
+        windows that block already ran are not run again (see :mod:`.blend`).
         """
         import torch.nn.functional as F
 
         from ..data.normalize import normalize
 
-        x, core = data
+        start, stop = self.region(block)
+        # one slot per thread: blocks of a chain run in one thread; threads of a dask worker run other chains
+        slot = self._cache.setdefault("carry", threading.local())
+        carry, slot.value = getattr(slot, "value", None), None
+        if carry is not None and carry[0] != block.index:
+            carry = None
+        if carry is None and data[0].shape[2] != stop[0] - start[0]:
+            data = self.read(block, full=True)  # a carried block whose carry went missing: not expected, but safe
+        x, x_z = data
         model = self._loaded()
         dev = model.device
         x = x.to(dev, non_blocking=True)
         if x.dtype != torch.float32:
             x = normalize(x, self.stats, self.norm_mode)
+        if x.shape[2] != stop[0] - start[0]:  # only the own windows' planes were read: place them in the region
+            full = x.new_zeros((1, 1, stop[0] - start[0]) + tuple(x.shape[3:]))
+            full[:, :, x_z - start[0]:x_z - start[0] + x.shape[2]] = x
+            x = full
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
 
         def forward(windows: torch.Tensor) -> torch.Tensor:
@@ -214,7 +240,7 @@ class PredictTask:
                 logits = model.network(windows)
             return model.foreground_probability(logits)
 
-        start, _ = self.region(block)
+        core = tuple(slice(a - r, b - r) for a, b, r in zip(block.write_start, block.write_stop, start))
         # an axis shorter than the window is padded (zeros, split as in MONAI) to one window
         pads = [max(0, w - n) for w, n in zip(self.window, x.shape[2:])]
         low = [p // 2 for p in pads]
@@ -223,15 +249,12 @@ class PredictTask:
                                                    start)):
             g = window_starts(n, w, self.overlap)
             starts.append(g[(g < b) & (g + w > a)] - r)
-        # one slot per thread: blocks of a chain run in one thread; threads of a dask worker run other chains
-        slot = self._cache.setdefault("carry", threading.local())
-        carry, slot.value = getattr(slot, "value", None), None
         with torch.inference_mode():
             if any(pads):
                 x = F.pad(x, [v for lo, p in zip(low[::-1], pads[::-1]) for v in (lo, p - lo)])
             num = torch.zeros_like(x, dtype=torch.float32)
             den = torch.zeros_like(x, dtype=torch.float32)
-            if carry is not None and carry[0] == block.index:
+            if carry is not None:
                 z_from, c_num, c_den = carry[1:]
                 num[:, :, z_from - start[0]:z_from - start[0] + c_num.shape[2]] = c_num
                 den[:, :, z_from - start[0]:z_from - start[0] + c_den.shape[2]] = c_den
@@ -243,8 +266,8 @@ class PredictTask:
                                                              for c, lo in zip(core, low))
             prob = (num[padded_core] / den[padded_core])[0, 0]
             z_next = block.write_stop[0]
-            if self.carry and z_next < self.shape[0] and not pads[0] and block.block_id not in self.chain_ends:
-                nxt = (block.index[0] + 1,) + tuple(block.index[1:])
+            nxt = (block.index[0] + 1,) + tuple(block.index[1:])
+            if nxt in self.carried:
                 slot.value = (nxt, z_next, num[:, :, z_next - start[0]:].clone(), den[:, :, z_next - start[0]:].clone())
             if self.output_dtype == "uint8":
                 out = prob.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
@@ -264,6 +287,25 @@ class PredictTask:
             self._cache[key] = compute_importance_map(self.window, mode="gaussian", sigma_scale=0.125, device=dev,
                                                       dtype=torch.float32)[None, None]
         return self._cache[key]
+
+
+def _chains(grid: BlockGrid, finished: set, length: Optional[int]) -> list[list[Block]]:
+    """The blocks still to do as chains along z: runs of z-adjacent blocks of one column, at most ``length`` long.
+
+    Within a chain each block takes over the window sums of the one before it (:attr:`PredictTask.carried`); the
+    first block of a chain (of a column, after a finished block, or of a dask task) computes its z halo.
+    """
+    chains: list[list[Block]] = []
+    for block in sorted(grid, key=lambda b: (b.index[1], b.index[2], b.index[0])):  # column by column, z fastest
+        if block.block_id in finished:
+            continue
+        last = chains[-1][-1] if chains else None
+        if (last is not None and last.index[1:] == block.index[1:] and last.index[0] + 1 == block.index[0]
+                and (length is None or len(chains[-1]) < length)):
+            chains[-1].append(block)
+        else:
+            chains.append([block])
+    return chains
 
 
 def _parse_roi(roi, shape: Sequence[int], where: str) -> tuple[slice, slice, slice]:
@@ -433,14 +475,11 @@ def predict(
         overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, output_dtype=output_dtype,
         model=loaded if executor == "serial" else None,
     )
-    # chains along z, so that each block takes over the window sums of the block below it (PredictTask.carry):
-    # whole columns in this process, DASK_CHAIN blocks per dask task
-    columns = sorted(grid, key=lambda b: (b.index[1], b.index[2], b.index[0]))
-    length = grid.grid_shape[0] if executor == "serial" else DASK_CHAIN
-    chains = [columns[i:i + min(length, grid.grid_shape[0] - columns[i].index[0])]
-              for i in range(0, len(columns)) if columns[i].index[0] % length == 0]
-    task.chain_ends = frozenset(c[-1].block_id for c in chains)
-    run_blockwise(grid, task, done=DoneMarkers(work / "done_predict"), executor=executor, address=address,
+    done = DoneMarkers(work / "done_predict")
+    chains = _chains(grid, done.done_ids(), None if executor == "serial" else DASK_CHAIN)
+    if win[0] <= shape[0]:  # (an axis shorter than the window is padded: one window, nothing to carry)
+        task.carried = frozenset(b.index for chain in chains for b in chain[1:])
+    run_blockwise(grid, task, done=done, executor=executor, address=address,
                   chains=chains,
                   num_workers=num_workers, progress=progress, desc="predict", callback=callback,
                   should_stop=should_stop)

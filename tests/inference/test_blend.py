@@ -75,3 +75,26 @@ def test_carry_runs_every_window_once_along_z(tmp_path, model_file, raw, monkeyp
                              address=cluster.scheduler_address, **kw)
     assert sum(counts) > whole
     np.testing.assert_array_equal(open_volume(carried)[:], open_volume(recomputed)[:])
+
+
+def test_carried_blocks_read_only_their_own_windows(tmp_path, model_file, raw, monkeypatch):
+    """A carried block reads the input planes of the windows it runs, not its whole z halo; same result."""
+    import importlib
+
+    predict_module = importlib.import_module("masktwins_bio.inference.predict")
+    original = predict_module.read_region
+    z_read: list = []
+
+    def recording(array, start, stop):
+        z_read.append(stop[0] - start[0])
+        return original(array, start, stop)
+
+    path, data = raw
+    kw = {"block_shape": (2, 32, 36), "progress": False, "device": "cpu", "output_dtype": "float16"}
+    reference = predict(model_file, path, tmp_path / "ref.zarr", **{**kw, "block_shape": (10, 32, 36)})
+    monkeypatch.setattr(predict_module, "read_region", recording)
+    carried = predict(model_file, path, tmp_path / "carried.zarr", **kw)
+    # z = 10, window 8, stride 6: windows start at 0 and 2; block 0 (planes 0-1) runs the window at 0 (planes 0-7),
+    # block 1 the one at 2 (planes 2-9) and takes the rest over; blocks 2-4 own no window and read nothing
+    assert z_read == [8, 8, 0, 0, 0]
+    np.testing.assert_array_equal(open_volume(carried)[:], open_volume(reference)[:])
