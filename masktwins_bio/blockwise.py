@@ -260,9 +260,14 @@ def _run_one(task, block: Block) -> Result:
 
 
 def _dask_chain(task, chain: Sequence[Block], done: Optional[DoneMarkers]) -> list:
-    """A chain of blocks on a dask worker, in order, each processed then marked done (by the worker, not the
-    driver, so a killed driver can resume)."""
-    out = []
+    """A chain of blocks on a dask worker, in order, each marked done once written (by the worker, not the driver,
+    so a killed driver can resume). A staged task gets the serial executor's prefetch and write-behind threads
+    inside the worker, so its reading and writing overlap its compute there too."""
+    out: list = []
+    if isinstance(task, StagedTask) and len(chain) > 1:
+        _run_serial(task, list(chain), done, lambda block_id, result: out.append((block_id, result)), 2,
+                    lambda: False)
+        return out
     for block in chain:
         result = _run_one(task, block)
         if done is not None:
