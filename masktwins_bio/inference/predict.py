@@ -479,9 +479,7 @@ def predict(
     chains = _chains(grid, done.done_ids(), None if executor == "serial" else DASK_CHAIN)
     if win[0] <= shape[0]:  # (an axis shorter than the window is padded: one window, nothing to carry)
         task.carried = frozenset(b.index for chain in chains for b in chain[1:])
-    run_blockwise(grid, task, done=done, executor=executor, address=address,
-                  chains=chains,
-                  num_workers=num_workers, progress=progress, desc="predict", callback=callback,
-                  should_stop=should_stop)
+    run_blockwise(grid, task, done=done, chains=chains, executor=executor, address=address, num_workers=num_workers,
+                  progress=progress, desc="predict", callback=callback, should_stop=should_stop)
     finish_output(writer)
     return out_path
