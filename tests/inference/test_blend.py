@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from masktwins_bio.inference import predict, window_starts
-from masktwins_bio.inference.blend import WindowBlender
+from masktwins_bio.inference import WindowBlender, predict, window_starts
 from masktwins_bio.io import open_volume
 
 
