@@ -36,7 +36,7 @@ COVERAGE = {
     "masktwins-bio info": "tests/io/test_shared_data.py and tests/test_cli.py",
     "masktwins-bio benchmark": "tests/training/test_harness.py::test_benchmark_vnc3_to_fafb_small_budget",
     "torchrun": "tests/training/test_ddp.py (2 processes, gloo)",
-    "python benchmarks/": "benchmarks are run by hand; BENCHMARKS.md records the output",
+    "python benchmarks/": "run by hand, BENCHMARKS.md records the output; tests/test_benchmarks.py smoke-tests inference.py",
     "python -m masktwins_bio.docs": "tests/test_docs.py",
     "xvfb-run -a python scripts/napari_screenshot.py": "tests/napari (the screenshot script's widgets)",
     "conda env create": "tests/test_packaging.py::test_environment_yml_consistent_with_pyproject",
