@@ -198,12 +198,12 @@ class PredictTask:
             start, stop = (z0,) + start[1:], (z1,) + stop[1:]
         data = read_region(self.source.array, [o + a for o, a in zip(self.origin, start)],
                            [o + b for o, b in zip(self.origin, stop)])
+        pin = self._cuda() and data.size > 0  # (a carried block owning no window reads nothing)
         if self._cuda() and data.dtype in _TORCH_DTYPES:
-            x = torch.from_numpy(np.ascontiguousarray(data))[None, None].pin_memory()
+            x = torch.from_numpy(np.ascontiguousarray(data))[None, None]
         else:
             x = torch.from_numpy(normalize(data, self.stats, self.norm_mode))[None, None]
-            x = x.pin_memory() if self._cuda() else x
-        return x, start[0]
+        return (x.pin_memory() if pin else x), start[0]
 
     def compute(self, block: Block, data: tuple) -> np.ndarray:
         """Blend the block's windows on the device (with TTA); returns the quantised core on the host.
