@@ -7,7 +7,7 @@ import argparse
 from ._common import add_device, int_triple, triple
 
 
-def add_run_arguments(p: argparse.ArgumentParser, what: str) -> None:
+def add_run_arguments(p: argparse.ArgumentParser, what: str, block_default: str) -> None:
     """--overwrite/--resume, --block-shape, --chunks, --dask, --workers (shared with ``segment``)."""
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--overwrite", action="store_true", help=f"replace an existing {what}")
@@ -15,7 +15,8 @@ def add_run_arguments(p: argparse.ArgumentParser, what: str) -> None:
                       help=f"continue an interrupted run: skip finished blocks of an existing {what} (same settings "
                            "required; the result equals an uninterrupted run)")
     p.add_argument("--block-shape", type=int_triple, metavar="Z,Y,X",
-                   help="voxels per block (the unit of work and of resume); a multiple of the chunks")
+                   help=f"voxels per block (the unit of work and of resume); a multiple of the chunks (default: "
+                        f"{block_default})")
     p.add_argument("--chunks", type=int_triple, metavar="Z,Y,X", help="output chunk shape (default 32,256,256)")
     p.add_argument("--dask", nargs="?", const="local", metavar="ADDRESS",
                    help="run the blocks on dask.distributed: alone, a local cluster; with a scheduler ADDRESS "
@@ -58,7 +59,7 @@ def register(sub) -> None:
     p.add_argument("--dtype", choices=("uint8", "float16"), default="uint8",
                    help="uint8 = round(p*255) (default, 2x smaller) or float16")
     p.add_argument("--voxel-size", type=triple, metavar="Z,Y,X", help="input voxel size in nm (overrides metadata)")
-    add_run_arguments(p, "output")
+    add_run_arguments(p, "output", "one window thick in z, 8 (CPU) or 16 (CUDA) windows wide")
     p.set_defaults(handler=run)
 
 

@@ -26,7 +26,7 @@ def register(sub) -> None:
                    help="watershed: seeds at least this far apart along each axis, in nm (default 40)")
     p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26, help="voxel connectivity (default 26)")
     p.add_argument("--voxel-size", type=triple, metavar="Z,Y,X", help="voxel size in nm (overrides metadata)")
-    add_run_arguments(p, "output")
+    add_run_arguments(p, "output", "64,512,512")
     p.set_defaults(handler=run)
 
 
