@@ -59,7 +59,8 @@ def register(sub) -> None:
     p.add_argument("--dtype", choices=("uint8", "float16"), default="uint8",
                    help="uint8 = round(p*255) (default, 2x smaller) or float16")
     p.add_argument("--voxel-size", type=triple, metavar="Z,Y,X", help="input voxel size in nm (overrides metadata)")
-    add_run_arguments(p, "output", "one window thick in z, 8 (CPU) or 16 (CUDA) windows wide")
+    add_run_arguments(p, "output",
+                      "one window thick in z, 8 (CPU) or 16 (CUDA) windows wide, at most 16 Mi / 128 Mi voxels")
     p.set_defaults(handler=run)
 
 

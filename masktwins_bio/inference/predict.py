@@ -86,6 +86,9 @@ _TORCH_DTYPES = tuple(np.dtype(t) for t in ("uint8", "int8", "int16", "int32", "
 # window sums on (PredictTask.carried), so thin blocks cost nothing and keep the pipeline busy; in y and x every block
 # face re-runs one row of windows, so blocks are wide there (larger on GPUs, which have the memory).
 _BLOCK_WINDOWS = {"cpu": (1, 8, 8), "cuda": (1, 16, 16)}
+# at most this many voxels per default block: with the halo, 128 Mi on CUDA is about 3 GiB of float32 input and
+# window sums on the device (16 Mi on the CPU: a few hundred MiB of host memory per block)
+_BLOCK_VOXELS = {"cpu": 16 * 2**20, "cuda": 128 * 2**20}
 # blocks per dask task (a chain along z): long enough to amortise the z halo its first block recomputes, short
 # enough to spread a volume of few columns over many workers
 DASK_CHAIN = 8
@@ -106,9 +109,21 @@ def window_starts(size: int, window: int, overlap: float) -> np.ndarray:
 
 
 def default_block_shape(shape, chunks, window, device_type: str = "cpu") -> tuple[int, int, int]:
-    """One window thick in z, 8 (CPU) or 16 (CUDA) windows wide, rounded up to whole chunks, clipped to the volume."""
+    """One window thick in z, 8 (CPU) or 16 (CUDA) windows wide, rounded up to whole chunks, clipped to the volume.
+
+    Blocks larger than :data:`_BLOCK_VOXELS` (large windows, e.g. 256 x 256 in-plane) are narrowed in y/x, halving
+    the wider axis (in whole chunks), so that a block's float32 input and window sums fit a modest GPU (or host).
+    """
     k = _BLOCK_WINDOWS.get(device_type, _BLOCK_WINDOWS["cpu"])
-    return default_block(shape, chunks, [kk * w for kk, w in zip(k, window)])
+    block = list(default_block(shape, chunks, [kk * w for kk, w in zip(k, window)]))
+    limit = _BLOCK_VOXELS.get(device_type, _BLOCK_VOXELS["cpu"])
+    while math.prod(block) > limit:
+        axis = 1 if block[1] >= block[2] else 2
+        narrower = max(chunks[axis], -(-block[axis] // 2 // chunks[axis]) * chunks[axis])
+        if narrower >= block[axis]:
+            break
+        block[axis] = narrower
+    return tuple(block)  # type: ignore[return-value]
 
 
 @dataclass
@@ -381,7 +396,7 @@ def predict(
         overwrite: Replace an existing output. ``resume``: continue an interrupted run with the same settings.
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:N``. On CUDA the network runs in bf16.
         block_shape: Output block (voxels, z, y, x), a multiple of ``chunks``; default one window thick in z and
-            8 (CPU) or 16 (CUDA) windows wide.
+            8 (CPU) or 16 (CUDA) windows wide, at most 16 Mi (CPU) or 128 Mi (CUDA) voxels.
         chunks: Output chunk shape (voxels); default 32 x 256 x 256 clipped to the volume.
         overlap: Window overlap fraction in [0, 1) (MONAI's definition).
         sw_batch_size: Windows per forward pass.

@@ -273,3 +273,18 @@ def test_pyramid_written_with_the_blocks_equals_finalize(tmp_path, tiny_model):
     for level in ("1", "2"):
         np.testing.assert_array_equal(zarr.open_array(str(out / level))[:],
                                       zarr.open_array(str(tmp_path / "ref.zarr" / level))[:])
+
+
+@pytest.mark.parametrize("shape,window,device,expected", [
+    ((128, 1024, 1024), (32, 128, 128), "cuda", (32, 1024, 1024)),   # the benchmark anchor: 4 blocks along z
+    ((100, 4096, 4096), (32, 128, 128), "cuda", (32, 2048, 2048)),   # 16 windows wide
+    ((100, 4096, 4096), (16, 256, 256), "cuda", (32, 2048, 2048)),   # large windows: capped at 128 Mi voxels
+    ((64, 4096, 4096), (16, 64, 64), "cpu", (32, 512, 512)),
+    ((64, 4096, 4096), (16, 256, 256), "cpu", (32, 512, 1024)),      # capped at 16 Mi voxels
+    ((10, 32, 36), (8, 24, 24), "cpu", (10, 32, 36)),               # clipped to the volume
+])
+def test_default_block_shape(shape, window, device, expected):
+    from masktwins_bio.inference import default_block_shape
+
+    chunks = tuple(min(c, s) for c, s in zip((32, 256, 256), shape))
+    assert default_block_shape(shape, chunks, window, device) == expected
