@@ -228,42 +228,20 @@ class PredictTask:
         """
         import torch.nn.functional as F
 
-        from ..data.normalize import normalize
-
         start, stop = self.region(block)
-        # one slot per thread: blocks of a chain run in one thread; threads of a dask worker run other chains
-        slot = self._cache.setdefault("carry", threading.local())
-        carry, slot.value = getattr(slot, "value", None), None
-        if carry is not None and carry[0] != block.index:
-            carry = None
+        carry = self._take_carry(block)
         if carry is None and data[0].shape[2] != stop[0] - start[0]:
             data = self.read(block, full=True)  # a carried block whose carry went missing: not expected, but safe
-        x, x_z = data
         model = self._loaded()
-        dev = model.device
-        x = x.to(dev, non_blocking=True)
-        if x.dtype != torch.float32:
-            x = normalize(x, self.stats, self.norm_mode)
-        if x.shape[2] != stop[0] - start[0]:  # only the own windows' planes were read: place them in the region
-            full = x.new_zeros((1, 1, stop[0] - start[0]) + tuple(x.shape[3:]))
-            full[:, :, x_z - start[0]:x_z - start[0] + x.shape[2]] = x
-            x = full
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
-
-        def forward(windows: torch.Tensor) -> torch.Tensor:
-            with autocast:
-                logits = model.network(windows)
-            return model.foreground_probability(logits)
-
-        core = tuple(slice(a - r, b - r) for a, b, r in zip(block.write_start, block.write_stop, start))
+        x = self._on_device(data, start, stop, model.device)
+        # global window starts of the windows touching the block, relative to the region
+        starts = []
+        for n, w, a, b, r in zip(self.shape, self.window, block.write_start, block.write_stop, start):
+            g = window_starts(n, w, self.overlap)
+            starts.append(g[(g < b) & (g + w > a)] - r)
         # an axis shorter than the window is padded (zeros, split as in MONAI) to one window
         pads = [max(0, w - n) for w, n in zip(self.window, x.shape[2:])]
         low = [p // 2 for p in pads]
-        starts = []
-        for axis, (n, w, a, b, r) in enumerate(zip(self.shape, self.window, block.write_start, block.write_stop,
-                                                   start)):
-            g = window_starts(n, w, self.overlap)
-            starts.append(g[(g < b) & (g + w > a)] - r)
         with torch.inference_mode():
             if any(pads):
                 x = F.pad(x, [v for lo, p in zip(low[::-1], pads[::-1]) for v in (lo, p - lo)])
@@ -274,21 +252,61 @@ class PredictTask:
                 num[:, :, z_from - start[0]:z_from - start[0] + c_num.shape[2]] = c_num
                 den[:, :, z_from - start[0]:z_from - start[0] + c_den.shape[2]] = c_den
                 starts[0] = starts[0][starts[0] + start[0] >= block.write_start[0]]  # windows of this block only
-            blender = WindowBlender(self.window, tta_predictor(forward, self.tta), self.sw_batch_size,
-                                    self._importance_map(dev))
-            blender.accumulate(x, starts, num, den)
-            padded_core = (slice(None), slice(None)) + tuple(slice(c.start + lo, c.stop + lo)
-                                                             for c, lo in zip(core, low))
-            prob = (num[padded_core] / den[padded_core])[0, 0]
-            z_next = block.write_stop[0]
+            WindowBlender(self.window, self._predictor(model), self.sw_batch_size,
+                          self._importance_map(model.device)).accumulate(x, starts, num, den)
+            core = (slice(None), slice(None)) + tuple(slice(a - r + lo, b - r + lo) for a, b, r, lo in
+                                                      zip(block.write_start, block.write_stop, start, low))
+            prob = (num[core] / den[core])[0, 0]
             nxt = (block.index[0] + 1,) + tuple(block.index[1:])
             if nxt in self.carried:
-                slot.value = (nxt, z_next, num[:, :, z_next - start[0]:].clone(), den[:, :, z_next - start[0]:].clone())
+                z = block.write_stop[0] - start[0]
+                self._give_carry((nxt, block.write_stop[0], num[:, :, z:].clone(), den[:, :, z:].clone()))
             if self.output_dtype == "uint8":
                 out = prob.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
             else:
                 out = prob.to(torch.float16)
         return out.cpu().numpy()
+
+    def _slot(self) -> threading.local:
+        """This thread's carry slot: blocks of a chain run in one thread; threads of a dask worker run other chains."""
+        return self._cache.setdefault("carry", threading.local())
+
+    def _take_carry(self, block: Block) -> Optional[tuple]:
+        """The sums handed to ``block`` by the block below it, or ``None``; empties the slot either way."""
+        slot = self._slot()
+        carry, slot.value = getattr(slot, "value", None), None
+        return carry if carry is not None and carry[0] == block.index else None
+
+    def _give_carry(self, carry: tuple) -> None:
+        """``(index of the next block, its first z, num, den)`` for the next block of this thread's chain."""
+        self._slot().value = carry
+
+    def _on_device(self, data: tuple, start, stop, dev: torch.device) -> torch.Tensor:
+        """The block's input normalised on ``dev``, in the frame of its read region (planes not read are zero)."""
+        from ..data.normalize import normalize
+
+        x, x_z = data
+        x = x.to(dev, non_blocking=True)
+        if x.dtype != torch.float32:
+            x = normalize(x, self.stats, self.norm_mode)
+        depth = stop[0] - start[0]
+        if x.shape[2] != depth:  # a carried block read only its own windows' planes
+            full = x.new_zeros((1, 1, depth) + tuple(x.shape[3:]))
+            full[:, :, x_z - start[0]:x_z - start[0] + x.shape[2]] = x
+            x = full
+        return x
+
+    def _predictor(self, model: LoadedModel):
+        """Windows -> foreground probabilities (bf16 autocast on CUDA), with the task's TTA."""
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if model.device.type == "cuda"
+                    else contextlib.nullcontext())
+
+        def forward(windows: torch.Tensor) -> torch.Tensor:
+            with autocast:
+                logits = model.network(windows)
+            return model.foreground_probability(logits)
+
+        return tta_predictor(forward, self.tta)
 
     def write(self, block: Block, out: np.ndarray) -> None:
         """Level 0 and the pyramid levels the block covers (in the write-behind thread)."""
