@@ -233,7 +233,7 @@ def _network_with_weights(model_cfg: ModelConfig, metadata: dict, state: dict, p
         net.load_state_dict(state, assign=True)
         if any(t.is_meta for t in itertools.chain(net.parameters(), net.buffers())):
             net = None
-    except RuntimeError:
+    except Exception:  # anything the meta device cannot do: the plain build below reports real problems
         net = None
     if net is not None:
         return net

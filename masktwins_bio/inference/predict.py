@@ -173,15 +173,19 @@ class PredictTask:
             self.model = cached_model(self.model_path, worker_device(self.device))
         return self.model
 
-    def region(self, block: Block) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Read region of a block: the union of the whole-volume windows that overlap it (voxels, half-open)."""
-        start, stop = [], []
+    def touching(self, block: Block) -> list[np.ndarray]:
+        """Per axis, the starts of the whole-volume windows that overlap the block (voxels of the output)."""
+        out = []
         for n, w, a, b in zip(self.shape, self.window, block.write_start, block.write_stop):
             g = window_starts(n, w, self.overlap)
-            g = g[(g < b) & (g + w > a)]
-            start.append(int(g.min()))
-            stop.append(min(n, int(g.max()) + w))
-        return tuple(start), tuple(stop)
+            out.append(g[(g < b) & (g + w > a)])
+        return out
+
+    def region(self, block: Block) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Read region of a block: the union of the whole-volume windows that overlap it (voxels, half-open)."""
+        starts = self.touching(block)
+        return (tuple(int(g.min()) for g in starts),
+                tuple(min(n, int(g.max()) + w) for g, n, w in zip(starts, self.shape, self.window)))
 
     def _cuda(self) -> bool:
         return self.device != "cpu" and torch.cuda.is_available()
@@ -191,8 +195,7 @@ class PredictTask:
         start, stop = self.region(block)
         if block.index not in self.carried:
             return start[0], stop[0]
-        g = window_starts(self.shape[0], self.window[0], self.overlap)
-        own = g[(g >= block.write_start[0]) & (g < block.write_stop[0])]
+        own = self._own_z(block, self.touching(block)[0])
         if not len(own):  # a block thinner than the window stride may own no window at all
             return block.write_start[0], block.write_start[0]
         return int(own.min()), int(own.max()) + self.window[0]
@@ -234,11 +237,10 @@ class PredictTask:
             data = self.read(block, full=True)  # a carried block whose carry went missing: not expected, but safe
         model = self._loaded()
         x = self._on_device(data, start, stop, model.device)
-        # global window starts of the windows touching the block, relative to the region
-        starts = []
-        for n, w, a, b, r in zip(self.shape, self.window, block.write_start, block.write_stop, start):
-            g = window_starts(n, w, self.overlap)
-            starts.append(g[(g < b) & (g + w > a)] - r)
+        touching = self.touching(block)
+        if carry is not None:
+            touching[0] = self._own_z(block, touching[0])  # the block below ran the others
+        starts = [g - r for g, r in zip(touching, start)]  # relative to the read region
         # an axis shorter than the window is padded (zeros, split as in MONAI) to one window
         pads = [max(0, w - n) for w, n in zip(self.window, x.shape[2:])]
         low = [p // 2 for p in pads]
@@ -251,7 +253,6 @@ class PredictTask:
                 z_from, c_num, c_den = carry[1:]
                 num[:, :, z_from - start[0]:z_from - start[0] + c_num.shape[2]] = c_num
                 den[:, :, z_from - start[0]:z_from - start[0] + c_den.shape[2]] = c_den
-                starts[0] = starts[0][starts[0] + start[0] >= block.write_start[0]]  # windows of this block only
             WindowBlender(self.window, self._predictor(model), self.sw_batch_size,
                           self._importance_map(model.device)).accumulate(x, starts, num, den)
             core = (slice(None), slice(None)) + tuple(slice(a - r + lo, b - r + lo) for a, b, r, lo in
@@ -266,6 +267,11 @@ class PredictTask:
             else:
                 out = prob.to(torch.float16)
         return out.cpu().numpy()
+
+    @staticmethod
+    def _own_z(block: Block, z_starts: np.ndarray) -> np.ndarray:
+        """Of the z window starts touching ``block``, those it owns: starting inside it."""
+        return z_starts[z_starts >= block.write_start[0]]
 
     def _slot(self) -> threading.local:
         """This thread's carry slot: blocks of a chain run in one thread; threads of a dask worker run other chains."""
