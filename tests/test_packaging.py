@@ -32,6 +32,14 @@ def test_ci_runs_the_readme_test_command_in_a_fresh_venv():
     assert TEST_COMMAND in ci.splitlines()
 
 
+def test_ci_also_runs_the_napari_tests_with_the_default_torch_wheel():
+    # the default (CUDA) wheel bundles triton, whose import after OpenGL is up segfaulted the napari tests
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    second = ci[ci.index(TEST_COMMAND) + 1:]
+    assert any(line.startswith('pip install -q -e ".[dev]"') and "pytest -q tests/napari" in line for line in second)
+    assert not any("torch==" in line for line in second)
+
+
 def test_no_upper_version_pins():
     project = pyproject()["project"]
     deps = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]

@@ -26,3 +26,7 @@ This module deliberately imports nothing from napari or Qt, so that npe2 can loc
 """
 
 from __future__ import annotations
+
+from ._qt_safety import keep_triton_out
+
+keep_triton_out()  # before any widget can build an optimiser (torch._dynamo -> triton) with OpenGL up

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Generator, Optional
 
 from ..errors import Cancelled
+from ._qt_safety import keep_triton_out
 
 __all__ = ["Cancelled", "JobResult", "run_job", "library_hooks", "Emit", "temporary_folder"]
 
@@ -74,6 +75,7 @@ def run_job(fn: Callable[[Emit], Any], poll_s: float = 0.1) -> Generator[Optiona
     Yields ``None`` every ``poll_s`` seconds while nothing happens, so that the napari worker can be aborted at any
     time (its abort is only checked between yields). Use with ``napari.qt.threading.create_worker``.
     """
+    keep_triton_out()
     events: queue.Queue = queue.Queue()
     outcome: dict = {}
 

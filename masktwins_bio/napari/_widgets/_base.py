@@ -18,6 +18,7 @@ from psygnal import Signal
 
 from ...errors import UserError, one_line
 from .._jobs import Emit, JobResult, run_job
+from .._qt_safety import keep_triton_out
 
 __all__ = ["JobPanel", "layer_picker", "notify_error", "notify_info", "notify_warning", "error_message"]
 
@@ -79,6 +80,7 @@ class JobPanel(Container):
 
     def __init__(self, viewer, **kwargs):
         super().__init__(**kwargs)
+        keep_triton_out()  # this widget's jobs build optimisers / networks with OpenGL up
         self.viewer = viewer
         self.worker = None
         self.last_result: Optional[JobResult] = None
