@@ -137,6 +137,11 @@ class AugmentConfig(_Section):
         missing_section_prob: Probability that one section of a source patch is blanked (lost section).
         section_blur_prob: Probability that one section is blurred (out-of-focus section).
         misalign_prob: Probability that the sections above a random z are shifted in-plane (misalignment).
+        affine_prob: Probability of a random in-plane affine transform of a source patch (image and labels): a
+            rotation by any angle up to ``rotate`` degrees and an in-plane zoom by up to ``zoom`` (fraction), for
+            organelles seen at other orientations and, across species and microscopes, other sizes.
+        rotate: Maximum in-plane rotation (degrees) of the affine transform.
+        zoom: Maximum in-plane zoom of the affine transform (0.2 = 0.8x to 1.2x, per axis).
     """
 
     flip: bool = True
@@ -152,6 +157,9 @@ class AugmentConfig(_Section):
     missing_section_prob: float = Field(0.1, ge=0, le=1)
     section_blur_prob: float = Field(0.1, ge=0, le=1)
     misalign_prob: float = Field(0.05, ge=0, le=1)
+    affine_prob: float = Field(0.0, ge=0, le=1)
+    rotate: float = Field(180.0, ge=0, le=180)
+    zoom: float = Field(0.2, ge=0, lt=1)
 
 
 class DataConfig(_Section):
@@ -162,8 +170,10 @@ class DataConfig(_Section):
             by patch. ``None`` uses the source volume's voxel size.
         patch_size: Training patch size in voxels (z, y, x).
         foreground_fraction: Probability that a source patch is centred on a foreground voxel (sparse mitochondria).
-        normalization: ``zscore`` (mean/std) or ``percentile`` (1st/99th percentile to [-1, 1]); statistics are
-            estimated per volume from a strided sample, so each domain is normalised by its own statistics.
+        normalization: ``zscore`` (mean/std), ``percentile`` (1st/99th percentile to [-1, 1]) or ``histogram``
+            (each volume's quantiles matched to the source's, then the source's z-score; the reference is stored in
+            the model file); statistics are estimated per volume from a strided sample, so each domain is
+            normalised by its own statistics.
         num_workers: DataLoader worker processes (0 loads in the main process).
         augment: Augmentation settings.
     """
@@ -171,7 +181,7 @@ class DataConfig(_Section):
     voxel_size: Optional[Triple] = None
     patch_size: IntTriple = (16, 96, 96)
     foreground_fraction: float = Field(0.5, ge=0, le=1)
-    normalization: Literal["zscore", "percentile"] = "zscore"
+    normalization: Literal["zscore", "percentile", "histogram"] = "zscore"
     num_workers: int = Field(0, ge=0)
     augment: AugmentConfig = AugmentConfig()
 
@@ -220,16 +230,34 @@ class MethodConfig(_Section):
             (0.5 for the MaskTwins variants, 0.3 for MIC, i.e. MIC's mask ratio 0.7).
         ema_alpha: EMA teacher decay; the warm-up is ``min(1 - 1/(t+1), ema_alpha)``.
         confidence_threshold: Teacher confidence counted as "confident" for the pseudo-label weight.
-        weight_mode: ``scalar`` (fraction of confident voxels, one number per batch, as in the paper) or ``voxel``
-            (each voxel weighted by whether it is confident).
+        weight_mode: ``scalar`` (fraction of confident voxels, one number per batch, as in the paper), ``voxel``
+            (each voxel weighted by whether it is confident) or ``class_balanced`` (per class, the ``class_keep``
+            most confident of the voxels the teacher assigns to it; thresholds follow the teacher's confidence on
+            the target, so mitochondria keep pseudo-labels when a domain shift makes the teacher unsure of them).
+        class_keep: Fraction of each class's voxels kept by ``weight_mode: class_balanced``.
+        foreground_cap: Optional guard against self-training on the source model's false positives: at most this
+            multiple of the source's foreground fraction of the target voxels get a foreground pseudo-label (the
+            most confident); further foreground predictions are ignored. Needs a per-voxel ``weight_mode``.
+        mix: Cross-domain mixing branch (the reference code keeps DACS): ``box`` pastes a random in-plane box of
+            the source patch onto the target, ``objects`` its mitochondria with a ring of context; pasted voxels
+            carry the source label with weight 1. ``none`` disables it. One more student view per target patch.
+        lambda_mix: Weight of the mixed view's loss.
+        num_views: Complementary views of MaskTwins (2 in the paper; more partitions the blocks among K views).
         pseudo_loss: Loss of the student views against the pseudo-labels: ``dice_ce`` (default: the paper's
             confidence-weighted cross-entropy plus a weighted soft Dice term, the same loss family as the source
             loss; it keeps sparse mitochondria from being self-trained away onto the background class) or ``ce``
             (the paper's loss exactly). See BENCHMARKS.md for the runs behind the default.
         lambda_target: Weight of the pseudo-label losses on the target.
         lambda_cm: Weight of the MSE between the two masked views' logits (MaskTwins variants).
-        target_rampup_steps: Linear ramp of the target losses from 0 to full weight over this many steps (0 = none).
+        target_rampup_steps: Linear ramp of the target losses from 0 to full weight over this many steps (0 = none),
+            counted from ``adapt_from_step``.
         strong_augment: Apply strong intensity augmentation to the student's target input (shared by both views).
+        adapt_from_step: Two-stage training within one run: steps before this one train on the source only (as
+            ``source_only`` does, step for step), so adaptation starts from a source-trained student and its EMA
+            teacher instead of from scratch; the total budget stays ``train.steps``. Checkpoint selection considers
+            the models from this step on (the source-trained model at this step is a candidate, so a label-free
+            score can reject an adaptation that hurts). ``compare`` trains this shared prefix once per seed and
+            branches every method from it. 0 = adapt from the first step.
     """
 
     name: Literal["source_only", "mean_teacher", "mic", "masktwins_random_pair", "masktwins"] = "masktwins"
@@ -237,12 +265,18 @@ class MethodConfig(_Section):
     keep_ratio: Optional[float] = Field(None, gt=0, lt=1)
     ema_alpha: float = Field(0.999, ge=0, lt=1)
     confidence_threshold: float = Field(0.968, ge=0.5, le=1)
-    weight_mode: Literal["scalar", "voxel"] = "scalar"
+    weight_mode: Literal["scalar", "voxel", "class_balanced"] = "scalar"
+    class_keep: float = Field(0.8, gt=0, le=1)
+    foreground_cap: Optional[float] = Field(None, gt=0)
+    mix: Literal["none", "box", "objects"] = "none"
+    lambda_mix: float = Field(1.0, ge=0)
+    num_views: int = Field(2, ge=2, le=8)
     pseudo_loss: Literal["ce", "dice_ce"] = "dice_ce"
     lambda_target: float = Field(1.0, ge=0)
     lambda_cm: float = Field(0.1, ge=0)
     target_rampup_steps: int = Field(0, ge=0)
     strong_augment: bool = True
+    adapt_from_step: int = Field(0, ge=0)
 
     _check_mb = field_validator("mask_block")(lambda v: _positive_triple(v, "mask_block"))
 
@@ -259,7 +293,8 @@ class TrainConfig(_Section):
         warmup_steps: Linear learning-rate warm-up; then polynomial decay to 0.
         poly_power: Power of the polynomial decay.
         grad_clip: Gradient-norm clipping (0 disables).
-        amp: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bf16``, ``fp16`` or ``none``.
+        amp: ``auto`` (bf16 on CUDA and on CPUs with native bf16 arithmetic, e.g. AVX512-BF16; else fp32),
+            ``bf16``, ``fp16`` (CUDA only) or ``none`` (fp32).
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``.
         source_loss: ``dice_ce`` (MONAI DiceCELoss) or ``ce``.
         val_every: Steps between validations (label-free monitors always, target metrics if ``target.eval`` is set).
@@ -367,6 +402,11 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _cross_checks(self):
+        if self.method.foreground_cap is not None and self.method.weight_mode == "scalar":
+            raise ValueError("method.foreground_cap needs a per-voxel method.weight_mode (voxel or class_balanced)")
+        if self.method.adapt_from_step and self.method.adapt_from_step >= self.train.steps:
+            raise ValueError(f"method.adapt_from_step {self.method.adapt_from_step} must be smaller than train.steps "
+                             f"{self.train.steps} (adaptation would never start); lower it or raise train.steps")
         if self.method.mask_block is not None:
             for axis, b, p in zip("zyx", self.method.mask_block, self.data.patch_size):
                 if b > p:

@@ -152,7 +152,7 @@ def demo_figure(out: Path, cfg: Config, results: dict) -> Path:
     import matplotlib.pyplot as plt
     import torch
 
-    from .data.normalize import normalize, volume_statistics
+    from .data.normalize import normalize, statistics_for
     from .io import open_volume
     from .masking import complementary_masks, default_mask_block
     from .methods.losses import pseudo_labels
@@ -169,7 +169,8 @@ def demo_figure(out: Path, cfg: Config, results: dict) -> Path:
     z0 = max(0, grid.shape[0] // 2 - pz // 2)
     y0, x0 = (grid.shape[1] - py) // 2, (grid.shape[2] - px) // 2
     sl = (slice(z0, z0 + pz), slice(y0, y0 + py), slice(x0, x0 + px))
-    x = torch.from_numpy(normalize(grid[sl], volume_statistics(target), cfg.data.normalization))[None, None]
+    norm = model.metadata.get("normalization") or {}
+    x = torch.from_numpy(normalize(grid[sl], statistics_for(target, norm), norm.get("mode", "zscore")))[None, None]
     block = cfg.method.mask_block or default_mask_block(cfg.data.patch_size, vs)
     m1, m2 = complementary_masks(x.shape, block, 0.5, torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -16,7 +16,8 @@ from typing import Optional, Sequence
 
 import torch
 
-__all__ = ["block_mask", "complementary_masks", "random_pair_masks", "default_mask_block", "apply_mask"]
+__all__ = ["block_mask", "complementary_masks", "partition_masks", "random_pair_masks", "default_mask_block",
+           "apply_mask"]
 
 
 def default_mask_block(patch_size: Sequence[int], voxel_size: Optional[Sequence[float]] = None,
@@ -73,6 +74,28 @@ def complementary_masks(shape: Sequence[int], block: Sequence[int], keep_ratio: 
     """The MaskTwins pair ``(M, 1 - M)``: disjoint views that together cover every voxel exactly once."""
     m = block_mask(shape, block, keep_ratio, generator, device, dtype)
     return m, 1.0 - m
+
+
+def partition_masks(shape: Sequence[int], block: Sequence[int], n_views: int,
+                    generator: Optional[torch.Generator] = None, device=None, dtype=torch.float32
+                    ) -> tuple[torch.Tensor, ...]:
+    """``n_views`` complementary masks (the paper's K-view extension): every block is visible in exactly one view,
+    drawn uniformly, so the masks sum to 1 everywhere. Two views are :func:`complementary_masks` at keep ratio 0.5."""
+    if n_views < 2:
+        raise ValueError(f"n_views must be >= 2, got {n_views}")
+    if n_views == 2:
+        return complementary_masks(shape, block, 0.5, generator, device, dtype)
+    b = int(shape[0])
+    spatial = [int(s) for s in shape[-3:]]
+    block = [int(v) for v in block]
+    if device is None:
+        device = generator.device if generator is not None else torch.device("cpu")
+    grid = [-(-s // bs) for s, bs in zip(spatial, block)]
+    owner = torch.randint(0, n_views, (b, 1, *grid), generator=generator, device=device)
+    for axis, bs in zip((2, 3, 4), block):
+        owner = owner.repeat_interleave(bs, dim=axis)
+    owner = owner[:, :, : spatial[0], : spatial[1], : spatial[2]]
+    return tuple((owner == k).to(dtype).contiguous() for k in range(n_views))
 
 
 def random_pair_masks(shape: Sequence[int], block: Sequence[int], keep_ratio: float = 0.5,

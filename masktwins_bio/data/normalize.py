@@ -4,9 +4,16 @@ Each volume (source, target, any volume given to ``predict``) is normalised by i
 from a deterministic sample of blocks spread over the volume (never the whole volume in memory). Normalising each
 domain by its own statistics removes global brightness/contrast differences between microscopes before any
 learning happens; the masked voxels of MaskTwins then take the value 0, the normalised mean.
+
+``histogram`` goes one step further: every volume's intensity distribution is mapped onto a *reference* one, the
+training source's, by matching quantiles (piecewise-linear between 201 quantiles), then z-scored with the reference's
+mean and std. The reference travels in the model file, so ``predict`` maps any new volume the same way. It aligns
+the whole shape of the histogram (e.g. a microscope's grey-level compression), not only its mean and spread.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import numpy as np
 import torch
@@ -14,9 +21,11 @@ import torch
 from ..errors import InputError
 from ..io.volume import Volume
 
-__all__ = ["volume_statistics", "normalize", "NORMALIZATION_MODES"]
+__all__ = ["volume_statistics", "normalize", "with_reference", "normalization_metadata", "statistics_for",
+           "NORMALIZATION_MODES"]
 
-NORMALIZATION_MODES = ("zscore", "percentile")
+NORMALIZATION_MODES = ("zscore", "percentile", "histogram")
+QUANTILE_LEVELS = np.linspace(0.0, 100.0, 201)
 
 
 def _sample_blocks(vol: Volume, max_voxels: int, seed: int = 0):
@@ -43,25 +52,33 @@ def volume_statistics(vol: Volume, max_voxels: int = 4_000_000, seed: int = 0) -
     """Intensity statistics of a volume from up to ``max_voxels`` sampled voxels.
 
     Returns:
-        ``{"mean", "std", "p1", "p99"}`` as floats.
+        ``{"mean", "std", "p1", "p99", "quantiles"}``: floats, and the 201 quantiles at 0, 0.5, ..., 100 %.
     """
     samples = [np.asarray(b).ravel() for b in _sample_blocks(vol, max_voxels, seed=seed)]
     data = np.concatenate(samples) if samples else np.zeros(1, np.float32)
     if data.dtype.kind in "iub" and data.dtype.itemsize <= 2:
-        mean, std, p1, p99 = _integer_statistics(data)
+        mean, std, quantiles = _integer_statistics(data, QUANTILE_LEVELS)
     else:
         data = data.astype(np.float32, copy=False)
         mean, std = float(data.mean()), float(data.std())
-        p1, p99 = (float(v) for v in np.percentile(data, [1, 99]))
+        quantiles = [float(v) for v in np.percentile(data, QUANTILE_LEVELS)]
+    p1, p99 = quantiles[2], quantiles[198]
     if std == 0 or p99 <= p1:
         raise InputError(f"{vol.path}: image is constant (value {mean:g}) in the sampled region; "
                          "check that the right volume/dataset was given")
-    return {"mean": mean, "std": std, "p1": p1, "p99": p99}
+    return {"mean": mean, "std": std, "p1": p1, "p99": p99, "quantiles": quantiles}
 
 
-def _integer_statistics(data: np.ndarray) -> tuple[float, float, float, float]:
-    """Mean, std, 1st and 99th percentile of (at most 16-bit) integers from their histogram: exact (float64), and
-    about 20x faster than sorting float copies - it is a fixed cost of every ``predict``.
+def with_reference(stats: dict, reference: Optional[dict]) -> dict:
+    """``stats`` plus the reference distribution ``histogram`` normalisation maps onto (``None``: unchanged)."""
+    if reference is None:
+        return stats
+    return {**stats, "reference": {k: reference[k] for k in ("mean", "std", "quantiles")}}
+
+
+def _integer_statistics(data: np.ndarray, levels) -> tuple[float, float, list[float]]:
+    """Mean, std and percentiles at ``levels`` of (at most 16-bit) integers from their histogram: exact (float64),
+    and about 20x faster than sorting float copies - it is a fixed cost of every ``predict``.
 
     Percentiles interpolate linearly between order statistics, as :func:`numpy.percentile` does.
     """
@@ -83,14 +100,55 @@ def _integer_statistics(data: np.ndarray) -> tuple[float, float, float, float]:
         t = rank - np.floor(rank)
         return float(hi - (hi - lo) * (1 - t) if t >= 0.5 else lo + (hi - lo) * t)  # numpy's _lerp
 
-    return mean, std, percentile(1), percentile(99)
+    return mean, std, [percentile(q) for q in levels]
+
+
+def normalization_metadata(mode: str, source_stats: dict) -> dict:
+    """The ``normalization`` entry of a model file: the mode, and for ``histogram`` the reference distribution."""
+    meta = {"mode": mode, "per_volume": True}
+    if mode == "histogram":
+        meta["reference"] = with_reference({}, source_stats)["reference"]
+    return meta
+
+
+def statistics_for(vol: Volume, normalization: Optional[dict], seed: int = 0) -> dict:
+    """Statistics of ``vol`` for normalising it the way a model expects (its metadata's ``normalization``)."""
+    normalization = normalization or {}
+    stats = volume_statistics(vol, seed=seed)
+    if normalization.get("mode") == "histogram":
+        ref = normalization.get("reference")
+        if not isinstance(ref, dict) or not {"mean", "std", "quantiles"} <= set(ref):
+            raise InputError(f"{vol.path}: the model uses histogram normalisation but its file has no reference "
+                             "distribution; re-export it with this version of masktwins-bio")
+        stats = with_reference(stats, ref)
+    return stats
+
+
+def _matching_map(stats: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Strictly increasing knots (this volume's quantiles) and their values (the reference's), ties averaged."""
+    if "reference" not in stats:
+        raise ValueError("histogram normalisation needs statistics with a reference (with_reference)")
+    x = np.asarray(stats["quantiles"], dtype=np.float64)
+    y = np.asarray(stats["reference"]["quantiles"], dtype=np.float64)
+    knots, inverse = np.unique(x, return_inverse=True)
+    values = np.bincount(inverse, weights=y) / np.bincount(inverse)
+    return knots, values
 
 
 def normalize(data, stats: dict, mode: str = "zscore"):
     """Normalise an array or tensor with :func:`volume_statistics` output.
 
     ``zscore``: ``(x - mean) / std``. ``percentile``: maps [p1, p99] to [-1, 1] (then roughly zero-mean).
+    ``histogram``: quantile matching onto ``stats["reference"]`` (:func:`with_reference`), then the reference's
+    z-score; values outside the quantile range are clamped to the reference's extremes.
     """
+    if mode == "histogram":
+        knots, values = _matching_map(stats)
+        ref = stats["reference"]
+        values = (values - ref["mean"]) / ref["std"]
+        if isinstance(data, torch.Tensor):
+            return _interp_torch(data.float(), knots, values)
+        return np.interp(np.asarray(data, dtype=np.float32), knots, values).astype(np.float32)
     if mode == "zscore":
         shift, scale = stats["mean"], stats["std"]
     elif mode == "percentile":
@@ -100,3 +158,15 @@ def normalize(data, stats: dict, mode: str = "zscore"):
     if isinstance(data, torch.Tensor):
         return (data.float() - shift) / scale
     return (np.asarray(data, dtype=np.float32) - np.float32(shift)) / np.float32(scale)
+
+
+def _interp_torch(x: torch.Tensor, knots: np.ndarray, values: np.ndarray) -> torch.Tensor:
+    """``np.interp`` for a tensor, on its own device (clamped at both ends)."""
+    if len(knots) == 1:
+        return torch.full_like(x, float(values[0]))
+    k = torch.as_tensor(knots, dtype=torch.float32, device=x.device)
+    v = torch.as_tensor(values, dtype=torch.float32, device=x.device)
+    i = torch.searchsorted(k, x.contiguous()).clamp(1, len(k) - 1)
+    x0, x1, y0, y1 = k[i - 1], k[i], v[i - 1], v[i]
+    t = ((x - x0) / (x1 - x0)).clamp(0, 1)
+    return y0 + t * (y1 - y0)

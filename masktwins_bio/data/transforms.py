@@ -6,6 +6,8 @@ Three stages, chosen so that the teacher/student contract of MaskTwins holds:
   near-isotropic voxels only, z<->y/x transposition;
 * **source intensity** (loader, source only): contrast (gamma), scale, shift, Gaussian noise and blur (MONAI), plus EM
   section artefacts: a missing section, a single blurred section, a misaligned stack (section shift);
+* **source in-plane affine** (:func:`random_inplane_affine`, on the batch's device, by the trainer for every method):
+  rotation and zoom of source image and labels;
 * **strong target augmentation** (:func:`strong_intensity_augment`, on the batch's device): one random brightness,
   contrast, gamma, noise and blur per target patch, applied *once* before masking so both complementary views
   differ only by the mask (as in the reference implementation); the teacher sees the un-augmented patch.
@@ -16,6 +18,7 @@ identical with any number of DataLoader workers and after resuming.
 
 from __future__ import annotations
 
+import math
 from typing import Hashable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -43,6 +46,7 @@ __all__ = [
     "RandTransposeZd",
     "geometric_transforms",
     "source_intensity_transforms",
+    "random_inplane_affine",
     "build_transforms",
     "reseed",
     "strong_intensity_augment",
@@ -209,6 +213,48 @@ def source_intensity_transforms(cfg: AugmentConfig, image_key: str = "image", la
         RandSectionBlurd(keys, prob=cfg.section_blur_prob),
         RandMisalignd([image_key, *label_keys], prob=cfg.misalign_prob, allow_missing_keys=True),
     ]
+
+
+def random_inplane_affine(image: torch.Tensor, label: torch.Tensor, cfg: AugmentConfig,
+                          generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random in-plane rotation and zoom of a source batch, on its own device (one draw per sample, the same for
+    every section): bilinear for the image, nearest for the labels, reflection at the borders.
+
+    A batched 2D ``grid_sample`` over all sections costs about a millisecond per batch, where MONAI's
+    ``RandAffined`` (3D grid, per sample) took 25 ms per patch in the CPU loader.
+
+    Args:
+        image: ``(B, 1, Z, Y, X)``.
+        label: ``(B, 1, Z, Y, X)`` 0/1.
+        cfg: ``affine_prob``, ``rotate`` (degrees) and ``zoom`` (fraction).
+
+    Returns:
+        The transformed ``(image, label)``.
+    """
+    if cfg.affine_prob <= 0 or (cfg.rotate <= 0 and cfg.zoom <= 0):
+        return image, label
+    b, c, z, h, w = image.shape
+    dev = image.device
+    u = torch.rand((b, 4), generator=generator, device=dev, dtype=torch.float32)
+    on = (u[:, 0] < cfg.affine_prob).float()
+    angle = (2 * u[:, 1] - 1) * math.radians(cfg.rotate) * on
+    sy = 1 + (2 * u[:, 2] - 1) * cfg.zoom * on
+    sx = 1 + (2 * u[:, 3] - 1) * cfg.zoom * on
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # output -> input mapping in pixel units about the centre, expressed in affine_grid's normalised coordinates
+    # (x, y order): theta = D^-1 (R S^-1) D with D = diag(w, h) / 2, so non-square sections rotate correctly
+    a = torch.stack([torch.stack([cos / sx, -sin / sy * (h / w)], -1),
+                     torch.stack([sin / sx * (w / h), cos / sy], -1)], -2)
+    theta = torch.cat([a, torch.zeros(b, 2, 1, device=dev)], -1)
+    theta = theta.repeat_interleave(z, dim=0)  # one 2D transform per section, the same within a sample
+    grid = F.affine_grid(theta, (b * z, c, h, w), align_corners=False)
+
+    def warp(x, mode):
+        flat = x.transpose(1, 2).reshape(b * z, c, h, w).float()
+        out = F.grid_sample(flat, grid, mode=mode, padding_mode="reflection", align_corners=False)
+        return out.reshape(b, z, c, h, w).transpose(1, 2).to(x.dtype)
+
+    return warp(image, "bilinear"), warp(label, "nearest")
 
 
 def build_transforms(cfg: AugmentConfig, voxel_size, patch_size, intensity: bool) -> Compose:

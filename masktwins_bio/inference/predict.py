@@ -471,9 +471,9 @@ def predict(
 
     meta = loaded.metadata
     norm_mode = (meta.get("normalization") or {}).get("mode", "zscore")
-    from ..data.normalize import volume_statistics
+    from ..data.normalize import statistics_for
 
-    stats = volume_statistics(vol)
+    stats = statistics_for(vol, meta.get("normalization"))
     settings = jsonable({
         "model_sha256": loaded.sha256, "input_shape": vol.shape, "input_voxel_size": vol.voxel_size,
         "input_statistics": stats, "voxel_size": loaded.voxel_size, "roi": [[s.start, s.stop] for s in roi_in],

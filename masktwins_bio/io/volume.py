@@ -158,12 +158,17 @@ class Volume:
             path=f"{self.path}[{', '.join(f'{s.start}:{s.stop}' for s in sl)}]",
         )
 
-    def resampled(self, voxel_size: Sequence[float], order: Optional[int] = None) -> "Volume":
+    def resampled(self, voxel_size: Sequence[float], order: Optional[int] = None,
+                  shape: Optional[Sequence[int]] = None) -> "Volume":
         """A lazy view at another voxel size (nm, z-y-x).
 
         Args:
             voxel_size: Output voxel size in nm.
             order: Interpolation order; default 1 (linear) for images, 0 (nearest) for labels.
+            shape: Output shape in voxels; default ``round(extent / voxel_size)`` per axis. Give it to land exactly
+                on another grid of (nearly) the same extent, e.g. a prediction onto its ground truth: output voxel
+                ``i`` still has its centre at ``(i + 0.5) * voxel_size`` nm, and centres beyond this volume's
+                extent take the value at its edge.
         """
         if self.voxel_size is None:
             from ..errors import InputError
@@ -173,12 +178,12 @@ class Volume:
                 "give it with --voxel-size z,y,x (or voxel_size: in the config)"
             )
         voxel_size = tuple(float(v) for v in voxel_size)
-        if np.allclose(voxel_size, self.voxel_size, rtol=1e-6):
+        if np.allclose(voxel_size, self.voxel_size, rtol=1e-6) and (shape is None or tuple(shape) == self.shape):
             return self
         order = (0 if self.kind == "labels" else 1) if order is None else order
         return replace(
             self,
-            array=ResampledArray(self.array, self.voxel_size, voxel_size, order),
+            array=ResampledArray(self.array, self.voxel_size, voxel_size, order, shape),
             voxel_size=voxel_size,
             path=f"{self.path}@{'x'.join(f'{v:g}' for v in voxel_size)}nm",
         )
@@ -232,10 +237,11 @@ class ResampledArray:
     each axis, with edge replication at the borders. When down-sampling by a factor ``f > 1`` along an axis (and
     ``order > 0``), the input is first smoothed with a Gaussian of sigma ``(f - 1) / 2`` input voxels, like
     :func:`skimage.transform.resize` with ``anti_aliasing=True``. Reads fetch the needed input region plus a halo,
-    so any block equals the corresponding block of a whole-volume resampling.
+    so any block equals the corresponding block of a whole-volume resampling. ``shape`` overrides the default
+    output shape ``round(n / factor)`` (centres outside the input take its edge values).
     """
 
-    def __init__(self, base, in_voxel_size, out_voxel_size, order: int = 1):
+    def __init__(self, base, in_voxel_size, out_voxel_size, order: int = 1, shape: Optional[Sequence[int]] = None):
         if order not in (0, 1):
             raise ValueError("order must be 0 (nearest) or 1 (linear)")
         self.base = base
@@ -243,7 +249,10 @@ class ResampledArray:
         self.out_vs = np.asarray(out_voxel_size, dtype=np.float64)
         self.order = order
         self.factor = self.out_vs / self.in_vs
-        self.shape = tuple(max(1, int(round(n / f))) for n, f in zip(base.shape, self.factor))
+        self.shape = (tuple(max(1, int(round(n / f))) for n, f in zip(base.shape, self.factor)) if shape is None
+                      else tuple(int(n) for n in shape))
+        if any(n < 1 for n in self.shape):
+            raise ValueError(f"resampled shape {self.shape} must be positive")
         self.dtype = np.dtype(base.dtype) if order == 0 else np.dtype(np.float32)
         base_chunks = getattr(base, "chunks", None)
         self.chunks = (

@@ -5,10 +5,13 @@ which method runs. All methods share the same step:
 
 1. the EMA teacher predicts the *clean* target patch -> pseudo-labels + confidence weight;
 2. the target patch gets one strong intensity augmentation (on device);
-3. the method builds its student *views* of that patch (none, the patch itself, one masked view, two masked views);
+3. the method builds its student *views* of that patch (none, the patch itself, one masked view, two masked views),
+   plus, with ``method.mix``, a view with source voxels pasted in (source label, weight 1);
 4. source patches and all views go through the student in **one batched forward** (one DDP forward per backward;
    instance normalisation keeps samples independent);
 5. supervised source loss + the method's target terms (ramped up over ``method.target_rampup_steps``).
+
+Before ``method.adapt_from_step`` a step is exactly the source-only step (two-stage training).
 
 Variants are small subclasses overriding :meth:`UDAMethod.make_views` and :meth:`UDAMethod.target_terms`.
 """
@@ -24,6 +27,7 @@ from ..data.transforms import strong_intensity_augment
 from ..errors import ConfigError
 from ..masking import default_mask_block
 from .losses import build_source_loss, pseudo_label_loss, pseudo_labels
+from .mixing import mix_source_into_target
 
 __all__ = ["UDAMethod", "register", "build_method", "METHODS"]
 
@@ -45,6 +49,7 @@ class UDAMethod:
         patch_size: Training patch size (voxels), for the default mask block.
         voxel_size: Training voxel size (nm), for anisotropic default mask blocks.
         source_loss: ``dice_ce`` or ``ce``.
+        source_foreground: Foreground fraction of the source labels (for ``method.foreground_cap``).
     """
 
     name = "base"
@@ -52,8 +57,12 @@ class UDAMethod:
     default_keep_ratio = 0.5
 
     def __init__(self, cfg: MethodConfig, head: str, augment: AugmentConfig, patch_size: Sequence[int],
-                 voxel_size: Optional[Sequence[float]] = None, source_loss: str = "dice_ce"):
+                 voxel_size: Optional[Sequence[float]] = None, source_loss: str = "dice_ce",
+                 source_foreground: Optional[float] = None):
         self.cfg = cfg
+        if cfg.foreground_cap is not None and not source_foreground:
+            raise ConfigError("method.foreground_cap needs the source's foreground fraction (source labels)")
+        self.foreground_cap = None if cfg.foreground_cap is None else cfg.foreground_cap * source_foreground
         self.head = head
         self.augment = augment
         self.keep_ratio = cfg.keep_ratio if cfg.keep_ratio is not None else self.default_keep_ratio
@@ -75,9 +84,13 @@ class UDAMethod:
         return pseudo_label_loss(logits, labels, weight, self.head, self.cfg.pseudo_loss)
 
     # -- the shared step --------------------------------------------------------------------------------------
+    def adapts_at(self, step: int) -> bool:
+        """Whether the target terms are on at ``step`` (off for ``source_only`` and before ``adapt_from_step``)."""
+        return self.uses_target and step >= self.cfg.adapt_from_step
+
     def ramp(self, step: int) -> float:
         n = self.cfg.target_rampup_steps
-        return 1.0 if n == 0 else min(1.0, (step + 1) / n)
+        return 1.0 if n == 0 else min(1.0, (step - self.cfg.adapt_from_step + 1) / n)
 
     def losses(self, student, teacher, batch: dict, step: int, generator: torch.Generator
                ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -92,35 +105,45 @@ class UDAMethod:
             generator: Device generator for masks and augmentation (seeded per step by the trainer).
         """
         xs, ys = batch["source_image"], batch["source_label"]
-        if not self.uses_target:
+        if not self.adapts_at(step):  # exactly the source-only step (a shared two-stage prefix is bit-identical)
             loss = self.source_loss(student(xs), ys)
             return loss, {"loss": loss.detach(), "loss_source": loss.detach()}
         xt = batch["target_image"]
+        c = self.cfg
         with torch.no_grad():
-            labels, weight, confident = pseudo_labels(teacher(xt), self.head, self.cfg.confidence_threshold,
-                                                      self.cfg.weight_mode)
-        xt_aug = strong_intensity_augment(xt, self.augment, generator) if self.cfg.strong_augment else xt
+            labels, weight, confident = pseudo_labels(teacher(xt), self.head, c.confidence_threshold, c.weight_mode,
+                                                      c.class_keep, self.foreground_cap)
+        xt_aug = strong_intensity_augment(xt, self.augment, generator) if c.strong_augment else xt
         views = self.make_views(xt_aug, generator)
-        logits = student(torch.cat([xs, *views]))
-        src_logits, *view_logits = logits.split([xs.shape[0]] + [v.shape[0] for v in views])
+        extra = []
+        if c.mix != "none":
+            mixed, mix_labels, mix_weight = mix_source_into_target(xs, ys, xt_aug, labels, weight, c.mix, generator)
+            extra = [mixed]
+        logits = student(torch.cat([xs, *views, *extra]))
+        src_logits, *view_logits = logits.split([xs.shape[0]] + [v.shape[0] for v in views + extra])
         loss_src = self.source_loss(src_logits, ys)
+        mix_logits = view_logits.pop() if extra else None
         terms = self.target_terms(view_logits, labels, weight)
+        if mix_logits is not None:
+            terms["mix"] = c.lambda_mix * self.pseudo_loss(mix_logits, mix_labels, mix_weight)
         ramp = self.ramp(step)
         loss = loss_src + ramp * sum(terms.values())
         logs = {"loss": loss.detach(), "loss_source": loss_src.detach(),
                 **{f"loss_{k}": v.detach() for k, v in terms.items()},
                 "confident_fraction": confident, "pseudo_foreground": labels.float().mean()}
-        if len(view_logits) == 2:
-            a, b = (v.argmax(1) if v.shape[1] > 1 else (v[:, 0] > 0).long() for v in view_logits)
+        if isinstance(weight, torch.Tensor) and weight.dim() > 0:
+            logs["pseudo_weight"] = weight.mean()
+        if len(view_logits) >= 2:  # foreground decisions of the first two views (a comparison: no argmax)
+            a, b = ((v[:, 1] > v[:, 0]) if v.shape[1] > 1 else (v[:, 0] > 0) for v in view_logits[:2])
             logs["view_agreement"] = (a == b).float().mean()
         return loss, logs
 
 
 def build_method(cfg: MethodConfig, head: str, augment: AugmentConfig, patch_size, voxel_size=None,
-                 source_loss: str = "dice_ce") -> UDAMethod:
+                 source_loss: str = "dice_ce", source_foreground: Optional[float] = None) -> UDAMethod:
     """Instantiate the method named ``cfg.name``."""
     from . import variants  # noqa: F401  (registers the variants)
 
     if cfg.name not in METHODS:
         raise ConfigError(f"method.name {cfg.name!r} is unknown; choose one of {', '.join(METHODS)}")
-    return METHODS[cfg.name](cfg, head, augment, patch_size, voxel_size, source_loss)
+    return METHODS[cfg.name](cfg, head, augment, patch_size, voxel_size, source_loss, source_foreground)

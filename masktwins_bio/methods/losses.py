@@ -6,10 +6,12 @@ foreground logit. Every function here takes logits shaped ``(B, C, Z, Y, X)`` an
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["pseudo_labels", "weighted_ce", "weighted_dice", "pseudo_label_loss", "consistency_mse",
+__all__ = ["pseudo_labels", "PSEUDO_WEIGHT_MODES", "weighted_ce", "weighted_dice", "pseudo_label_loss", "consistency_mse",
            "build_source_loss", "foreground_probability"]
 
 
@@ -20,8 +22,12 @@ def foreground_probability(logits: torch.Tensor, head: str) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=1)[:, 1:2]
 
 
+PSEUDO_WEIGHT_MODES = ("scalar", "voxel", "class_balanced")
+
+
 @torch.no_grad()
-def pseudo_labels(teacher_logits: torch.Tensor, head: str, threshold: float = 0.968, mode: str = "scalar"
+def pseudo_labels(teacher_logits: torch.Tensor, head: str, threshold: float = 0.968, mode: str = "scalar",
+                  class_keep: float = 0.8, foreground_cap: Optional[float] = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Teacher argmax pseudo-labels and their confidence weight.
 
@@ -30,19 +36,55 @@ def pseudo_labels(teacher_logits: torch.Tensor, head: str, threshold: float = 0.
         head: ``softmax`` or ``sigmoid``.
         threshold: Confidence (max class probability) counted as confident.
         mode: ``scalar``: one weight per batch, the fraction of confident voxels (the paper's DACS-style weight);
-            ``voxel``: weight 1 on confident voxels, 0 elsewhere.
+            ``voxel``: weight 1 on confident voxels, 0 elsewhere; ``class_balanced``: per class, the
+            ``class_keep`` most confident of the voxels the teacher assigns to it get weight 1, the others 0
+            (thresholds from quantiles of the teacher's confidence, as in class-balanced self-training: the
+            minority class keeps its share of pseudo-labels even when a domain shift makes the teacher less sure
+            of it than of the background).
+        class_keep: Fraction of each class kept by ``class_balanced``.
+        foreground_cap: Optional guard against self-training on the source model's false positives: at most this
+            fraction of the batch's voxels get a foreground pseudo-label (the most confident ones); the foreground
+            predictions beyond it get weight 0 (ignored, not turned into background). Needs a per-voxel mode.
 
     Returns:
         ``(labels, weight, confident_fraction)``: labels ``(B, Z, Y, X)`` int64 in {0, 1}; weight broadcastable to
-        the labels (a 0-dim tensor for ``scalar``, ``(B, Z, Y, X)`` for ``voxel``); the confident fraction (0-dim).
+        the labels (a 0-dim tensor for ``scalar``, ``(B, Z, Y, X)`` otherwise); the fraction of voxels with
+        confidence >= ``threshold`` (0-dim).
     """
+    if mode not in PSEUDO_WEIGHT_MODES:
+        raise ValueError(f"mode must be one of {PSEUDO_WEIGHT_MODES}, got {mode!r}")
     p_fg = foreground_probability(teacher_logits, head)[:, 0]
     labels = (p_fg >= 0.5).long()
     confidence = torch.maximum(p_fg, 1 - p_fg)
     confident = (confidence >= threshold).float()
     fraction = confident.mean()
-    weight = fraction if mode == "scalar" else confident
+    if mode == "scalar":
+        if foreground_cap is not None:
+            raise ValueError("foreground_cap needs a per-voxel weight mode (voxel or class_balanced)")
+        return labels, fraction, fraction
+    if mode == "voxel":
+        weight = confident
+    else:
+        weight = torch.zeros_like(p_fg)
+        for cls in (0, 1):
+            member = labels == cls
+            if bool(member.any()):
+                cut = _quantile(confidence[member], 1.0 - class_keep)
+                weight[member & (confidence >= cut)] = 1.0
+    if foreground_cap is not None:
+        n_max = int(foreground_cap * p_fg.numel())
+        fg = labels == 1
+        if int(fg.sum()) > n_max:
+            cut = _quantile(p_fg[fg], 1.0 - n_max / max(1, int(fg.sum()))) if n_max > 0 else float("inf")
+            weight = torch.where(fg & (p_fg < cut), torch.zeros_like(weight), weight)
     return labels, weight, fraction
+
+
+def _quantile(values: torch.Tensor, q: float) -> float:
+    """The ``q`` quantile of a 1D tensor (exact, by sorting: torch.quantile refuses more than 16 M values)."""
+    q = min(1.0, max(0.0, q))
+    v = values.float().flatten().sort().values
+    return float(v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))])
 
 
 def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | float, head: str) -> torch.Tensor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..masking import apply_mask, block_mask, complementary_masks, random_pair_masks
+from ..masking import apply_mask, block_mask, complementary_masks, partition_masks, random_pair_masks
 from .base import UDAMethod, register
 from .losses import consistency_mse, pseudo_label_loss
 
@@ -55,23 +55,28 @@ class MaskTwins(UDAMethod):
     """MaskTwins (ICML 2025): complementary views M and 1 - M of the same augmented target patch.
 
     Loss: ``0.5 CE_w(view M) + 0.5 CE_w(view 1-M)`` against the teacher's pseudo-label, plus
-    ``lambda_cm * MSE(logits_M, logits_1-M)`` with gradients into both views.
+    ``lambda_cm * MSE(logits_M, logits_1-M)`` with gradients into both views. With ``method.num_views`` K > 2 the
+    blocks are partitioned among K views: the mean pseudo-label loss over views plus the mean MSE over view pairs.
     """
 
     name = "masktwins"
 
-    def masks(self, target: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def masks(self, target: torch.Tensor, generator) -> tuple[torch.Tensor, ...]:
+        if self.cfg.num_views > 2:
+            return partition_masks(target.shape, self.mask_block, self.cfg.num_views, generator, target.device,
+                                   target.dtype)
         return complementary_masks(target.shape, self.mask_block, self.keep_ratio, generator, target.device,
                                    target.dtype)
 
     def make_views(self, target, generator):
-        m1, m2 = self.masks(target, generator)
-        return [apply_mask(target, m1), apply_mask(target, m2)]
+        return [apply_mask(target, m) for m in self.masks(target, generator)]
 
     def target_terms(self, view_logits, labels, weight):
-        a, b = view_logits
-        pseudo = 0.5 * self.pseudo_loss(a, labels, weight) + 0.5 * self.pseudo_loss(b, labels, weight)
-        return {"pseudo": self.cfg.lambda_target * pseudo, "consistency": self.cfg.lambda_cm * consistency_mse(a, b)}
+        k = len(view_logits)
+        pseudo = sum(self.pseudo_loss(v, labels, weight) for v in view_logits) / k
+        pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+        cm = sum(consistency_mse(view_logits[i], view_logits[j]) for i, j in pairs) / len(pairs)
+        return {"pseudo": self.cfg.lambda_target * pseudo, "consistency": self.cfg.lambda_cm * cm}
 
 
 @register

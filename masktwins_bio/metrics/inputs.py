@@ -287,7 +287,9 @@ def align_inputs(pred: PredictionSource, gt: GroundTruthSource, roi=None,
 
     * Same shape: compared voxel by voxel (differing voxel-size metadata only adds a note).
     * Different shapes and both voxel sizes known and different: the prediction is resampled lazily onto the GT
-      voxel size (:meth:`Volume.resampled`: nearest neighbour for labels, linear for probabilities).
+      voxel size (:meth:`Volume.resampled`: nearest neighbour for labels, linear for probabilities), onto exactly
+      the GT's shape when the two extents agree to within one prediction voxel per axis (a 165-section stack of 5 nm
+      predicted on a 50 nm grid has 16 sections, 800 nm against 825 nm, and comes back as 165 sections).
     * ``roi`` (GT voxels, ``"z0:z1,y0:y1,x0:x1"`` or slices) crops the GT; it crops the prediction too when the
       prediction covers the whole GT, or leaves it as is when the prediction already has the ROI's shape (a
       prediction made with ``predict --roi``).
@@ -304,7 +306,7 @@ def align_inputs(pred: PredictionSource, gt: GroundTruthSource, roi=None,
     ops = []
     if pvol.shape not in (gvol.shape, target_shape) and differ:
         order = 0 if pred.kind == "labels" else 1
-        ops.append(("resample", tuple(gvs), order))
+        ops.append(("resample", tuple(gvs), order, _grid_covered(pvol, gvs, gvol.shape, target_shape)))
         notes.append(f"prediction resampled lazily from {_fmt_vs(pvs)} nm to the GT voxel size {_fmt_vs(gvs)} nm "
                      f"({'nearest' if order == 0 else 'linear'})")
         pred.info["resampled_to_nm"] = list(gvs)
@@ -327,15 +329,27 @@ def align_inputs(pred: PredictionSource, gt: GroundTruthSource, roi=None,
                 f"{prob.volume.path}: probability volume has shape {prob.volume.shape} but the prediction "
                 f"{pvol.path} has shape {pvol.shape}; give the probability map the instances were segmented from"
             )
-        prob.volume = _apply(prob.volume, [o if o[0] != "resample" else ("resample", o[1], 1) for o in ops], prob)
+        prob.volume = _apply(prob.volume, [o if o[0] != "resample" else ("resample", o[1], 1, o[3]) for o in ops], prob)
     return roi_sl, notes
+
+
+def _grid_covered(pvol: Volume, gvs, *shapes) -> Optional[tuple[int, ...]]:
+    """The first GT grid (``shapes``: the whole GT, its ROI) whose extent in nm the prediction covers to within one
+    prediction voxel per axis - prediction grids are rounded to whole voxels - or ``None`` (resample to the rounded
+    default shape, which then has to match)."""
+    pvs = np.asarray(pvol.voxel_size, dtype=float)
+    extent = np.asarray(pvol.shape) * pvs
+    for shape in shapes:
+        if np.all(np.abs(extent - np.asarray(shape) * np.asarray(gvs, dtype=float)) <= pvs * (1 + 1e-6)):
+            return tuple(int(n) for n in shape)
+    return None
 
 
 def _shape_after(vol: Volume, ops) -> tuple[int, ...]:
     shape = vol.shape
     for op in ops:
         if op[0] == "resample":
-            shape = vol.resampled(op[1], order=op[2]).shape
+            shape = vol.resampled(op[1], order=op[2], shape=op[3]).shape
     return shape
 
 
@@ -346,7 +360,7 @@ def _apply(vol: Volume, ops, src: PredictionSource) -> Volume:
                 if src.score_kind == "uint8":
                     src.scale = 1.0 / 255.0  # linear resampling of uint8 yields float32 in [0, 255]
                 src.score_kind = "float"
-            vol = vol.resampled(op[1], order=op[2])
+            vol = vol.resampled(op[1], order=op[2], shape=op[3])
         else:
             vol = vol.crop(op[1])
     return vol

@@ -16,7 +16,8 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "config_differences", "CHECKPOINT_FORMAT", "RESUMABLE_CHANGES"]
+__all__ = ["save_checkpoint", "load_checkpoint", "config_differences", "CHECKPOINT_FORMAT", "RESUMABLE_CHANGES",
+           "FORKABLE_CHANGES"]
 
 CHECKPOINT_FORMAT = "masktwins-bio-checkpoint"
 # keys that may differ between the run being resumed and the resumed run
@@ -24,6 +25,10 @@ RESUMABLE_CHANGES = {
     "train.steps", "train.log_every", "train.val_every", "train.checkpoint_every", "train.device", "run_dir",
     "data.num_workers", "data_root", "name",
 }
+# what a run forked from another run's source-only prefix may change besides those: the adaptation method and the
+# settings that act only from method.adapt_from_step on (the teacher's decay acts from step 0, so it must match)
+FORKABLE_CHANGES = RESUMABLE_CHANGES | {"train.selection"}
+FORK_FIXED_METHOD_KEYS = {"method.ema_alpha"}
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
@@ -57,12 +62,14 @@ def _flatten(d: Any, prefix: str = "") -> dict:
     return {prefix[:-1]: d}
 
 
-def config_differences(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
-    """Keys whose values differ between two resolved configs, ignoring those a resume may change."""
+def config_differences(old: dict, new: dict, allowed: set = RESUMABLE_CHANGES) -> list[tuple[str, Any, Any]]:
+    """Keys whose values differ between two resolved configs, ignoring those in ``allowed`` (a resume's changes;
+    :data:`FORKABLE_CHANGES` also allows every ``method.*`` key except the teacher decay)."""
     a, b = _flatten(old), _flatten(new)
     diffs = []
+    forking = allowed is FORKABLE_CHANGES
     for key in sorted(set(a) | set(b)):
-        if key in RESUMABLE_CHANGES:
+        if key in allowed or (forking and key.startswith("method.") and key not in FORK_FIXED_METHOD_KEYS):
             continue
         if a.get(key) != b.get(key):
             diffs.append((key, a.get(key), b.get(key)))

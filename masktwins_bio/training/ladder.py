@@ -3,6 +3,10 @@
 For each method and seed: train -> predict the labelled target evaluation volume -> evaluate (DA-ISC metrics per
 section and whole volume; optionally instances via ``segment`` and instance metrics). Results are aggregated over
 seeds (mean and standard deviation) and written as ``comparison.json`` and ``comparison.md`` in the output directory.
+
+With a two-stage recipe (``method.adapt_from_step`` > 0) the first steps of every method are the source-only steps
+of the same seed, bit for bit; they are trained once (by the ``source_only`` row, which keeps a snapshot at that
+step) and every adaptation method forks from that snapshot. The budget per method is unchanged: ``train.steps``.
 """
 
 from __future__ import annotations
@@ -84,6 +88,26 @@ def evaluate_on_target(cfg: Config, model_path, out_dir, device: str = "auto", p
     return metrics
 
 
+ADAPTATION_METHODS = tuple(m for m in METHOD_NAMES if m != "source_only")
+
+
+def _train_prefix(base: Config, seed: int, prefix: Path, progress: bool, volumes) -> None:
+    """Train only the shared source-only prefix of ``seed`` (when no source_only row is compared) into ``prefix``."""
+    from .api import train
+
+    step = base.method.adapt_from_step
+    cfg = config_from_dict(apply_overrides(base.resolved(), ["method.name=source_only", f"seed={seed}"]),
+                           f"source-only prefix (seed {seed})")
+    done = {"n": 0}
+
+    def stop() -> bool:  # polled once per step, after the step
+        done["n"] += 1
+        return done["n"] >= step
+
+    train(cfg, run_dir=prefix.parent, overwrite=True, progress=progress, volumes=volumes, should_stop=stop,
+          snapshot_steps=(step,))
+
+
 def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean_teacher", "masktwins"),
             seeds: Optional[Sequence[int]] = None, out_dir=None, overrides: Optional[Sequence[str]] = None,
             progress: bool = True, overwrite: bool = False, instances: bool = False, volumes=None) -> dict:
@@ -114,30 +138,44 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
     seeds = list(seeds) if seeds else [base.seed]
     out = Path(out_dir) if out_dir else base.get_run_dir() / "compare"
     out.mkdir(parents=True, exist_ok=True)
+    prefix_step = base.method.adapt_from_step
+    # source_only first: with a two-stage prefix it also provides the shared checkpoint the other methods fork from
+    order = sorted(methods, key=lambda m: m != "source_only")
     runs = []
-    for method in methods:
+    for method in order:
         for seed in seeds:
             run_dir = out / method / f"seed{seed}"
             cfg = config_from_dict(apply_overrides(base.resolved(), [f"method.name={method}", f"seed={seed}"]),
                                    f"{method} (seed {seed})")
+            shares_prefix = prefix_step > 0 and method in ("source_only", *ADAPTATION_METHODS)
+            prefix = out / "source_only" / f"seed{seed}" / f"step{prefix_step}.pt"
             t0 = time.perf_counter()
             summary_path = run_dir / "summary.json"
             reuse = (not overwrite and summary_path.exists() and (run_dir / "model.pt").exists()
-                     and json.loads(summary_path.read_text()).get("config_hash") == cfg.hash())
+                     and json.loads(summary_path.read_text()).get("config_hash") == cfg.hash()
+                     and json.loads(summary_path.read_text()).get("steps") == cfg.train.steps  # not a prefix only
+                     and (method != "source_only" or not shares_prefix or prefix.exists()))
             if reuse:  # a finished run of exactly this configuration
                 summary = json.loads(summary_path.read_text())
                 steps, selected, score = summary["steps"], summary["selected_step"], summary.get("selection_score")
             else:
-                result = train(cfg, run_dir=run_dir, overwrite=True, progress=progress, volumes=volumes)
+                fork = None
+                if shares_prefix and method != "source_only":
+                    if not prefix.exists():  # no source_only row asked for: train just its prefix
+                        _train_prefix(base, seed, prefix, progress, volumes)
+                    fork = prefix
+                result = train(cfg, run_dir=run_dir, overwrite=True, progress=progress, volumes=volumes,
+                               fork_from=fork, snapshot_steps=(prefix_step,) if shares_prefix else ())
                 steps, selected = result.steps, result.selected_step
                 score = result.summary.get("selection_score")
             entry = {"method": method, "seed": seed, "run_dir": str(run_dir), "reused": reuse,
                      "train_seconds": None if reuse else time.perf_counter() - t0, "steps": steps,
-                     "selected_step": selected, "label_free_score": score}
+                     "selected_step": selected, "label_free_score": score, "forked_at": prefix_step or None}
             if cfg.target.eval is not None:
                 entry["metrics"] = evaluate_on_target(cfg, run_dir / "model.pt", run_dir / "target_eval",
                                                       cfg.train.device, progress, instances)
             runs.append(entry)
+    runs.sort(key=lambda r: (list(methods).index(r["method"]), seeds.index(r["seed"])))
     titles = list(KEY_METRICS.values()) + (list(INSTANCE_METRICS.values()) if instances else [])
     table = []
     for method in methods:

@@ -15,14 +15,13 @@ Outputs in the run directory: ``config.yaml`` (resolved) + ``config_hash``, ``lo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -30,12 +29,15 @@ import torch
 from .._version import __version__
 from ..config import Config
 from ..data.dataset import PatchDataset, StepSampler
-from ..data.transforms import build_transforms
+from ..data.normalize import (normalization_metadata, normalize, statistics_for, volume_statistics,
+                              with_reference)
+from ..data.transforms import build_transforms, random_inplane_affine
 from ..errors import ConfigError, InputError
 from ..io import Volume, open_volume
 from ..methods import EMATeacher, build_method
 from ..models import build_network, export_model, load_model, required_divisor
-from .checkpoint import config_differences, load_checkpoint, save_checkpoint
+from ..precision import autocast, autocast_dtype
+from .checkpoint import FORKABLE_CHANGES, config_differences, load_checkpoint, save_checkpoint
 from .distributed import DistContext, resolve_device
 from .monitors import LabelFreeMonitor, TargetEvaluator
 from .runlog import RunLogger
@@ -103,15 +105,23 @@ class Trainer:
         progress: Show a progress bar.
         callback: Called as ``callback(step, logs)`` at every log step and validation (napari live view).
         should_stop: Polled every step; returning True stops training early (a checkpoint and model are written).
+        fork_from: A checkpoint of a run whose first steps this run shares (a two-stage prefix: see
+            ``method.adapt_from_step``); training continues from its state, as if this run had computed them.
+        snapshot_steps: Steps after which a copy of the checkpoint is kept as ``step<N>.pt`` (a prefix to fork).
     """
 
     def __init__(self, cfg: Config, run_dir=None, resume: bool = False, overwrite: bool = False,
                  volumes: Optional[TrainingVolumes] = None, progress: bool = True,
                  callback: Optional[Callable[[int, dict], None]] = None,
-                 should_stop: Optional[Callable[[], bool]] = None):
+                 should_stop: Optional[Callable[[], bool]] = None, fork_from=None,
+                 snapshot_steps: Sequence[int] = ()):
         self.cfg = cfg
         self.run_dir = Path(run_dir or cfg.get_run_dir())
         self.resume = resume
+        self.fork_from = Path(fork_from) if fork_from else None
+        self.snapshot_steps = {int(s) for s in snapshot_steps}
+        if resume and fork_from:
+            raise ValueError("resume and fork_from exclude each other")
         self.overwrite = overwrite
         self.volumes = volumes
         self.progress = progress
@@ -126,12 +136,12 @@ class Trainer:
     def run(self) -> TrainResult:
         self.setup()
         for step in range(self.step, self.cfg.train.steps):
-            batch = self.next_batch()
+            batch = self.next_batch(step)
             logs = self.train_step(batch, step)
             self.after_step(step, logs)
-            if self.due(step, self.cfg.train.val_every):
+            if self.due(step, self.cfg.train.val_every) or step + 1 == self.adapt_start:
                 self.validate(step + 1)
-            if self.due(step, self.cfg.train.checkpoint_every):
+            if self.due(step, self.cfg.train.checkpoint_every) or step + 1 in self.snapshot_steps:
                 self.save_checkpoint(step + 1)
             if self.should_stop() or self.out_of_time():
                 break
@@ -150,9 +160,9 @@ class Trainer:
                               "or data.voxel_size (nm, z, y, x)")
         self.patch_size = tuple(cfg.data.patch_size)
         self.check_patch_size()
-        self.method = build_method(cfg.method, cfg.model.head, cfg.data.augment, self.patch_size, self.voxel_size,
-                                   cfg.train.source_loss)
         self.build_datasets()
+        self.method = build_method(cfg.method, cfg.model.head, cfg.data.augment, self.patch_size, self.voxel_size,
+                                   cfg.train.source_loss, self.source_foreground)
         self.prepare_run_dir()
         self.build_network()
         self.build_optimizer()
@@ -160,8 +170,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
         if self.resume:
             self.load_checkpoint()  # before the loaders, so the patch streams start at the resumed step
+        elif self.fork_from is not None:
+            self.load_fork()
         self.source_iter = self.make_loader(self.source_ds, cfg.train.batch_source)
-        self.target_iter = self.make_loader(self.target_ds, cfg.train.batch_target) if self.method.uses_target else None
+        self.target_iter = None  # opened at the first adapting step (next_batch), so its stream starts there
         self.build_validation()
         self.generator = torch.Generator(device=self.device)
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
@@ -169,6 +181,13 @@ class Trainer:
         self._t_last = time.perf_counter()
         self._step_last = self.step
         self._accum: dict[str, torch.Tensor] = {}
+        if self.fork_from is not None and self.step == self.adapt_start:
+            self.validate(self.step)  # the shared source-trained model is this run's first selection candidate
+
+    @property
+    def adapt_start(self) -> int:
+        """First step with target terms; selection considers the models from here on (0 for source-only)."""
+        return self.cfg.method.adapt_from_step if self.method.uses_target else 0
 
     def prepare_run_dir(self) -> None:
         rd = self.run_dir
@@ -235,19 +254,30 @@ class Trainer:
     def build_datasets(self) -> None:
         cfg, v = self.cfg, self.vols
         aug = cfg.data.augment
+        self.source_stats = volume_statistics(v.source_image, seed=cfg.seed * 1000 + 1)
+        self.normalization = normalization_metadata(cfg.data.normalization, self.source_stats)
         self.source_ds = PatchDataset(
             v.source_image, self.patch_size, self.voxel_size, labels=v.source_labels,
             label_threshold=cfg.source.label_threshold, foreground_fraction=cfg.data.foreground_fraction,
             transform=build_transforms(aug, self.voxel_size, self.patch_size, intensity=True),
-            normalization=cfg.data.normalization, seed=cfg.seed * 1000 + 1, what="source")
+            normalization=cfg.data.normalization, seed=cfg.seed * 1000 + 1, what="source",
+            stats=with_reference(self.source_stats, self.normalization.get("reference")))
         self.target_ds = PatchDataset(
             v.target_image, self.patch_size, self.voxel_size,
             transform=build_transforms(aug, self.voxel_size, self.patch_size, intensity=False),
-            normalization=cfg.data.normalization, seed=cfg.seed * 1000 + 2, what="target")
+            normalization=cfg.data.normalization, seed=cfg.seed * 1000 + 2, what="target",
+            stats=with_reference(volume_statistics(v.target_image, seed=cfg.seed * 1000 + 2),
+                                 self.normalization.get("reference")))
 
-    def make_loader(self, ds, batch_size: int):
+    @property
+    def source_foreground(self) -> float:
+        """Foreground fraction of the source labels (at the training voxel size)."""
+        return self.source_ds.foreground_voxels / max(1, self.source_ds.image.size)
+
+    def make_loader(self, ds, batch_size: int, start: Optional[int] = None):
         t = self.cfg.train
-        sampler = StepSampler(self.step, batch_size, self.dist.rank, self.dist.world_size, t.steps)
+        start = self.step if start is None else start
+        sampler = StepSampler(start, batch_size, self.dist.rank, self.dist.world_size, t.steps)
         loader = torch.utils.data.DataLoader(
             ds, batch_size=batch_size, sampler=sampler, num_workers=self.cfg.data.num_workers,
             pin_memory=self.device.type == "cuda", persistent_workers=self.cfg.data.num_workers > 0,
@@ -260,7 +290,7 @@ class Trainer:
         base = 10**8  # monitor patches use indices far from the training stream
         patches = torch.stack([self.target_ds.read(self.target_ds._origin(np.random.default_rng([cfg.seed, base + i])))
                                ["image"] for i in range(n)])
-        fg_source = self.source_ds.foreground_voxels / max(1, self.source_ds.image.size)
+        fg_source = self.source_foreground
         self.monitor = LabelFreeMonitor(patches, cfg.model.head, cfg.method.confidence_threshold,
                                         self.method.mask_block, fg_source, batch_size=max(1, cfg.train.batch_target),
                                         seed=cfg.seed)
@@ -272,9 +302,7 @@ class Trainer:
             lab = lab.resampled(self.voxel_size) if lab.voxel_size else lab
             # a central crop keeps validation cheap (the full evaluation is predict + evaluate after training)
             sl = TargetEvaluator.crop_slices(img.shape, 16_000_000 if self.device.type == "cuda" else 4_000_000)
-            from ..data.normalize import normalize, volume_statistics
-
-            stats = volume_statistics(v.eval_image, seed=cfg.seed)
+            stats = statistics_for(v.eval_image, self.normalization, seed=cfg.seed)
             image = normalize(img[sl], stats, cfg.data.normalization)
             labels = lab[sl] >= cfg.target.eval.label_threshold
             self.evaluator = TargetEvaluator(image, labels, self.patch_size, cfg.model.head,
@@ -292,15 +320,10 @@ class Trainer:
         return self.cfg.train.selection
 
     def pick_amp(self) -> Optional[torch.dtype]:
-        amp = self.cfg.train.amp
-        if self.device.type != "cuda" or amp == "none":
-            return None  # fp32 on CPU
-        return torch.float16 if amp == "fp16" else torch.bfloat16
+        return autocast_dtype(self.device, self.cfg.train.amp)
 
     def autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return autocast(self.device, self.autocast_dtype)
 
     def make_progress(self):
         from tqdm.auto import tqdm
@@ -309,10 +332,13 @@ class Trainer:
                     disable=not (self.progress and self.dist.is_main), dynamic_ncols=True, leave=False)
 
     # ------------------------------------------------------------------------------------------------- a step
-    def next_batch(self) -> dict:
+    def next_batch(self, step: Optional[int] = None) -> dict:
+        step = self.step if step is None else step
         src = next(self.source_iter)
         batch = {"source_image": src["image"], "source_label": src["label"]}
-        if self.target_iter is not None:
+        if self.method.adapts_at(step):
+            if self.target_iter is None:
+                self.target_iter = self.make_loader(self.target_ds, self.cfg.train.batch_target, start=step)
             batch["target_image"] = next(self.target_iter)["image"]
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
@@ -324,6 +350,8 @@ class Trainer:
         seed = self.step_seed(step)
         self.generator.manual_seed(seed)
         torch.manual_seed(seed)  # dropout and any other global draws: a function of (seed, step)
+        batch["source_image"], batch["source_label"] = random_inplane_affine(
+            batch["source_image"], batch["source_label"], self.cfg.data.augment, self.generator)
         with self.autocast():
             loss, logs = self.method.losses(self.student, self.teacher, batch, step, self.generator)
         if not torch.isfinite(loss):
@@ -372,7 +400,7 @@ class Trainer:
         self.history.append({"step": step, **values})
         score = {"label_free": values["label_free_score"], "target_eval": values.get("target_iou", np.nan),
                  "last": float(step)}[self.selection]
-        if score >= self.best["score"]:
+        if step >= self.adapt_start and score >= self.best["score"]:
             self.best = {"score": float(score), "step": step}
             self.export(self.run_dir / "model.pt", step)
         if self.callback:
@@ -385,7 +413,7 @@ class Trainer:
         return {
             "voxel_size": list(self.voxel_size),
             "patch_size": list(self.patch_size),
-            "normalization": {"mode": cfg.data.normalization, "per_volume": True},
+            "normalization": self.normalization,
             "training": {
                 "method": cfg.method.name,
                 "source": str(self.vols.source_image.path),
@@ -424,6 +452,8 @@ class Trainer:
             "model_metadata": self.model_metadata(step),
         }
         save_checkpoint(self.run_dir / "last.pt", state)
+        if step in self.snapshot_steps:
+            shutil.copyfile(self.run_dir / "last.pt", self.run_dir / f"step{step}.pt")
 
     def load_checkpoint(self) -> None:
         path = self.run_dir / "last.pt"
@@ -433,6 +463,29 @@ class Trainer:
             shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:3])
             raise InputError(f"{path}: was written by a different config ({shown}); resume with the same config or "
                              "start a new run_dir")
+        self._restore(state)
+        self.best = dict(state["best"])
+        self.history = list(state["history"])
+        log.info("resumed %s at step %d", path, self.step)
+
+    def load_fork(self) -> None:
+        """Continue from another run's checkpoint taken inside the shared source-only prefix."""
+        path = self.fork_from
+        state = load_checkpoint(path)
+        diffs = config_differences(state["config"], self.cfg.resolved(), FORKABLE_CHANGES)
+        step = int(state["step"])
+        if diffs:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diffs[:3])
+            raise InputError(f"{path}: its run differs from this one in more than the adaptation method ({shown}); "
+                             "fork only from a run of the same config")
+        if step > self.adapt_start:
+            raise InputError(f"{path}: is at step {step}, past this run's method.adapt_from_step={self.adapt_start}; "
+                             "fork from a checkpoint inside the source-only prefix")
+        self._restore(state)
+        self.history = [h for h in state["history"] if h["step"] < step]  # selection starts afresh at the fork
+        log.info("forked from %s at step %d", path, self.step)
+
+    def _restore(self, state: dict) -> None:
         _unwrap(self.student).load_state_dict(state["student"])
         self.teacher.load_state_dict(state["teacher"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -441,12 +494,9 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["rng_cuda"])
-        self.best = dict(state["best"])
-        self.history = list(state["history"])
         self.step = int(state["step"])
         if self.step > self.cfg.train.steps:
-            raise InputError(f"{path}: checkpoint is at step {self.step}, beyond train.steps={self.cfg.train.steps}")
-        log.info("resumed %s at step %d", path, self.step)
+            raise InputError(f"checkpoint is at step {self.step}, beyond train.steps={self.cfg.train.steps}")
 
     def finish(self) -> TrainResult:
         self.bar.close()
@@ -458,6 +508,7 @@ class Trainer:
                 self.best = {"score": self.best["score"], "step": self.step}
             self.save_checkpoint(self.step)
             summary = {
+                "adapt_from_step": self.adapt_start,
                 "name": self.cfg.name,
                 "method": self.cfg.method.name,
                 "steps": self.step,

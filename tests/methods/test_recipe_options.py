@@ -1,0 +1,149 @@
+"""The adaptation recipe's options on hand-made cases: class-balanced pseudo-labels, the false-positive guard,
+cross-domain mixing, K complementary views, and each variant's loss terms."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from masktwins_bio.config import AugmentConfig, MethodConfig
+from masktwins_bio.masking import partition_masks
+from masktwins_bio.methods import build_method
+from masktwins_bio.methods.losses import pseudo_labels
+from masktwins_bio.methods.mixing import box_paste_mask, mix_source_into_target, object_paste_mask
+
+
+def logits_for(p_fg):
+    lg = torch.tensor([math.log(p / (1 - p)) for p in p_fg])
+    return torch.stack([torch.zeros_like(lg), lg]).view(1, 2, 1, 1, -1)
+
+
+def test_class_balanced_keeps_the_most_confident_share_of_each_class():
+    # foreground p: 0.99, 0.9, 0.7, 0.6 (teacher unsure of the minority class); background p: 0.01 .. 0.2
+    p = [0.99, 0.9, 0.7, 0.6, 0.01, 0.02, 0.05, 0.2]
+    labels, weight, frac = pseudo_labels(logits_for(p), "softmax", 0.968, "class_balanced", class_keep=0.5)
+    assert labels.flatten().tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+    # half of each class: foreground 0.99, 0.9 (0.7 and 0.6 ignored); background 0.01, 0.02
+    assert weight.flatten().tolist() == [1, 1, 0, 0, 1, 1, 0, 0]
+    # an absolute threshold would have kept one foreground voxel of four
+    _, w_voxel, _ = pseudo_labels(logits_for(p), "softmax", 0.968, "voxel")
+    assert w_voxel.flatten().tolist() == [1, 0, 0, 0, 1, 1, 0, 0]
+    assert frac.item() == pytest.approx(3 / 8)
+
+
+def test_foreground_cap_ignores_the_least_confident_foreground():
+    p = [0.99, 0.9, 0.7, 0.6, 0.01, 0.02, 0.05, 0.2]
+    labels, weight, _ = pseudo_labels(logits_for(p), "softmax", 0.5, "voxel", foreground_cap=0.25)
+    assert labels.flatten().tolist()[:4] == [1, 1, 1, 1]  # still labelled foreground ...
+    assert weight.flatten().tolist() == [1, 1, 0, 0, 1, 1, 1, 1]  # ... but only 2 of 8 voxels count
+    with pytest.raises(ValueError, match="per-voxel"):
+        pseudo_labels(logits_for(p), "softmax", 0.5, "scalar", foreground_cap=0.25)
+
+
+def test_pasted_box_carries_the_source_label_and_weight_one():
+    gen = torch.Generator().manual_seed(0)
+    src = torch.full((1, 1, 2, 10, 10), 5.0)
+    src_lab = torch.zeros(1, 1, 2, 10, 10)
+    src_lab[..., :5] = 1
+    tgt = torch.zeros(2, 1, 2, 10, 10)
+    pseudo = torch.zeros(2, 2, 10, 10, dtype=torch.long)
+    mixed, labels, weight = mix_source_into_target(src, src_lab, tgt, pseudo, torch.tensor(0.3), "box", gen)
+    pasted = mixed[:, 0] == 5.0
+    assert pasted.any() and (~pasted).any()
+    assert torch.equal(pasted[:, 0], pasted[:, 1])  # one box through all sections
+    assert torch.equal(labels[pasted], src_lab[0, 0].expand(2, -1, -1, -1)[pasted].long())
+    assert torch.all(weight[pasted] == 1) and torch.allclose(weight[~pasted], torch.tensor(0.3))
+    assert torch.all(labels[~pasted] == 0)  # the target's pseudo-label elsewhere
+    frac = box_paste_mask((64, 1, 1, 100, 100), gen).mean(dim=(1, 2, 3, 4))
+    assert frac.min() >= 0.3**2 - 0.02 and frac.max() <= 0.7**2 + 0.02
+
+
+def test_pasted_objects_bring_a_ring_of_their_background():
+    lab = torch.zeros(1, 1, 1, 9, 9)
+    lab[..., 4, 4] = 1
+    m = object_paste_mask(lab, ring=1)
+    assert int(m.sum()) == 9 and m[0, 0, 0, 3:6, 3:6].min() == 1
+    src = torch.ones(1, 1, 1, 9, 9)
+    mixed, labels, weight = mix_source_into_target(src, lab, torch.zeros(1, 1, 1, 9, 9),
+                                                   torch.ones(1, 1, 9, 9, dtype=torch.long),
+                                                   torch.full((1, 1, 9, 9), 0.5), "objects")
+    assert labels[0, 0, 4, 4] == 1 and labels[0, 0, 3, 3] == 0  # the ring is source background, label 0
+    assert weight[0, 0, 3, 3] == 1 and weight[0, 0, 0, 0] == 0.5 and labels[0, 0, 0, 0] == 1
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_partition_masks_cover_every_voxel_exactly_once(k):
+    masks = partition_masks((2, 1, 6, 16, 16), (1, 4, 4), k, torch.Generator().manual_seed(1))
+    assert len(masks) == k
+    assert torch.equal(sum(masks), torch.ones(2, 1, 6, 16, 16))
+    assert all(0 < float(m.mean()) < 1 for m in masks)
+
+
+class _Recorder(torch.nn.Module):
+    """A 'network' that records its input batch and returns fixed two-class logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.inputs = []
+
+    def forward(self, x):
+        self.inputs.append(x.detach().clone())
+        fg = (x > 0).float() * 4 - 2 + self.w
+        return torch.cat([torch.zeros_like(fg), fg], 1)
+
+
+def _batch():
+    g = torch.Generator().manual_seed(0)
+    xs = torch.randn(2, 1, 4, 16, 16, generator=g)
+    return {"source_image": xs, "source_label": (xs > 0).float(), "target_image": torch.randn(2, 1, 4, 16, 16, generator=g)}
+
+
+@pytest.mark.parametrize("name, views", [("source_only", 0), ("mean_teacher", 1), ("mic", 1),
+                                         ("masktwins_random_pair", 2), ("masktwins", 2)])
+def test_each_variant_feeds_its_views_and_reports_its_terms(name, views):
+    method = build_method(MethodConfig(name=name, mask_block=(1, 4, 4), strong_augment=False), "softmax",
+                          AugmentConfig(), (4, 16, 16), source_foreground=0.1)
+    net, teacher = _Recorder(), _Recorder()
+    batch = _batch()
+    loss, logs = method.losses(net, teacher, batch, step=0, generator=torch.Generator().manual_seed(0))
+    x = net.inputs[-1]
+    assert x.shape[0] == 2 + 2 * views  # one batched forward: source + views
+    assert torch.equal(x[:2], batch["source_image"])
+    if name == "masktwins":  # the two views are exactly complementary: together they give the patch back
+        torch.testing.assert_close(x[2:4] + x[4:6], batch["target_image"])
+        assert {"loss_pseudo", "loss_consistency", "view_agreement"} <= set(logs)
+    if name == "masktwins_random_pair":
+        assert not torch.allclose(x[2:4] + x[4:6], batch["target_image"])
+    if name == "mean_teacher":
+        torch.testing.assert_close(x[2:4], batch["target_image"])  # no augmentation, no mask
+    if name == "source_only":
+        assert set(logs) == {"loss", "loss_source"}
+    else:
+        assert float(loss.detach()) == pytest.approx(float(sum(logs[k] for k in logs if k.startswith("loss_"))), rel=1e-5)
+    loss.backward()
+
+
+def test_adaptation_starts_at_adapt_from_step_and_mixing_adds_one_view():
+    method = build_method(MethodConfig(name="masktwins", mask_block=(1, 4, 4), adapt_from_step=5, mix="box",
+                                       strong_augment=False), "softmax", AugmentConfig(), (4, 16, 16))
+    net = _Recorder()
+    _, logs = method.losses(net, _Recorder(), _batch(), step=4, generator=torch.Generator().manual_seed(0))
+    assert net.inputs[-1].shape[0] == 2 and set(logs) == {"loss", "loss_source"}  # still the source-only step
+    _, logs = method.losses(net, _Recorder(), _batch(), step=5, generator=torch.Generator().manual_seed(0))
+    assert net.inputs[-1].shape[0] == 2 + 2 * 2 + 2 and "loss_mix" in logs
+
+
+def test_lambdas_scale_their_terms():
+    def terms(**kw):
+        m = build_method(MethodConfig(name="masktwins", mask_block=(1, 4, 4), strong_augment=False, **kw),
+                         "softmax", AugmentConfig(), (4, 16, 16))
+        net = _Recorder()
+        net.forward = lambda x: torch.randn(x.shape[0], 2, *x.shape[2:], generator=torch.Generator().manual_seed(3))
+        return m.losses(net, _Recorder(), _batch(), 0, torch.Generator().manual_seed(0))[1]
+
+    a, b = terms(lambda_cm=0.1, lambda_target=1.0), terms(lambda_cm=0.2, lambda_target=3.0)
+    assert float(b["loss_consistency"]) == pytest.approx(2 * float(a["loss_consistency"]), rel=1e-5)
+    assert float(b["loss_pseudo"]) == pytest.approx(3 * float(a["loss_pseudo"]), rel=1e-5)

@@ -1,0 +1,80 @@
+"""Two-stage adaptation (``method.adapt_from_step``): a source-only prefix, then the target terms, in one run.
+
+The prefix is the source-only run step for step, so ``compare`` trains it once per seed and every method forks from
+its snapshot; a forked run must equal the same run trained from scratch, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from masktwins_bio.config import load_config
+from masktwins_bio.errors import UserError
+from masktwins_bio.training import compare, train
+from masktwins_bio.training.runlog import RunLogger
+
+
+def _weights(run_dir):
+    return torch.load(run_dir / "last.pt", weights_only=True)
+
+
+def _assert_same_state(a, b):
+    for key in ("student", "teacher"):
+        for name in a[key]:
+            torch.testing.assert_close(a[key][name], b[key][name], rtol=0, atol=0)
+
+
+def test_prefix_equals_source_only_and_fork_equals_fresh_run(tiny_config, tmp_path):
+    path, _ = tiny_config(method={"name": "masktwins", "adapt_from_step": 3})
+    cfg = load_config(path)
+    so = load_config(path, ["method.name=source_only"])
+    train(so, run_dir=tmp_path / "so", progress=False, snapshot_steps=(3,))
+    fresh = train(cfg, run_dir=tmp_path / "fresh", progress=False)
+    forked = train(cfg, run_dir=tmp_path / "fork", progress=False, fork_from=tmp_path / "so" / "step3.pt")
+    _assert_same_state(_weights(tmp_path / "fresh"), _weights(tmp_path / "fork"))
+    assert fresh.selected_step == forked.selected_step >= 3  # selection considers only the models from the fork on
+    # the prefix trained on the source only: same losses as the source-only run, no target terms before step 3
+    loss = lambda rd, tag: [(s, v) for s, t, v in RunLogger.read(rd, tag)]  # noqa: E731
+    assert loss(tmp_path / "so", "train/loss")[:3] == loss(tmp_path / "fresh", "train/loss")[:3]
+    assert [s for s, _ in loss(tmp_path / "fresh", "train/loss_pseudo")] == [4, 5, 6]
+    # both validated the shared source-trained model at the fork step: the first selection candidate
+    hist = json.loads((tmp_path / "fork" / "summary.json").read_text())["history"]
+    assert [h["step"] for h in hist] == [3, 6]
+    assert json.loads((tmp_path / "fresh" / "summary.json").read_text())["adapt_from_step"] == 3
+
+
+def test_fork_refuses_another_config_or_a_checkpoint_past_the_prefix(tiny_config, tmp_path):
+    path, _ = tiny_config(method={"name": "masktwins", "adapt_from_step": 3})
+    train(load_config(path, ["method.name=source_only"]), run_dir=tmp_path / "so", progress=False,
+          snapshot_steps=(3,))
+    with pytest.raises(UserError, match="more than the adaptation method.*train.lr"):
+        train(load_config(path, ["train.lr=0.01"]), run_dir=tmp_path / "a", progress=False,
+              fork_from=tmp_path / "so" / "step3.pt")
+    with pytest.raises(UserError, match="past this run's method.adapt_from_step=2"):
+        train(load_config(path, ["method.adapt_from_step=2"]), run_dir=tmp_path / "b", progress=False,
+              fork_from=tmp_path / "so" / "last.pt")
+
+
+def test_adapt_from_step_must_leave_adaptation_steps(tiny_config):
+    path, _ = tiny_config(method={"adapt_from_step": 6})
+    with pytest.raises(UserError, match="must be smaller than train.steps"):
+        load_config(path)
+
+
+def test_compare_trains_the_prefix_once_and_forks_every_method(tiny_config, tmp_path):
+    path, _ = tiny_config(method={"adapt_from_step": 3})
+    out = tmp_path / "cmp"
+    result = compare(load_config(path), ["mean_teacher", "source_only", "masktwins"], seeds=[0], out_dir=out,
+                     progress=False)
+    assert [r["method"] for r in result["runs"]] == ["mean_teacher", "source_only", "masktwins"]
+    assert (out / "source_only" / "seed0" / "step3.pt").exists()
+    for m in ("mean_teacher", "masktwins"):
+        assert json.loads((out / m / "seed0" / "summary.json").read_text())["history"][0]["step"] == 3
+    # without a source_only row the prefix is trained alone (stopped at the fork step), never reported as a row
+    only = compare(load_config(path), ["masktwins"], seeds=[1], out_dir=tmp_path / "cmp2", progress=False)
+    assert [r["method"] for r in only["runs"]] == ["masktwins"]
+    prefix = json.loads((tmp_path / "cmp2" / "source_only" / "seed1" / "summary.json").read_text())
+    assert prefix["steps"] == 3
