@@ -9,8 +9,10 @@ Prints three ratios (each from interleaved repetitions on the same network, patc
    ``train_step``) reading patches lazily from OME-Zarr through DataLoader workers, versus the same step fed from
    batches already resident on the device. Target >= 0.95.
 3. Mask generation time / MaskTwins step time - the complementary masks on the batch's device. Target < 1 %.
+4. With several ``--amp`` settings (default on CPU: ``none,auto``, i.e. fp32 against bf16 where the CPU has native
+   bf16), both steps under each, interleaved, and the speed-up of each setting over the first one.
 
-    python benchmarks/train_step.py                      # CPU-sized defaults
+    python benchmarks/train_step.py                      # the CPU preset of `masktwins-bio benchmark`, fp32 vs auto
     python benchmarks/train_step.py --device cuda --model unet --channels 32,64,128,256 \\
         --patch 32,256,256 --batch-source 4 --batch-target 2 --workers 8
 """
@@ -44,7 +46,7 @@ def timed(fn, device, reps: int) -> list[float]:
     return out
 
 
-def make_config(data: Path, args, method: str, run_dir: Path):
+def make_config(data: Path, args, method: str, run_dir: Path, amp: str = "auto"):
     from masktwins_bio.config import config_from_dict
 
     return config_from_dict({
@@ -52,23 +54,30 @@ def make_config(data: Path, args, method: str, run_dir: Path):
         "source": {"image": "source/raw.zarr", "labels": "source/mito.zarr"},
         "target": {"image": "target/raw.zarr"},
         "data": {"patch_size": list(args.patch), "num_workers": args.workers},
-        "model": {"name": args.model, "channels": list(args.channels)},
+        "model": {"name": args.model, "channels": list(args.channels), "num_res_units": args.res_units},
         "method": {"name": method},
         "train": {"steps": 10**6, "batch_source": args.batch_source, "batch_target": args.batch_target,
                   "device": args.device, "val_every": 10**6, "checkpoint_every": 10**6, "log_every": 10**6,
-                  "val_patches": 1},
+                  "val_patches": 1, "amp": amp},
     })
 
 
 def main() -> None:
+    from masktwins_bio.training.harness import PRESETS
+
+    cpu = PRESETS["cpu"]
+    ints = lambda s: tuple(int(v) for v in s.split(","))  # noqa: E731
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--model", default="unet", choices=("unet", "basic_unet", "dynunet", "segresnet"))
-    ap.add_argument("--channels", default="8,16,32,64", type=lambda s: tuple(int(v) for v in s.split(",")))
-    ap.add_argument("--patch", default="16,64,64", type=lambda s: tuple(int(v) for v in s.split(",")))
-    ap.add_argument("--batch-source", type=int, default=2)
-    ap.add_argument("--batch-target", type=int, default=1)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--model", default=cpu["model"]["name"], choices=("unet", "basic_unet", "dynunet", "segresnet"))
+    ap.add_argument("--channels", default=",".join(map(str, cpu["model"]["channels"])), type=ints)
+    ap.add_argument("--res-units", type=int, default=cpu["model"]["num_res_units"])
+    ap.add_argument("--patch", default="8,96,96", type=ints, help="default: the CPU preset's patch on FAFB")
+    ap.add_argument("--batch-source", type=int, default=cpu["batch"][0])
+    ap.add_argument("--batch-target", type=int, default=cpu["batch"][1])
+    ap.add_argument("--workers", type=int, default=cpu["workers"])
+    ap.add_argument("--amp", default=None, help="comma-separated train.amp settings compared side by side "
+                                                "(default: none,auto on CPU, auto on CUDA)")
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions per variant (after warm-up)")
     ap.add_argument("--block", type=int, default=4, help="consecutive steps per timed repetition")
     ap.add_argument("--size", default="small", help="synthetic data size (tiny/small/demo/large)")
@@ -76,32 +85,36 @@ def main() -> None:
 
     from masktwins_bio.data.synthetic import sample_data
     from masktwins_bio.masking import complementary_masks
+    from masktwins_bio.precision import cpu_has_native_bf16
     from masktwins_bio.training.trainer import Trainer
 
     work = Path(tempfile.mkdtemp(prefix="mtb-bench-"))
     sample_data(work / "data", size=args.size, seed=0)
     device = torch.device(args.device)
+    amps = (args.amp or ("auto" if device.type == "cuda" else "none,auto")).split(",")
 
     trainers = {}
-    for method in ("source_only", "masktwins"):
-        tr = Trainer(make_config(work / "data", args, method, work / method), progress=False)
-        tr.setup()
-        trainers[method] = tr
-    mt = trainers["masktwins"]
-    cached = [mt.next_batch() for _ in range(4)]  # resident batches for the in-memory variant
+    for amp in amps:
+        for method in ("source_only", "masktwins"):
+            tr = Trainer(make_config(work / "data", args, method, work / f"{method}-{amp}", amp), progress=False)
+            tr.setup()
+            trainers[method, amp] = tr
+    mt = trainers["masktwins", amps[-1]]
+    cached = [mt.next_batch(0) for _ in range(4)]  # resident batches for the in-memory variants
 
     def step(tr, batch, i=[0]):  # noqa: B006 - a step counter shared by the closures
         i[0] += 1
-        tr.train_step(batch, i[0])
+        tr.train_step(dict(batch), i[0])
 
-    def so_step():
-        step(trainers["source_only"], {k: v for k, v in cached[0].items() if k.startswith("source")})
+    def so_step(amp):
+        return lambda: step(trainers["source_only", amp], {k: v for k, v in cached[0].items()
+                                                           if k.startswith("source")})
 
-    def mt_step():
-        step(mt, cached[1])
+    def mt_step(amp):
+        return lambda: step(trainers["masktwins", amp], cached[1])
 
     def zarr_step():
-        step(mt, mt.next_batch())
+        step(mt, mt.next_batch(0))
 
     gen = torch.Generator(device=device).manual_seed(0)
     shape = cached[0]["target_image"].shape
@@ -109,10 +122,12 @@ def main() -> None:
     def masks():
         complementary_masks(shape, mt.method.mask_block, 0.5, gen, device, cached[0]["target_image"].dtype)
 
-    for fn in (so_step, mt_step, zarr_step, masks):  # warm-up (cudnn autotune, allocator, worker start)
+    variants = {**{("so", a): so_step(a) for a in amps}, **{("mt", a): mt_step(a) for a in amps},
+                "zarr": zarr_step, "mem": mt_step(amps[-1]), "mask": masks}
+    for fn in variants.values():  # warm-up (cudnn autotune, allocator, worker start, oneDNN primitive caches)
         for _ in range(3):
             fn()
-    res = {k: [] for k in ("so", "mt", "zarr", "mem", "mask")}
+    res = {k: [] for k in variants}
 
     def block(fn, n=args.block):
         def run():
@@ -121,24 +136,27 @@ def main() -> None:
         return run
 
     for _ in range(args.reps):  # interleave blocks of consecutive steps so machine noise hits all variants alike
-        res["so"] += timed(block(so_step), device, 1)
-        res["mt"] += timed(block(mt_step), device, 1)
-        res["zarr"] += timed(block(zarr_step), device, 1)  # steady state: the workers keep prefetching
-        res["mem"] += timed(block(mt_step), device, 1)
-        res["mask"] += timed(block(masks), device, 1)
+        for key, fn in variants.items():
+            res[key] += timed(block(fn), device, 1)  # zarr: steady state, the workers keep prefetching
     med = {k: statistics.median(v) / args.block for k, v in res.items()}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
-    print(f"device      : {name}, torch {torch.__version__}, {os.cpu_count()} CPUs, threads {torch.get_num_threads()}")
-    print(f"setup       : {args.model} {args.channels}, patch {'x'.join(map(str, args.patch))}, batch "
-          f"{args.batch_source} source + {args.batch_target} target, amp {mt.autocast_dtype or 'fp32'}, "
+    native = "native bf16" if cpu_has_native_bf16() else "no native bf16"
+    print(f"device      : {name} ({native}), torch {torch.__version__}, {os.cpu_count()} CPUs, threads "
+          f"{torch.get_num_threads()}")
+    print(f"setup       : {args.model} {args.channels} (res units {args.res_units}), patch "
+          f"{'x'.join(map(str, args.patch))}, batch {args.batch_source} source + {args.batch_target} target, "
           f"workers {args.workers}, medians of {args.reps} x {args.block} steps")
-    print(f"source-only step        : {med['so'] * 1e3:9.1f} ms")
-    print(f"MaskTwins step          : {med['mt'] * 1e3:9.1f} ms   ratio MaskTwins/source-only = "
-          f"{med['mt'] / med['so']:.2f}  (target <= 2.5)")
+    first = amps[0]
+    for amp in amps:
+        dt = trainers["masktwins", amp].autocast_dtype
+        so, mtt = med["so", amp], med["mt", amp]
+        print(f"amp {amp:<5} ({str(dt).replace('torch.', '') if dt else 'fp32'}): source-only step {so * 1e3:8.1f} ms "
+              f"({med['so', first] / so:.2f}x vs {first}), MaskTwins step {mtt * 1e3:8.1f} ms "
+              f"({med['mt', first] / mtt:.2f}x vs {first}), ratio MaskTwins/source-only = {mtt / so:.2f}")
     print(f"step from Zarr loader   : {med['zarr'] * 1e3:9.1f} ms   rate ratio Zarr/in-memory = "
-          f"{med['mem'] / med['zarr']:.2f}  (target >= 0.95)")
-    print(f"mask generation         : {med['mask'] * 1e3:9.3f} ms   mask/step = {100 * med['mask'] / med['mt']:.3f} %"
-          "  (target < 1 %)")
+          f"{med['mem'] / med['zarr']:.2f}  (target >= 0.95; amp {amps[-1]})")
+    print(f"mask generation         : {med['mask'] * 1e3:9.3f} ms   mask/step = "
+          f"{100 * med['mask'] / med['mt', amps[-1]]:.3f} %  (target < 1 %)")
 
 
 if __name__ == "__main__":

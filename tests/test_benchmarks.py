@@ -24,3 +24,13 @@ def test_inference_benchmark_runs_and_matches_monai():
         assert row in out, out
     diff = re.search(r"max \|difference\| (\d+)", out)
     assert diff is not None and int(diff.group(1)) <= 1, out  # equal up to float rounding of the window batches
+
+
+def test_train_step_benchmark_prints_fp32_and_auto_side_by_side():
+    bench = BENCH.parent / "train_step.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), "--size", "tiny", "--patch", "4,32,32", "--channels", "4,8,16",
+         "--reps", "1", "--block", "1"], capture_output=True, text=True, timeout=600, check=True).stdout
+    assert re.search(r"amp none .*fp32.*source-only step", out), out
+    assert re.search(r"amp auto .*MaskTwins step .*x vs none", out), out
+    assert "rate ratio Zarr/in-memory" in out and "mask/step" in out

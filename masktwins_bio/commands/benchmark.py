@@ -26,7 +26,8 @@ def register(sub) -> None:
     g.add_argument("--test-labels", required=True)
     g.add_argument("--source-voxel-size", type=triple, metavar="Z,Y,X", help="nm; default from metadata")
     g.add_argument("--target-voxel-size", type=triple, metavar="Z,Y,X")
-    g.add_argument("--test-voxel-size", type=triple, metavar="Z,Y,X", help="default: the target's")
+    g.add_argument("--test-voxel-size", type=triple, metavar="Z,Y,X",
+                   help="nm; default from metadata, else the target's (flag or metadata)")
     g.add_argument("--source-label-threshold", type=float, default=1.0, help="foreground = labels >= T")
     g.add_argument("--test-label-threshold", type=float, default=1.0)
     b = p.add_argument_group("budget and setup")
@@ -57,7 +58,7 @@ def run(args) -> int:
     cfg = build_experiment(
         args.source_image, args.source_labels, args.target_image, args.test_image or args.target_image,
         args.test_labels, source_voxel_size=args.source_voxel_size, target_voxel_size=args.target_voxel_size,
-        test_voxel_size=args.test_voxel_size or (None if args.test_image else args.target_voxel_size),
+        test_voxel_size=args.test_voxel_size, test_voxel_size_default="target",
         voxel_size=args.voxel_size, source_label_threshold=args.source_label_threshold,
         test_label_threshold=args.test_label_threshold, preset=preset, steps=args.steps, minutes=args.minutes,
         device=args.device, out_dir=args.out, base=load_config(args.config) if args.config else None)

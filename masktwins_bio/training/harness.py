@@ -49,7 +49,7 @@ def build_experiment(source_image: str, source_labels: str, target_image: str, t
                      source_label_threshold: float = 1.0, test_label_threshold: float = 1.0,
                      preset: str = "cpu", steps: Optional[int] = None, minutes: Optional[float] = None,
                      device: str = "auto", out_dir="runs/benchmark", base: Optional[Config] = None,
-                     seed: int = 0) -> Config:
+                     seed: int = 0, test_voxel_size_default: Optional[str] = None) -> Config:
     """A complete experiment config for the given volumes.
 
     Args:
@@ -58,6 +58,8 @@ def build_experiment(source_image: str, source_labels: str, target_image: str, t
         test_image, test_labels: Labelled target test set (metrics only; may be the adaptation volume itself for a
             transductive protocol).
         source_voxel_size, target_voxel_size, test_voxel_size: nm (z, y, x); default: the files' metadata.
+        test_voxel_size_default: ``"target"``: a test volume without voxel-size metadata (and no
+            ``test_voxel_size``) takes the target's voxel size, as ``masktwins-bio benchmark`` documents.
         voxel_size: Training voxel size in nm; default: the source's.
         source_label_threshold, test_label_threshold: Foreground is ``labels >= threshold``.
         preset: ``cpu`` or ``gpu`` network/patch/batch sizes (ignored for what ``base`` sets).
@@ -76,6 +78,8 @@ def build_experiment(source_image: str, source_labels: str, target_image: str, t
         "target": open_volume(target_image, target_voxel_size),
         "test": open_volume(test_image, test_voxel_size),
     }
+    if vols["test"].voxel_size is None and test_voxel_size_default == "target" and vols["target"].voxel_size:
+        vols["test"] = vols["test"].with_voxel_size(vols["target"].voxel_size)  # imaged like the target
     for name, vol in vols.items():
         if vol.voxel_size is None:
             raise InputError(f"{vol.path}: the {name} voxel size is unknown; give it with --{name}-voxel-size z,y,x (nm)")

@@ -148,9 +148,9 @@ class TargetEvaluator:
     def __call__(self, network, device, autocast) -> dict:
         from monai.inferers import sliding_window_inference
 
-        window = tuple(min(w, s) for w, s in zip(self.window, self.image.shape[2:]))
+        # a volume thinner than the window is padded by MONAI (a shrunken window may not fit the network's strides)
         with autocast():
-            logits = sliding_window_inference(self.image, window, self.sw_batch_size, network, overlap=self.overlap,
+            logits = sliding_window_inference(self.image, self.window, self.sw_batch_size, network, overlap=self.overlap,
                                               mode="gaussian", sw_device=device, device="cpu")
         pred = foreground_probability(logits, self.head)[0, 0] >= 0.5
         gt = self.labels

@@ -68,3 +68,23 @@ def test_strong_augment_shape_device_and_seed(dtype):
     assert a.shape == x.shape and a.device == x.device and torch.isfinite(a).all()
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a[0], x[0].float())
+
+
+def test_inplane_affine_rotates_image_and_labels_together_and_keeps_labels_binary():
+    import torch
+
+    from masktwins_bio.config import AugmentConfig
+    from masktwins_bio.data.transforms import random_inplane_affine
+
+    x = torch.rand(64, 1, 1, 16, 16).expand(64, 1, 2, 16, 16).contiguous()  # two identical sections
+    lab = (x > 0.5).float()
+    cfg = AugmentConfig(affine_prob=1.0, rotate=90, zoom=0.0)
+    img, out = random_inplane_affine(x, lab, cfg, torch.Generator().manual_seed(0))
+    u = torch.rand((64, 4), generator=torch.Generator().manual_seed(0))  # the draws the transform made
+    i = int(torch.argmax(u[:, 1]))  # the sample turned closest to +90 degrees
+    assert abs(float((2 * u[i, 1] - 1) * 90) - 90) < 2
+    torch.testing.assert_close(out[i], torch.rot90(lab[i], 1, dims=(-2, -1)), rtol=0, atol=0)
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(img[:, :, 0], img[:, :, 1])  # every section of a sample gets the same transform
+    same = random_inplane_affine(x, lab, AugmentConfig(affine_prob=0.0), torch.Generator().manual_seed(0))
+    assert same[0] is x and same[1] is lab  # switched off: untouched

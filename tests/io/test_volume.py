@@ -62,3 +62,18 @@ def test_read_region_replicates_edges():
 def test_volume_indexing_squeezes_integers():
     v = Volume(np.arange(60).reshape(3, 4, 5), (1.0, 1.0, 1.0))
     assert v[1].shape == (4, 5) and v[1, 2, 3] == 33 and v[..., 1].shape == (3, 4)
+
+
+def test_resampled_onto_an_explicit_shape_keeps_voxel_centres_and_replicates_the_edge():
+    from masktwins_bio.io import Volume
+
+    base = np.arange(16, dtype=np.float32).reshape(16, 1, 1) * np.ones((1, 4, 4), np.float32)
+    vol = Volume(array=base, voxel_size=(50.0, 5.0, 5.0), path="<a>", kind="image")
+    fine = vol.resampled((5.0, 5.0, 5.0), shape=(165, 4, 4))  # 800 nm of data onto an 825 nm grid
+    assert fine.shape == (165, 4, 4)
+    default = vol.resampled((5.0, 5.0, 5.0))
+    assert default.shape == (160, 4, 4)
+    np.testing.assert_array_equal(fine[:160], default[:])  # same centres where both grids have voxels
+    np.testing.assert_array_equal(fine[160:], np.full((5, 4, 4), 15.0, np.float32))  # beyond the extent: the edge
+    labels = Volume(array=base.astype(np.uint8), voxel_size=(50.0, 5.0, 5.0), path="<l>", kind="labels")
+    assert labels.resampled((5.0, 5.0, 5.0), shape=(165, 4, 4))[164, 0, 0] == 15

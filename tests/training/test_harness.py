@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 from masktwins_bio.cli import main
@@ -81,3 +83,52 @@ def test_benchmark_vnc3_to_fafb_small_budget(shared_data, tmp_path, capsys):
                                  out, capsys)
     assert "vnc3_drosophila_mito" in text and "masktwins" in text
     assert {r["method"] for r in table["runs"]} == {"source_only", "masktwins"}
+
+
+def _regridded_test_set(tiny_pair, tmp_path, voxel_size, shape, metadata=True):
+    """The tiny target and its labels re-gridded to ``voxel_size`` with exactly ``shape`` (an extent that is not a
+    whole number of training voxels), written to Zarr with or without voxel-size metadata."""
+    import zarr
+
+    from masktwins_bio.io import open_volume, write_ome_zarr
+
+    paths = []
+    for name, kind in (("target", "image"), ("target_labels", "labels")):
+        vol = open_volume(tiny_pair / f"{name}.zarr", kind=kind).resampled(voxel_size, shape=shape)
+        data = vol[:].astype(np.uint8)
+        path = tmp_path / f"test_{name}.zarr"
+        if metadata:
+            write_ome_zarr(path, data, voxel_size=voxel_size, kind=kind)
+        else:
+            zarr.create_array(str(path), data=data)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("voxel_size, shape", [
+    ((10.0, 6.0, 6.0), (47, 86, 85)),   # finer in every axis, extents not divisible by the factors (4, 4/3, 4/3)
+    ((40.0, 10.0, 7.0), (11, 51, 73)),  # another anisotropy: y coarser, x finer than the 40 x 8 x 8 nm grid
+])
+def test_benchmark_evaluates_on_the_test_volume_own_grid(tiny_pair, tmp_path, capsys, voxel_size, shape):
+    image, labels = _regridded_test_set(tiny_pair, tmp_path, voxel_size, shape)
+    out = tmp_path / "bench"
+    _, table = _run_benchmark(["--source-image", str(tiny_pair / "source.zarr"),
+                               "--source-labels", str(tiny_pair / "source_labels.zarr"),
+                               "--target-image", str(tiny_pair / "target.zarr"),
+                               "--test-image", str(image), "--test-labels", str(labels),
+                               "--methods", "source_only", "--no-instances"], out, capsys)
+    summary = json.loads((out / "source_only" / "seed0" / "target_eval" / "summary.json").read_text())
+    assert summary["semantic"]["per_section_mean"]["iou"] is not None
+    assert summary["inputs"]["evaluated_shape"] == list(shape)  # every GT voxel, on the GT's own grid
+    assert any("resampled" in n for n in summary.get("notes", []))
+
+
+def test_benchmark_test_voxel_size_defaults_to_the_targets(tiny_pair, tmp_path, capsys):
+    # a test stack without voxel-size metadata, imaged like the target: --test-voxel-size defaults to the target's
+    image, labels = _regridded_test_set(tiny_pair, tmp_path, (40.0, 8.0, 8.0), (12, 64, 64), metadata=False)
+    _, table = _run_benchmark(["--source-image", str(tiny_pair / "source.zarr"),
+                               "--source-labels", str(tiny_pair / "source_labels.zarr"),
+                               "--target-image", str(tiny_pair / "target.zarr"), "--target-voxel-size", "40,8,8",
+                               "--test-image", str(image), "--test-labels", str(labels),
+                               "--methods", "source_only", "--no-instances"], tmp_path / "bench", capsys)
+    assert table["runs"][0]["metrics"]["IoU"] is not None
