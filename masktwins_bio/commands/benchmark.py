@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import triple
+from ._common import add_config_arguments, triple
 
 
 def register(sub) -> None:
@@ -43,7 +43,11 @@ def register(sub) -> None:
     b.add_argument("--no-instances", action="store_true", help="skip segmentation and instance metrics")
     b.add_argument("--out", default="runs/benchmark", help="output directory")
     b.add_argument("--overwrite", action="store_true", help="retrain runs that already exist")
+    b.add_argument("--prefix-from", metavar="DIR",
+                   help="fork the adaptation methods from the source-only prefix of an earlier benchmark in DIR (same "
+                        "volumes and settings, with method.adapt_from_step) instead of training it again")
     b.add_argument("--no-progress", action="store_true")
+    add_config_arguments(b)  # --set KEY=VALUE on the built experiment (ablations of the preset's recipe)
     p.set_defaults(handler=run)
 
 
@@ -62,11 +66,15 @@ def run(args) -> int:
         voxel_size=args.voxel_size, source_label_threshold=args.source_label_threshold,
         test_label_threshold=args.test_label_threshold, preset=preset, steps=args.steps, minutes=args.minutes,
         device=args.device, out_dir=args.out, base=load_config(args.config) if args.config else None)
+    if args.overrides:
+        from ..config import apply_overrides, config_from_dict
+
+        cfg = config_from_dict(apply_overrides(cfg.resolved(), args.overrides), "benchmark settings (with --set)")
     print("\n".join(["benchmark:"] + summarize_shapes(cfg)))
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     result = compare(cfg, methods, seeds=seeds, out_dir=args.out, progress=not args.no_progress,
-                     overwrite=args.overwrite, instances=not args.no_instances)
+                     overwrite=args.overwrite, instances=not args.no_instances, prefix_from=args.prefix_from)
     print(format_comparison(result))
     print(f"saved {args.out}/comparison.md and comparison.json")
     return 0

@@ -31,6 +31,8 @@ def register(sub) -> None:
     p.add_argument("--out", help="output directory (default: <run_dir>/compare)")
     p.add_argument("--overwrite", action="store_true", help="retrain runs that already have a model")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--prefix-from", metavar="DIR", help="fork the adaptation methods from the source-only prefix "
+                   "snapshots of an earlier comparison in DIR (same config; method.adapt_from_step > 0)")
     add_config_arguments(p)
     p.set_defaults(handler=run)
 
@@ -39,6 +41,6 @@ def run(args) -> int:
     from ..training import compare, format_comparison
 
     result = compare(args.config, args.methods, seeds=args.seeds, out_dir=args.out, overrides=args.overrides,
-                     progress=not args.no_progress, overwrite=args.overwrite)
+                     progress=not args.no_progress, overwrite=args.overwrite, prefix_from=args.prefix_from)
     print(format_comparison(result))
     return 0

@@ -22,6 +22,7 @@ import numpy as np
 from .._version import __version__
 from ..config import METHOD_NAMES, Config, apply_overrides, config_from_dict
 from ..errors import ConfigError
+from .selection import audit_selection, summarize_audits
 
 __all__ = ["compare", "format_comparison", "evaluate_on_target", "KEY_METRICS", "INSTANCE_METRICS"]
 
@@ -110,7 +111,8 @@ def _train_prefix(base: Config, seed: int, prefix: Path, progress: bool, volumes
 
 def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean_teacher", "masktwins"),
             seeds: Optional[Sequence[int]] = None, out_dir=None, overrides: Optional[Sequence[str]] = None,
-            progress: bool = True, overwrite: bool = False, instances: bool = False, volumes=None) -> dict:
+            progress: bool = True, overwrite: bool = False, instances: bool = False, volumes=None,
+            prefix_from=None) -> dict:
     """Run the ladder and write ``comparison.json`` / ``comparison.md``.
 
     Args:
@@ -123,6 +125,9 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
         overwrite: Retrain runs that already have a model (otherwise finished runs are reused).
         instances: Also segment the target and report instance metrics.
         volumes: Pre-opened :class:`~masktwins_bio.training.TrainingVolumes` (default: from the config).
+        prefix_from: Output directory of an earlier comparison of the same experiment whose source-only prefix
+            snapshots (``source_only/seed<k>/step<N>.pt``) the adaptation methods fork from, instead of training
+            them again (ablations of the adaptation recipe); the fork checks that the prefix is this config's.
 
     Returns:
         The comparison dict (also written to ``comparison.json``).
@@ -148,7 +153,7 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
             cfg = config_from_dict(apply_overrides(base.resolved(), [f"method.name={method}", f"seed={seed}"]),
                                    f"{method} (seed {seed})")
             shares_prefix = prefix_step > 0 and method in ("source_only", *ADAPTATION_METHODS)
-            prefix = out / "source_only" / f"seed{seed}" / f"step{prefix_step}.pt"
+            prefix = Path(prefix_from or out) / "source_only" / f"seed{seed}" / f"step{prefix_step}.pt"
             t0 = time.perf_counter()
             summary_path = run_dir / "summary.json"
             reuse = (not overwrite and summary_path.exists() and (run_dir / "model.pt").exists()
@@ -162,6 +167,9 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
                 fork = None
                 if shares_prefix and method != "source_only":
                     if not prefix.exists():  # no source_only row asked for: train just its prefix
+                        if prefix_from is not None:
+                            raise ConfigError(f"{prefix}: no source-only prefix snapshot in {prefix_from} for seed "
+                                              f"{seed}; run that comparison with source_only and the same seeds first")
                         _train_prefix(base, seed, prefix, progress, volumes)
                     fork = prefix
                 result = train(cfg, run_dir=run_dir, overwrite=True, progress=progress, volumes=volumes,
@@ -174,6 +182,9 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
             if cfg.target.eval is not None:
                 entry["metrics"] = evaluate_on_target(cfg, run_dir / "model.pt", run_dir / "target_eval",
                                                       cfg.train.device, progress, instances)
+                if method != "source_only":
+                    history = json.loads(summary_path.read_text()).get("history", [])
+                    entry["selection_audit"] = audit_selection(history, selected, cfg.method.adapt_from_step)
             runs.append(entry)
     runs.sort(key=lambda r: (list(methods).index(r["method"]), seeds.index(r["seed"])))
     titles = list(KEY_METRICS.values()) + (list(INSTANCE_METRICS.values()) if instances else [])
@@ -188,7 +199,9 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
             row[title] = (float(np.mean(vals)), float(np.std(vals))) if vals else None
         table.append(row)
     b = base.train
+    selection = summarize_audits([r.get("selection_audit") for r in runs])
     result = {"config_hash": base.hash(), "columns": titles, "seeds": seeds, "runs": runs, "table": table,
+              "selection": selection, "selection_rule": base.train.selection,
               "budget": {"steps": b.steps, "max_minutes": b.max_minutes, "batch_source": b.batch_source,
                          "batch_target": b.batch_target, "patch_size": list(base.data.patch_size),
                          "voxel_size": list(base.data.voxel_size) if base.data.voxel_size else None,
@@ -218,4 +231,12 @@ def format_comparison(result: dict) -> str:
                          (f"{100 * v[0]:.1f}" + (f" +- {100 * v[1]:.1f}" if row["seeds"] > 1 else "")))
         secs = "-" if row.get("train_seconds") is None else f"{row['train_seconds']:.0f}"
         lines.append(f"| {row['method']} | " + " | ".join(cells) + f" | {secs} |")
+    sel = result.get("selection")
+    if sel:
+        rho = "-" if sel["mean_spearman"] is None else f"{sel['mean_spearman']:.2f}"
+        lines += ["", f"Checkpoint selection ({result.get('selection_rule', 'label_free')}, no target labels) against "
+                  f"the best candidate in hindsight (per-section IoU on the in-training crop): within "
+                  f"{100 * sel['tolerance']:g} IoU in {sel['within_tolerance']}/{sel['runs']} adaptation runs (mean gap "
+                  f"{100 * sel['mean_gap']:.1f}; the last checkpoint: {sel['last_within_tolerance']}/{sel['runs']}); "
+                  f"mean Spearman rho of the score with IoU {rho}."]
     return "\n".join(lines)
