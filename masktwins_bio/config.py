@@ -20,7 +20,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -255,9 +255,10 @@ class MethodConfig(_Section):
         adapt_from_step: Two-stage training within one run: steps before this one train on the source only (as
             ``source_only`` does, step for step), so adaptation starts from a source-trained student and its EMA
             teacher instead of from scratch; the total budget stays ``train.steps``. Checkpoint selection considers
-            the models from this step on (the source-trained model at this step is a candidate, so a label-free
-            score can reject an adaptation that hurts). ``compare`` trains this shared prefix once per seed and
-            branches every method from it. 0 = adapt from the first step.
+            the models from this step on (the source-trained model at this step is a candidate). ``compare`` trains
+            this shared prefix once per seed and branches every method from it. ``auto`` (default): half of
+            ``train.steps``, or 0 when ``train.init`` starts from a model that is already trained; 0 = adapt from
+            the first step.
     """
 
     name: Literal["source_only", "mean_teacher", "mic", "masktwins_random_pair", "masktwins"] = "masktwins"
@@ -276,7 +277,7 @@ class MethodConfig(_Section):
     lambda_cm: float = Field(0.1, ge=0)
     target_rampup_steps: int = Field(0, ge=0)
     strong_augment: bool = True
-    adapt_from_step: int = Field(0, ge=0)
+    adapt_from_step: Union[Literal["auto"], Annotated[int, Field(ge=0)]] = "auto"
 
     _check_mb = field_validator("mask_block")(lambda v: _positive_triple(v, "mask_block"))
 
@@ -404,9 +405,10 @@ class Config(_Section):
     def _cross_checks(self):
         if self.method.foreground_cap is not None and self.method.weight_mode == "scalar":
             raise ValueError("method.foreground_cap needs a per-voxel method.weight_mode (voxel or class_balanced)")
-        if self.method.adapt_from_step and self.method.adapt_from_step >= self.train.steps:
-            raise ValueError(f"method.adapt_from_step {self.method.adapt_from_step} must be smaller than train.steps "
-                             f"{self.train.steps} (adaptation would never start); lower it or raise train.steps")
+        a = self.method.adapt_from_step
+        if a != "auto" and a and a >= self.train.steps:
+            raise ValueError(f"method.adapt_from_step {a} must be smaller than train.steps {self.train.steps} "
+                             "(adaptation would never start); lower it, raise train.steps or use auto")
         if self.method.mask_block is not None:
             for axis, b, p in zip("zyx", self.method.mask_block, self.data.patch_size):
                 if b > p:
@@ -417,6 +419,13 @@ class Config(_Section):
         return self
 
     # -- derived values -------------------------------------------------------------------------------------
+    def adapt_start_step(self) -> int:
+        """The step adaptation starts at (``method.adapt_from_step`` with ``auto`` resolved)."""
+        a = self.method.adapt_from_step
+        if a == "auto":
+            return 0 if self.train.init else self.train.steps // 2
+        return int(a)
+
     def resolve_path(self, path: Optional[str]) -> Optional[str]:
         """Resolve a volume path spec against ``data_root`` (keeps an ``:/h5-key`` suffix intact)."""
         if path is None:

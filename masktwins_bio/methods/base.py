@@ -50,6 +50,8 @@ class UDAMethod:
         voxel_size: Training voxel size (nm), for anisotropic default mask blocks.
         source_loss: ``dice_ce`` or ``ce``.
         source_foreground: Foreground fraction of the source labels (for ``method.foreground_cap``).
+        adapt_start: First step with target terms (the resolved ``method.adapt_from_step``; ``auto`` counts as 0
+            here: :meth:`Config.adapt_start_step` resolves it against the step budget).
     """
 
     name = "base"
@@ -58,8 +60,10 @@ class UDAMethod:
 
     def __init__(self, cfg: MethodConfig, head: str, augment: AugmentConfig, patch_size: Sequence[int],
                  voxel_size: Optional[Sequence[float]] = None, source_loss: str = "dice_ce",
-                 source_foreground: Optional[float] = None):
+                 source_foreground: Optional[float] = None, adapt_start: Optional[int] = None):
         self.cfg = cfg
+        self.adapt_start = adapt_start if adapt_start is not None else (
+            0 if cfg.adapt_from_step == "auto" else int(cfg.adapt_from_step))
         if cfg.foreground_cap is not None and not source_foreground:
             raise ConfigError("method.foreground_cap needs the source's foreground fraction (source labels)")
         self.foreground_cap = None if cfg.foreground_cap is None else cfg.foreground_cap * source_foreground
@@ -86,11 +90,11 @@ class UDAMethod:
     # -- the shared step --------------------------------------------------------------------------------------
     def adapts_at(self, step: int) -> bool:
         """Whether the target terms are on at ``step`` (off for ``source_only`` and before ``adapt_from_step``)."""
-        return self.uses_target and step >= self.cfg.adapt_from_step
+        return self.uses_target and step >= self.adapt_start
 
     def ramp(self, step: int) -> float:
         n = self.cfg.target_rampup_steps
-        return 1.0 if n == 0 else min(1.0, (step - self.cfg.adapt_from_step + 1) / n)
+        return 1.0 if n == 0 else min(1.0, (step - self.adapt_start + 1) / n)
 
     def losses(self, student, teacher, batch: dict, step: int, generator: torch.Generator
                ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -140,10 +144,11 @@ class UDAMethod:
 
 
 def build_method(cfg: MethodConfig, head: str, augment: AugmentConfig, patch_size, voxel_size=None,
-                 source_loss: str = "dice_ce", source_foreground: Optional[float] = None) -> UDAMethod:
+                 source_loss: str = "dice_ce", source_foreground: Optional[float] = None,
+                 adapt_start: Optional[int] = None) -> UDAMethod:
     """Instantiate the method named ``cfg.name``."""
     from . import variants  # noqa: F401  (registers the variants)
 
     if cfg.name not in METHODS:
         raise ConfigError(f"method.name {cfg.name!r} is unknown; choose one of {', '.join(METHODS)}")
-    return METHODS[cfg.name](cfg, head, augment, patch_size, voxel_size, source_loss, source_foreground)
+    return METHODS[cfg.name](cfg, head, augment, patch_size, voxel_size, source_loss, source_foreground, adapt_start)

@@ -162,7 +162,7 @@ class Trainer:
         self.check_patch_size()
         self.build_datasets()
         self.method = build_method(cfg.method, cfg.model.head, cfg.data.augment, self.patch_size, self.voxel_size,
-                                   cfg.train.source_loss, self.source_foreground)
+                                   cfg.train.source_loss, self.source_foreground, cfg.adapt_start_step())
         self.prepare_run_dir()
         self.build_network()
         self.build_optimizer()
@@ -187,7 +187,7 @@ class Trainer:
     @property
     def adapt_start(self) -> int:
         """First step with target terms; selection considers the models from here on (0 for source-only)."""
-        return self.cfg.method.adapt_from_step if self.method.uses_target else 0
+        return self.method.adapt_start if self.method.uses_target else 0
 
     def prepare_run_dir(self) -> None:
         rd = self.run_dir

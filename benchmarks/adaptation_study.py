@@ -1,0 +1,134 @@
+"""The adaptation study on the two real directions: every row is one `masktwins-bio benchmark` command.
+
+Rows share the CPU preset's budget, data, network and seeds; ablation rows fork their adaptation methods from the
+source-only prefix of the direction's ``base`` row (``--prefix-from``), so each row costs only its adaptation steps.
+Results land in ``<out>/<direction>/<row>/comparison.json``; ``--report`` prints one markdown table of all rows
+found there (mean +- std over seeds, x100), which is what BENCHMARKS.md shows.
+
+    python benchmarks/adaptation_study.py --rows base --seeds 0,1,2            # the ladder, both directions
+    python benchmarks/adaptation_study.py --rows mix_box,cm_1 --seeds 0        # ablations (after base)
+    python benchmarks/adaptation_study.py --report                             # the table
+    python benchmarks/adaptation_study.py --rows base --dry-run                # print the commands only
+
+Data: ``$MASKTWINS_DATA_ROOT`` or ``../shared/data`` beside the checkout (VNC III and FAFB, see their SOURCE.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: the two real directions (transductive: the target's images are adapted to and its labels evaluated)
+DIRECTIONS = {
+    "vnc2fafb": {"source": "vnc3_drosophila_mito", "source_labels": "mitochondria", "source_vs": "50,4.6,4.6",
+                 "source_thr": "1", "target": "fafb_mito_damitoseg", "target_labels": "seg",
+                 "target_vs": "40,8,8", "target_thr": "128", "image": "im", "source_image": "raw"},
+    "fafb2vnc": {"source": "fafb_mito_damitoseg", "source_labels": "seg", "source_vs": "40,8,8",
+                 "source_thr": "128", "target": "vnc3_drosophila_mito", "target_labels": "mitochondria",
+                 "target_vs": "50,4.6,4.6", "target_thr": "1", "image": "raw", "source_image": "im"},
+}
+
+LADDER = "source_only,mean_teacher,mic,masktwins_random_pair,masktwins"
+
+#: row name -> (methods, --set overrides); "base" is the shipped preset's ladder
+ROWS: dict[str, tuple[str, list[str]]] = {
+    "base": (LADDER, []),
+    # the adaptation recipe, one change at a time against the base row (forked from its prefix)
+    "no_mix": ("mean_teacher,masktwins", ["method.mix=none"]),
+    "mix_box": ("mean_teacher,masktwins", ["method.mix=box"]),
+    "mix_objects": ("mean_teacher,masktwins", ["method.mix=objects"]),
+    "pl_scalar": ("mean_teacher,masktwins", ["method.weight_mode=scalar"]),
+    "pl_voxel": ("mean_teacher,masktwins", ["method.weight_mode=voxel"]),
+    "pl_class_balanced": ("mean_teacher,masktwins", ["method.weight_mode=class_balanced"]),
+    "fg_cap_2": ("masktwins", ["method.weight_mode=class_balanced", "method.foreground_cap=2"]),
+    "cm_0.01": ("masktwins", ["method.lambda_cm=0.01"]),
+    "cm_1": ("masktwins", ["method.lambda_cm=1.0"]),
+    "block_small": ("masktwins", ["method.mask_block=[1,8,8]"]),
+    "block_large": ("masktwins", ["method.mask_block=[4,24,24]"]),
+    "views_3": ("masktwins", ["method.num_views=3"]),
+    "ema_0.999": ("mean_teacher,masktwins", ["method.ema_alpha=0.999"]),
+}
+
+
+def data_root() -> Path:
+    env = os.environ.get("MASKTWINS_DATA_ROOT")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def command(direction: str, row: str, seeds: str, out: Path, extra: list[str]) -> list[str]:
+    d, root = DIRECTIONS[direction], data_root()
+    methods, sets = ROWS[row]
+    src, tgt = root / d["source"], root / d["target"]
+    cmd = ["masktwins-bio", "benchmark",
+           "--source-image", str(src / d["source_image"]), "--source-labels", str(src / d["source_labels"]),
+           "--source-voxel-size", d["source_vs"], "--source-label-threshold", d["source_thr"],
+           "--target-image", str(tgt / d["image"]), "--target-voxel-size", d["target_vs"],
+           "--test-labels", str(tgt / d["target_labels"]), "--test-label-threshold", d["target_thr"],
+           "--voxel-size", "40,8,8", "--methods", methods, "--seeds", seeds, "--device", "cpu",
+           "--out", str(out / direction / row), "--no-progress"]
+    if row != "base":
+        cmd += ["--prefix-from", str(out / direction / "base")]
+    for s in sets + extra:
+        cmd += ["--set", s]
+    return cmd
+
+
+def report(out: Path) -> str:
+    cols = ["IoU", "F1", "MCC", "AP", "IoU (vol)", "inst F1@0.5"]
+    lines = ["| direction | row | method | seeds | " + " | ".join(cols) + " | train min |",
+             "|---" * (len(cols) + 5) + "|"]
+    for direction in DIRECTIONS:
+        for row in ROWS:
+            f = out / direction / row / "comparison.json"
+            if not f.exists():
+                continue
+            res = json.loads(f.read_text())
+            for r in res["table"]:
+                cells = [("-" if r.get(c) is None else f"{100 * r[c][0]:.1f} +- {100 * r[c][1]:.1f}") for c in cols]
+                mins = "-" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.1f}"
+                lines.append(f"| {direction} | {row} | {r['method']} | {r['seeds']} | " + " | ".join(cells)
+                             + f" | {mins} |")
+            sel = res.get("selection")
+            if sel:
+                lines.append(f"| {direction} | {row} | (selection) | | within 2 IoU: {sel['within_tolerance']}/"
+                             f"{sel['runs']}, last: {sel['last_within_tolerance']}/{sel['runs']}, rho "
+                             f"{sel['mean_spearman'] if sel['mean_spearman'] is None else round(sel['mean_spearman'], 2)}"
+                             + " |" * (len(cols) + 1))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", default="base", help=f"comma-separated rows: {', '.join(ROWS)}")
+    ap.add_argument("--directions", default=",".join(DIRECTIONS))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--out", default="runs/study", type=Path)
+    ap.add_argument("--set", dest="extra", action="append", default=[], help="extra overrides for every row")
+    ap.add_argument("--report", action="store_true", help="print the table of the results found in --out")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    args = ap.parse_args()
+    if args.report:
+        print(report(args.out))
+        return 0
+    for row in args.rows.split(","):
+        if row not in ROWS:
+            ap.error(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
+        for direction in args.directions.split(","):
+            cmd = command(direction, row, args.seeds, args.out, args.extra)
+            print(shlex.join(cmd), flush=True)
+            if not args.dry_run:
+                rc = subprocess.call(cmd)
+                if rc:
+                    return rc
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
