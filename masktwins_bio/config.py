@@ -257,8 +257,8 @@ class MethodConfig(_Section):
             teacher instead of from scratch; the total budget stays ``train.steps``. Checkpoint selection considers
             the models from this step on (the source-trained model at this step is a candidate). ``compare`` trains
             this shared prefix once per seed and branches every method from it. ``auto`` (default): half of
-            ``train.steps``, or 0 when ``train.init`` starts from a model that is already trained; 0 = adapt from
-            the first step.
+            ``train.steps`` (half of ``train.max_minutes`` under a wall-clock budget), or 0 when ``train.init``
+            starts from a model that is already trained; 0 = adapt from the first step.
     """
 
     name: Literal["source_only", "mean_teacher", "mic", "masktwins_random_pair", "masktwins"] = "masktwins"
@@ -419,11 +419,14 @@ class Config(_Section):
         return self
 
     # -- derived values -------------------------------------------------------------------------------------
-    def adapt_start_step(self) -> int:
-        """The step adaptation starts at (``method.adapt_from_step`` with ``auto`` resolved)."""
+    def adapt_start_step(self) -> Optional[int]:
+        """The step adaptation starts at (``method.adapt_from_step`` with ``auto`` resolved); ``None`` for ``auto``
+        under a wall-clock budget (``train.max_minutes``), where adaptation starts once half the time is spent."""
         a = self.method.adapt_from_step
         if a == "auto":
-            return 0 if self.train.init else self.train.steps // 2
+            if self.train.init:
+                return 0
+            return None if self.train.max_minutes is not None else self.train.steps // 2
         return int(a)
 
     def resolve_path(self, path: Optional[str]) -> Optional[str]:

@@ -33,8 +33,8 @@ def register(sub) -> None:
     b = p.add_argument_group("budget and setup")
     b.add_argument("--voxel-size", type=triple, metavar="Z,Y,X", help="training voxel size (default: the source's)")
     b.add_argument("--methods", default="source_only,masktwins", help="comma-separated (default source_only,masktwins)")
-    b.add_argument("--steps", type=int, help="steps per method (an upper bound with --minutes; default 500 with the "
-                                             "cpu preset, 3000 with gpu)")
+    b.add_argument("--steps", type=int, help="steps per method (an upper bound with --minutes; default 4000 with the "
+                                             "cpu preset, 6000 with gpu; adaptation methods adapt in the second half)")
     b.add_argument("--minutes", type=float, help="wall-clock budget per method")
     b.add_argument("--seeds", default="0", help="comma-separated seeds")
     b.add_argument("--preset", choices=("cpu", "gpu"), help="network/patch sizes (default: gpu on CUDA, else cpu)")

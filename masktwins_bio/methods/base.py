@@ -32,6 +32,7 @@ from .mixing import mix_source_into_target
 __all__ = ["UDAMethod", "register", "build_method", "METHODS"]
 
 METHODS: dict[str, type["UDAMethod"]] = {}
+_FROM_CONFIG = object()  # UDAMethod's adapt_start default: read method.adapt_from_step
 
 
 def register(cls: type["UDAMethod"]) -> type["UDAMethod"]:
@@ -50,8 +51,9 @@ class UDAMethod:
         voxel_size: Training voxel size (nm), for anisotropic default mask blocks.
         source_loss: ``dice_ce`` or ``ce``.
         source_foreground: Foreground fraction of the source labels (for ``method.foreground_cap``).
-        adapt_start: First step with target terms (the resolved ``method.adapt_from_step``; ``auto`` counts as 0
-            here: :meth:`Config.adapt_start_step` resolves it against the step budget).
+        adapt_start: First step with target terms (:meth:`Config.adapt_start_step`); ``None``: not known yet (the
+            trainer sets it when half of a wall-clock budget is spent); default: ``method.adapt_from_step`` with
+            ``auto`` as 0.
     """
 
     name = "base"
@@ -60,10 +62,11 @@ class UDAMethod:
 
     def __init__(self, cfg: MethodConfig, head: str, augment: AugmentConfig, patch_size: Sequence[int],
                  voxel_size: Optional[Sequence[float]] = None, source_loss: str = "dice_ce",
-                 source_foreground: Optional[float] = None, adapt_start: Optional[int] = None):
+                 source_foreground: Optional[float] = None, adapt_start=_FROM_CONFIG):
         self.cfg = cfg
-        self.adapt_start = adapt_start if adapt_start is not None else (
-            0 if cfg.adapt_from_step == "auto" else int(cfg.adapt_from_step))
+        if adapt_start is _FROM_CONFIG:  # without a Config to resolve ``auto`` against: adapt from the start
+            adapt_start = 0 if cfg.adapt_from_step == "auto" else int(cfg.adapt_from_step)
+        self.adapt_start: Optional[int] = adapt_start
         if cfg.foreground_cap is not None and not source_foreground:
             raise ConfigError("method.foreground_cap needs the source's foreground fraction (source labels)")
         self.foreground_cap = None if cfg.foreground_cap is None else cfg.foreground_cap * source_foreground
@@ -90,7 +93,7 @@ class UDAMethod:
     # -- the shared step --------------------------------------------------------------------------------------
     def adapts_at(self, step: int) -> bool:
         """Whether the target terms are on at ``step`` (off for ``source_only`` and before ``adapt_from_step``)."""
-        return self.uses_target and step >= self.adapt_start
+        return self.uses_target and self.adapt_start is not None and step >= self.adapt_start
 
     def ramp(self, step: int) -> float:
         n = self.cfg.target_rampup_steps
@@ -145,8 +148,8 @@ class UDAMethod:
 
 def build_method(cfg: MethodConfig, head: str, augment: AugmentConfig, patch_size, voxel_size=None,
                  source_loss: str = "dice_ce", source_foreground: Optional[float] = None,
-                 adapt_start: Optional[int] = None) -> UDAMethod:
-    """Instantiate the method named ``cfg.name``."""
+                 adapt_start=_FROM_CONFIG) -> UDAMethod:
+    """Instantiate the method named ``cfg.name`` (``adapt_start``: see :class:`UDAMethod`)."""
     from . import variants  # noqa: F401  (registers the variants)
 
     if cfg.name not in METHODS:

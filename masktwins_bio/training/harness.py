@@ -20,12 +20,14 @@ from ..models import required_divisor
 
 __all__ = ["build_experiment", "PRESETS"]
 
-#: network / patch / batch presets; the patch is shrunk to fit the smallest volume
+#: network / patch / batch presets; the patch is shrunk to fit the smallest volume. Budgets are chosen by
+#: convergence (BENCHMARKS.md, "Adaptation study"): every method trains ``steps`` steps, the adaptation methods the
+#: second half of them from the source-trained model of the first half (``method.adapt_from_step: auto``).
 PRESETS = {
     "cpu": {"model": {"name": "unet", "channels": [16, 32, 64, 128], "num_res_units": 1},
-            "patch": (16, 96, 96), "batch": (2, 2), "workers": 0, "steps": 500},
+            "patch": (16, 96, 96), "batch": (2, 2), "workers": 0, "steps": 4000},
     "gpu": {"model": {"name": "unet", "channels": [32, 64, 128, 256], "num_res_units": 2},
-            "patch": (16, 256, 256), "batch": (4, 2), "workers": 8, "steps": 3000},
+            "patch": (16, 256, 256), "batch": (4, 2), "workers": 8, "steps": 6000},
 }
 
 
@@ -108,7 +110,7 @@ def build_experiment(source_image: str, source_labels: str, target_image: str, t
         "model": model_cfg.model_dump(mode="json"),
         "train": {**data.get("train", {"batch_source": p["batch"][0], "batch_target": p["batch"][1],
                                        "warmup_steps": min(200, max(1, steps // 10)),
-                                       "val_every": max(min(steps, 5), min(250, steps // 4)),
+                                       "val_every": max(min(steps, 5), min(500, steps // 10)),
                                        "checkpoint_every": max(1, min(500, steps // 2))}),
                   "steps": steps, "max_minutes": minutes, "device": device},
     }

@@ -96,7 +96,7 @@ def _train_prefix(base: Config, seed: int, prefix: Path, progress: bool, volumes
     """Train only the shared source-only prefix of ``seed`` (when no source_only row is compared) into ``prefix``."""
     from .api import train
 
-    step = base.adapt_start_step()
+    step = base.adapt_start_step() or 0
     cfg = config_from_dict(apply_overrides(base.resolved(), ["method.name=source_only", f"seed={seed}"]),
                            f"source-only prefix (seed {seed})")
     done = {"n": 0}
@@ -143,7 +143,7 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
     seeds = list(seeds) if seeds else [base.seed]
     out = Path(out_dir) if out_dir else base.get_run_dir() / "compare"
     out.mkdir(parents=True, exist_ok=True)
-    prefix_step = base.adapt_start_step()
+    prefix_step = base.adapt_start_step() or 0  # None (a wall-clock budget): no shared prefix
     # source_only first: with a two-stage prefix it also provides the shared checkpoint the other methods fork from
     order = sorted(methods, key=lambda m: m != "source_only")
     runs = []
@@ -184,7 +184,8 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
                                                       cfg.train.device, progress, instances)
                 if method != "source_only":
                     history = json.loads(summary_path.read_text()).get("history", [])
-                    entry["selection_audit"] = audit_selection(history, selected, cfg.adapt_start_step())
+                    start = json.loads(summary_path.read_text()).get("adapt_from_step", 0)
+                    entry["selection_audit"] = audit_selection(history, selected, start)
             runs.append(entry)
     runs.sort(key=lambda r: (list(methods).index(r["method"]), seeds.index(r["seed"])))
     titles = list(KEY_METRICS.values()) + (list(INSTANCE_METRICS.values()) if instances else [])

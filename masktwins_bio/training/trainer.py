@@ -145,6 +145,9 @@ class Trainer:
                 self.save_checkpoint(step + 1)
             if self.should_stop() or self.out_of_time():
                 break
+            if self.method.adapt_start is None and self.half_time_spent():  # auto under a wall-clock budget
+                self.method.adapt_start = step + 1
+                self.validate(step + 1)  # the source-trained model: the first selection candidate
         return self.finish()
 
     # ------------------------------------------------------------------------------------------------- setup
@@ -187,7 +190,8 @@ class Trainer:
     @property
     def adapt_start(self) -> int:
         """First step with target terms; selection considers the models from here on (0 for source-only)."""
-        return self.method.adapt_start if self.method.uses_target else 0
+        start = self.method.adapt_start if self.method.uses_target else 0
+        return self.cfg.train.steps if start is None else start  # not yet decided (time budget): nothing selectable
 
     def prepare_run_dir(self) -> None:
         rd = self.run_dir
@@ -246,6 +250,10 @@ class Trainer:
             return warmup_poly(step, t.warmup_steps, t.steps, t.poly_power)
         elapsed = (time.perf_counter() - self._t_start) / (60 * t.max_minutes)
         return max(0.0, 1.0 - min(1.0, max(elapsed, step / t.steps))) ** t.poly_power
+
+    def half_time_spent(self) -> bool:
+        t = self.cfg.train
+        return t.max_minutes is not None and time.perf_counter() - self._t_start > 30 * t.max_minutes
 
     def out_of_time(self) -> bool:
         t = self.cfg.train

@@ -78,3 +78,15 @@ def test_compare_trains_the_prefix_once_and_forks_every_method(tiny_config, tmp_
     assert [r["method"] for r in only["runs"]] == ["masktwins"]
     prefix = json.loads((tmp_path / "cmp2" / "source_only" / "seed1" / "summary.json").read_text())
     assert prefix["steps"] == 3
+
+
+def test_auto_start_is_half_the_steps_or_half_the_wall_clock_budget(tiny_config, tmp_path):
+    path, _ = tiny_config(method={"name": "masktwins"})  # adapt_from_step: auto
+    assert load_config(path).adapt_start_step() == 3  # half of train.steps = 6
+    assert load_config(path, ["train.init=model.pt"]).adapt_start_step() == 0  # a trained model: adapt at once
+    timed = load_config(path, ["train.steps=100000", "train.max_minutes=0.03", "train.val_every=100000"])
+    assert timed.adapt_start_step() is None  # decided while training: once half of the 1.8 s are spent
+    result = train(timed, run_dir=tmp_path / "timed", progress=False)
+    start = json.loads((tmp_path / "timed" / "summary.json").read_text())["adapt_from_step"]
+    assert 0 < start < result.steps
+    assert result.selected_step >= start
