@@ -55,7 +55,7 @@ def make_config(data: Path, args, method: str, run_dir: Path, amp: str = "auto")
         "target": {"image": "target/raw.zarr"},
         "data": {"patch_size": list(args.patch), "num_workers": args.workers},
         "model": {"name": args.model, "channels": list(args.channels), "num_res_units": args.res_units},
-        "method": {"name": method},
+        "method": {"name": method, "adapt_from_step": 0},  # every step adapts (timed steps only)
         "train": {"steps": 10**6, "batch_source": args.batch_source, "batch_target": args.batch_target,
                   "device": args.device, "val_every": 10**6, "checkpoint_every": 10**6, "log_every": 10**6,
                   "val_patches": 1, "amp": amp},
