@@ -1,7 +1,7 @@
 """The adaptation study on the two real directions: every row is one `masktwins-bio benchmark` command.
 
-Rows share the CPU preset's budget, data, network and seeds; ablation rows fork their adaptation methods from the
-source-only prefix of the direction's ``base`` row (``--prefix-from``), so each row costs only its adaptation steps.
+Rows share the CPU preset's budget, data, network and seeds; most ablation rows fork their adaptation methods from
+the source-only prefix of the direction's ``base`` row (``--prefix-from``), so each costs only its adaptation steps.
 Results land in ``<out>/<direction>/<row>/comparison.json``; ``--report`` prints one markdown table of all rows
 found there (mean +- std over seeds, x100), which is what BENCHMARKS.md shows.
 
@@ -37,23 +37,35 @@ DIRECTIONS = {
 
 LADDER = "source_only,mean_teacher,mic,masktwins_random_pair,masktwins"
 
-#: row name -> (methods, --set overrides); "base" is the shipped preset's ladder
-ROWS: dict[str, tuple[str, list[str]]] = {
-    "base": (LADDER, []),
-    # the adaptation recipe, one change at a time against the base row (forked from its prefix)
-    "no_mix": ("mean_teacher,masktwins", ["method.mix=none"]),
-    "mix_box": ("mean_teacher,masktwins", ["method.mix=box"]),
-    "mix_objects": ("mean_teacher,masktwins", ["method.mix=objects"]),
-    "pl_scalar": ("mean_teacher,masktwins", ["method.weight_mode=scalar"]),
-    "pl_voxel": ("mean_teacher,masktwins", ["method.weight_mode=voxel"]),
-    "pl_class_balanced": ("mean_teacher,masktwins", ["method.weight_mode=class_balanced"]),
-    "fg_cap_2": ("masktwins", ["method.weight_mode=class_balanced", "method.foreground_cap=2"]),
-    "cm_0.01": ("masktwins", ["method.lambda_cm=0.01"]),
-    "cm_1": ("masktwins", ["method.lambda_cm=1.0"]),
-    "block_small": ("masktwins", ["method.mask_block=[1,8,8]"]),
-    "block_large": ("masktwins", ["method.mask_block=[4,24,24]"]),
-    "views_3": ("masktwins", ["method.num_views=3"]),
-    "ema_0.999": ("mean_teacher,masktwins", ["method.ema_alpha=0.999"]),
+#: row name -> (methods, --set overrides, forks from the base row's source-only prefix); "base" is the shipped
+#: preset's ladder. A row that changes what the prefix trains (the source recipe, the teacher's decay, adaptation
+#: from the first step) trains its own source-only row instead of forking.
+ROWS: dict[str, tuple[str, list[str], bool]] = {
+    "base": (LADDER, [], False),
+    # the source recipe (shared by every method): each its own source-only run
+    "src_affine_0": ("source_only", ["data.augment.affine_prob=0"], False),
+    "src_affine_0.5": ("source_only", ["data.augment.affine_prob=0.5"], False),
+    "src_histogram": ("source_only", ["data.normalization=histogram"], False),
+    # the adaptation recipe, one change at a time against the base row
+    "mix_none": ("mean_teacher,masktwins", ["method.mix=none"], True),
+    "mix_box": ("mean_teacher,masktwins", ["method.mix=box"], True),
+    "mix_objects": ("mean_teacher,masktwins", ["method.mix=objects"], True),
+    "pl_scalar": ("mean_teacher,masktwins", ["method.weight_mode=scalar"], True),
+    "pl_voxel": ("mean_teacher,masktwins", ["method.weight_mode=voxel"], True),
+    "pl_class_balanced_0.8": ("mean_teacher,masktwins", ["method.weight_mode=class_balanced",
+                                                         "method.class_keep=0.8"], True),
+    "pl_class_balanced_0.5": ("mean_teacher,masktwins", ["method.weight_mode=class_balanced",
+                                                         "method.class_keep=0.5"], True),
+    "fg_cap_2": ("masktwins", ["method.weight_mode=class_balanced", "method.foreground_cap=2"], True),
+    "cm_0.01": ("masktwins", ["method.lambda_cm=0.01"], True),
+    "cm_1": ("masktwins", ["method.lambda_cm=1.0"], True),
+    "block_2x12x12": ("masktwins", ["method.mask_block=[2,12,12]"], True),
+    "block_1x12x12": ("masktwins", ["method.mask_block=[1,12,12]"], True),
+    "block_1x96x96": ("masktwins", ["method.mask_block=[1,96,96]"], True),
+    "block_4x24x24": ("masktwins", ["method.mask_block=[4,24,24]"], True),
+    "views_3": ("masktwins", ["method.num_views=3"], True),
+    # the teacher: adaptation from the first step (no source-trained start), same total budget
+    "from_scratch": ("mean_teacher,masktwins", ["method.adapt_from_step=0"], False),
 }
 
 
@@ -64,7 +76,7 @@ def data_root() -> Path:
 
 def command(direction: str, row: str, seeds: str, out: Path, extra: list[str]) -> list[str]:
     d, root = DIRECTIONS[direction], data_root()
-    methods, sets = ROWS[row]
+    methods, sets, fork = ROWS[row]
     src, tgt = root / d["source"], root / d["target"]
     cmd = ["masktwins-bio", "benchmark",
            "--source-image", str(src / d["source_image"]), "--source-labels", str(src / d["source_labels"]),
@@ -73,7 +85,7 @@ def command(direction: str, row: str, seeds: str, out: Path, extra: list[str]) -
            "--test-labels", str(tgt / d["target_labels"]), "--test-label-threshold", d["target_thr"],
            "--voxel-size", "40,8,8", "--methods", methods, "--seeds", seeds, "--device", "cpu",
            "--out", str(out / direction / row), "--no-progress"]
-    if row != "base":
+    if fork:
         cmd += ["--prefix-from", str(out / direction / "base")]
     for s in sets + extra:
         cmd += ["--set", s]

@@ -110,7 +110,7 @@ def build_experiment(source_image: str, source_labels: str, target_image: str, t
         "model": model_cfg.model_dump(mode="json"),
         "train": {**data.get("train", {"batch_source": p["batch"][0], "batch_target": p["batch"][1],
                                        "warmup_steps": min(200, max(1, steps // 10)),
-                                       "val_every": max(min(steps, 5), min(500, steps // 10)),
+                                       "val_every": max(min(steps, 5), min(500, steps // 16)),
                                        "checkpoint_every": max(1, min(500, steps // 2))}),
                   "steps": steps, "max_minutes": minutes, "device": device},
     }

@@ -90,3 +90,20 @@ def test_auto_start_is_half_the_steps_or_half_the_wall_clock_budget(tiny_config,
     start = json.loads((tmp_path / "timed" / "summary.json").read_text())["adapt_from_step"]
     assert 0 < start < result.steps
     assert result.selected_step >= start
+
+
+def test_an_ablation_forks_from_an_earlier_comparisons_prefix(tiny_config, tmp_path):
+    from masktwins_bio.errors import ConfigError
+
+    path, _ = tiny_config(method={"adapt_from_step": 3})
+    compare(load_config(path), ["source_only"], seeds=[0], out_dir=tmp_path / "base", progress=False)
+    abl = compare(load_config(path, ["method.lambda_cm=1.0"]), ["masktwins"], seeds=[0], out_dir=tmp_path / "abl",
+                  progress=False, prefix_from=tmp_path / "base")
+    assert not (tmp_path / "abl" / "source_only").exists()  # nothing retrained: the base prefix was reused
+    assert abl["runs"][0]["forked_at"] == 3
+    with pytest.raises(ConfigError, match="no source-only prefix snapshot"):
+        compare(load_config(path), ["masktwins"], seeds=[5], out_dir=tmp_path / "abl2", progress=False,
+                prefix_from=tmp_path / "base")
+    with pytest.raises(UserError, match="more than the adaptation method"):  # the prefix is another experiment's
+        compare(load_config(path, ["train.lr=0.01"]), ["masktwins"], seeds=[0], out_dir=tmp_path / "abl3",
+                progress=False, prefix_from=tmp_path / "base")
