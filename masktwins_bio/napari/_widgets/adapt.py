@@ -113,14 +113,17 @@ class AdaptWidget(JobPanel):
         self.source_labels = layer_picker(viewer, ["labels"], "Source labels", "mitochondria labels of the source")
         self.source_labels_path = FileEdit(label="…or path", mode="r", nullable=True)
         self.init_model = FileEdit(label="Start from model", mode="r", filter="*.pt", nullable=True,
-                                   tooltip="optional model.pt to fine-tune (e.g. trained on the source); blank: "
-                                           "random initialisation")
+                                   tooltip="optional model.pt to adapt (e.g. trained on the source): adaptation "
+                                           "starts at once; blank: the first half of the steps trains on the "
+                                           "source only, the second half adapts (two-stage)")
         self.target_image = layer_picker(viewer, ["image"], "Target image", "unlabelled image of the new microscope")
         self.target_path = FileEdit(label="…or path", mode="r", nullable=True)
         self.target_gt = layer_picker(viewer, ["labels"], "Target GT (eval)",
                                       "optional target labels, used only to report metrics, never for training")
         self.method = ComboBox(label="Method", choices=METHODS, value="masktwins")
-        self.steps = SpinBox(label="Steps", value=500, min=1, max=10**7)
+        self.steps = SpinBox(label="Steps", value=500, min=1, max=10**7,
+                             tooltip="optimiser steps in all; without a start model the first half trains on the "
+                                     "source only (method.adapt_from_step: auto)")
         self.val_every = SpinBox(label="Validate every", value=50, min=1, max=10**7,
                                  tooltip="steps between label-free validations (and previews)")
         self.patch_size = LineEdit(label="Patch size", value="",
