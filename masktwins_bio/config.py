@@ -255,7 +255,7 @@ class MethodConfig(_Section):
         adapt_from_step: Two-stage training within one run: steps before this one train on the source only (as
             ``source_only`` does, step for step), so adaptation starts from a source-trained student and its EMA
             teacher instead of from scratch; the total budget stays ``train.steps``. Checkpoint selection considers
-            the models from this step on (the source-trained model at this step is a candidate). ``compare`` trains
+            the models adaptation produced (after this step). ``compare`` trains
             this shared prefix once per seed and branches every method from it. ``auto`` (default): half of
             ``train.steps`` (half of ``train.max_minutes`` under a wall-clock budget), or 0 when ``train.init``
             starts from a model that is already trained; 0 = adapt from the first step.

@@ -2,8 +2,8 @@
 
 A run's ``history`` holds, at every validation, the label-free monitors and - when the experiment has target labels
 - the target metrics on a central crop of the evaluation volume. :func:`audit_selection` compares the checkpoint the
-run selected without labels to the best one in hindsight among the same candidates (the validations from the first
-adapting step on), and measures how well the label-free score ranks the candidates (Spearman correlation with the
+run selected without labels to the best one in hindsight among the same candidates (the validations after the
+adaptation's start: the models adaptation produced), and measures how well the label-free score ranks the candidates (Spearman correlation with the
 target IoU). :func:`summarize_audits` aggregates over runs: how often the selection lands within ``tolerance`` of the
 best, and the mean rank correlation. ``compare`` reports both for every ladder with target labels.
 """
@@ -29,7 +29,7 @@ def audit_selection(history: Sequence[dict], selected_step: int, adapt_from_step
         and last candidate, ``best - selected``, and the rank correlation of ``score`` with the metric over the
         candidates (``None`` for fewer than 3 candidates or a constant score).
     """
-    cands = [h for h in history if h.get("step", -1) >= adapt_from_step and _finite(h.get(metric))]
+    cands = [h for h in history if h.get("step", -1) > adapt_from_step and _finite(h.get(metric))]
     if not cands:
         return None
     by_step = {h["step"]: h for h in cands}

@@ -147,7 +147,7 @@ class Trainer:
                 break
             if self.method.adapt_start is None and self.half_time_spent():  # auto under a wall-clock budget
                 self.method.adapt_start = step + 1
-                self.validate(step + 1)  # the source-trained model: the first selection candidate
+                self.validate(step + 1)  # the source-trained start of the adaptation (logged, not selectable)
         return self.finish()
 
     # ------------------------------------------------------------------------------------------------- setup
@@ -185,11 +185,11 @@ class Trainer:
         self._step_last = self.step
         self._accum: dict[str, torch.Tensor] = {}
         if self.fork_from is not None and self.step == self.adapt_start:
-            self.validate(self.step)  # the shared source-trained model is this run's first selection candidate
+            self.validate(self.step)  # the shared source-trained start of the adaptation (logged, not selectable)
 
     @property
     def adapt_start(self) -> int:
-        """First step with target terms; selection considers the models from here on (0 for source-only)."""
+        """First step with target terms; selection considers the models after it (0 for source-only)."""
         start = self.method.adapt_start if self.method.uses_target else 0
         return self.cfg.train.steps if start is None else start  # not yet decided (time budget): nothing selectable
 
@@ -408,7 +408,7 @@ class Trainer:
         self.history.append({"step": step, **values})
         score = {"label_free": values["label_free_score"], "target_eval": values.get("target_iou", np.nan),
                  "last": float(step)}[self.selection]
-        if step >= self.adapt_start and score >= self.best["score"]:
+        if step > self.adapt_start and score >= self.best["score"]:  # candidates: the adaptation's own models
             self.best = {"score": float(score), "step": step}
             self.export(self.run_dir / "model.pt", step)
         if self.callback:

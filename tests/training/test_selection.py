@@ -13,10 +13,10 @@ def _hist(*rows):
 
 def test_audit_compares_the_selected_candidate_with_the_best_from_the_adaptation_start():
     h = _hist((100, 0.9, 0.80), (200, 0.1, 0.50), (300, 0.2, 0.55), (400, 0.3, 0.60))
-    a = audit_selection(h, selected_step=400, adapt_from_step=200)  # step 100 is before adaptation: no candidate
+    a = audit_selection(h, selected_step=400, adapt_from_step=100)  # step 100 is the adaptation's start: no candidate
     assert a["best"] == pytest.approx(0.60) and a["gap"] == pytest.approx(0.0) and a["candidates"] == 3
     assert a["spearman"] == pytest.approx(1.0)
-    b = audit_selection(h, selected_step=200, adapt_from_step=200)
+    b = audit_selection(h, selected_step=200, adapt_from_step=100)
     assert b["gap"] == pytest.approx(0.10) and b["last"] == pytest.approx(0.60)
 
 
