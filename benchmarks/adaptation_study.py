@@ -6,6 +6,7 @@ Results land in ``<out>/<direction>/<row>/comparison.json``; ``--report`` prints
 found there (mean +- std over seeds, x100), which is what BENCHMARKS.md shows.
 
     python benchmarks/adaptation_study.py --rows base --seeds 0,1,2            # the ladder, both directions
+    python benchmarks/adaptation_study.py --rows base --methods source_only,mean_teacher,masktwins --seeds 0,1,2
     python benchmarks/adaptation_study.py --rows mix_box,cm_1 --seeds 0        # ablations (after base)
     python benchmarks/adaptation_study.py --report                             # the table
     python benchmarks/adaptation_study.py --rows base --dry-run                # print the commands only
@@ -74,9 +75,11 @@ def data_root() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
-def command(direction: str, row: str, seeds: str, out: Path, extra: list[str]) -> list[str]:
+def command(direction: str, row: str, seeds: str, out: Path, extra: list[str],
+            methods: str | None = None) -> list[str]:
     d, root = DIRECTIONS[direction], data_root()
-    methods, sets, fork = ROWS[row]
+    row_methods, sets, fork = ROWS[row]
+    methods = methods or row_methods
     src, tgt = root / d["source"], root / d["target"]
     cmd = ["masktwins-bio", "benchmark",
            "--source-image", str(src / d["source_image"]), "--source-labels", str(src / d["source_labels"]),
@@ -122,6 +125,8 @@ def main() -> int:
     ap.add_argument("--directions", default=",".join(DIRECTIONS))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", default="runs/study", type=Path)
+    ap.add_argument("--methods", default=None, help="comma-separated methods instead of each row's own (a subset "
+                    "of the ladder when time is short; finished runs are reused when the set grows)")
     ap.add_argument("--set", dest="extra", action="append", default=[], help="extra overrides for every row")
     ap.add_argument("--report", action="store_true", help="print the table of the results found in --out")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
@@ -133,7 +138,7 @@ def main() -> int:
         if row not in ROWS:
             ap.error(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
         for direction in args.directions.split(","):
-            cmd = command(direction, row, args.seeds, args.out, args.extra)
+            cmd = command(direction, row, args.seeds, args.out, args.extra, args.methods)
             print(shlex.join(cmd), flush=True)
             if not args.dry_run:
                 rc = subprocess.call(cmd)
