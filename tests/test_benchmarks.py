@@ -34,3 +34,23 @@ def test_train_step_benchmark_prints_fp32_and_auto_side_by_side():
     assert re.search(r"amp none .*fp32.*source-only step", out), out
     assert re.search(r"amp auto .*MaskTwins step .*x vs none", out), out
     assert "rate ratio Zarr/in-memory" in out and "mask/step" in out
+
+
+def test_adaptation_study_dry_run_and_report(tmp_path):
+    """The study prints one benchmark command per row and direction (a --methods subset replacing the row's own, a
+    forking row pointing at its base row's prefix) and reports the comparisons it finds."""
+    study = BENCH.parent / "adaptation_study.py"
+    out = subprocess.run(
+        [sys.executable, str(study), "--rows", "base,cm_1", "--methods", "source_only,masktwins", "--jobs", "2",
+         "--out", str(tmp_path), "--dry-run"], capture_output=True, text=True, timeout=60, check=True).stdout
+    cmds = out.strip().splitlines()
+    assert len(cmds) == 4 and all(c.startswith("masktwins-bio benchmark ") for c in cmds), out
+    assert all("--methods source_only,masktwins" in c for c in cmds), out
+    assert "--prefix-from" not in cmds[0] and f"--prefix-from {tmp_path / 'vnc2fafb' / 'base'}" in cmds[2], out
+    row = tmp_path / "fafb2vnc" / "base"
+    row.mkdir(parents=True)
+    (row / "comparison.json").write_text(
+        '{"table": [{"method": "masktwins", "seeds": 3, "IoU": [0.601, 0.012], "train_seconds": 600}]}')
+    report = subprocess.run([sys.executable, str(study), "--report", "--out", str(tmp_path)], capture_output=True,
+                            text=True, timeout=60, check=True).stdout
+    assert "| fafb2vnc | base | masktwins | 3 | 60.1 +- 1.2 |" in report and "| 10.0 |" in report, report
