@@ -11,8 +11,13 @@ Prints three ratios (each from interleaved repetitions on the same network, patc
 3. Mask generation time / MaskTwins step time - the complementary masks on the batch's device. Target < 1 %.
 4. With several ``--amp`` settings (default on CPU: ``none,auto``, i.e. fp32 against bf16 where the CPU has native
    bf16), both steps under each, interleaved, and the speed-up of each setting over the first one.
+5. With ``--concurrent N``: the throughput of a ladder on this machine, old setting against new - one process
+   with all CPU threads under the first ``--amp`` setting, against N processes at once (the threads split between
+   them, as ``benchmarks/adaptation_study.py --jobs N`` runs a study) under the last one; total steps per second of
+   each step kind, alternated over two rounds.
 
     python benchmarks/train_step.py                      # the CPU preset of `masktwins-bio benchmark`, fp32 vs auto
+    python benchmarks/train_step.py --concurrent 2       # + ladder throughput: fp32 x 1 process vs auto x 2
     python benchmarks/train_step.py --device cuda --model unet --channels 32,64,128,256 \\
         --patch 32,256,256 --batch-source 4 --batch-target 2 --workers 8
 """
@@ -20,9 +25,12 @@ Prints three ratios (each from interleaved repetitions on the same network, patc
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -81,7 +89,16 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions per variant (after warm-up)")
     ap.add_argument("--block", type=int, default=4, help="consecutive steps per timed repetition")
     ap.add_argument("--size", default="small", help="synthetic data size (tiny/small/demo/large)")
+    ap.add_argument("--concurrent", type=int, default=0, help="also measure the throughput of N processes at once "
+                    "(the new setting) against one process (the old); see point 5")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads of this process")
+    ap.add_argument("--steps-json", action="store_true", help=argparse.SUPPRESS)  # child of --concurrent
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.concurrent:
+        concurrent(args)
+        return
 
     from masktwins_bio.data.synthetic import sample_data
     from masktwins_bio.masking import complementary_masks
@@ -124,6 +141,8 @@ def main() -> None:
 
     variants = {**{("so", a): so_step(a) for a in amps}, **{("mt", a): mt_step(a) for a in amps},
                 "zarr": zarr_step, "mem": mt_step(amps[-1]), "mask": masks}
+    if args.steps_json:  # a --concurrent child: the two step kinds only
+        variants = {k: v for k, v in variants.items() if isinstance(k, tuple)}
     for fn in variants.values():  # warm-up (cudnn autotune, allocator, worker start, oneDNN primitive caches)
         for _ in range(3):
             fn()
@@ -139,6 +158,9 @@ def main() -> None:
         for key, fn in variants.items():
             res[key] += timed(block(fn), device, 1)  # zarr: steady state, the workers keep prefetching
     med = {k: statistics.median(v) / args.block for k, v in res.items()}
+    if args.steps_json:
+        print(json.dumps({"so": med["so", amps[-1]], "mt": med["mt", amps[-1]]}))
+        return
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
     native = "native bf16" if cpu_has_native_bf16() else "no native bf16"
     print(f"device      : {name} ({native}), torch {torch.__version__}, {os.cpu_count()} CPUs, threads "
@@ -157,6 +179,30 @@ def main() -> None:
           f"{med['mem'] / med['zarr']:.2f}  (target >= 0.95; amp {amps[-1]})")
     print(f"mask generation         : {med['mask'] * 1e3:9.3f} ms   mask/step = "
           f"{100 * med['mask'] / med['mt', amps[-1]]:.3f} %  (target < 1 %)")
+
+
+def concurrent(args) -> None:
+    """Point 5: total steps/s of one all-threads process (old) vs ``--concurrent`` single-share processes (new)."""
+    cpus = os.cpu_count() or 1
+    amps = (args.amp or "none,auto").split(",")
+    passthrough = [f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+                   for k, v in vars(args).items()
+                   if k not in ("amp", "concurrent", "threads", "steps_json") and v is not None]
+    settings = {"old": (amps[0], 1), "new": (amps[-1], args.concurrent)}
+    rates: dict[str, dict[str, list[float]]] = {k: {"so": [], "mt": []} for k in settings}
+    for _ in range(2):  # old, new, old, new: slow drifts of a shared machine hit both alike
+        for name, (amp, jobs) in settings.items():
+            cmd = [sys.executable, __file__, *passthrough, f"--amp={amp}", f"--threads={max(1, cpus // jobs)}",
+                   "--steps-json"]
+            procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(jobs)]
+            outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+            for kind in ("so", "mt"):
+                rates[name][kind].append(sum(1.0 / o[kind] for o in outs))
+    print(f"ladder throughput: old = 1 process x {cpus} threads, amp {amps[0]}; new = {args.concurrent} processes x "
+          f"{max(1, cpus // args.concurrent)} thread(s), amp {amps[-1]}; total steps/s, mean of 2 rounds")
+    for kind, label in (("so", "source-only"), ("mt", "MaskTwins")):
+        old, new = (statistics.mean(rates[n][kind]) for n in ("old", "new"))
+        print(f"  {label:<11} step: old {old:6.2f} steps/s, new {new:6.2f} steps/s, speed-up {new / old:.2f}x")
 
 
 if __name__ == "__main__":

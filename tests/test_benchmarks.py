@@ -36,6 +36,15 @@ def test_train_step_benchmark_prints_fp32_and_auto_side_by_side():
     assert "rate ratio Zarr/in-memory" in out and "mask/step" in out
 
 
+def test_train_step_benchmark_ladder_throughput_old_vs_new():
+    bench = BENCH.parent / "train_step.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), "--size", "tiny", "--patch", "4,32,32", "--channels", "4,8", "--reps", "1",
+         "--block", "1", "--concurrent", "2"], capture_output=True, text=True, timeout=600, check=True).stdout
+    assert "old = 1 process" in out and "new = 2 processes" in out, out
+    assert re.search(r"MaskTwins +step: old .* steps/s, new .* steps/s, speed-up [0-9.]+x", out), out
+
+
 def test_adaptation_study_dry_run_and_report(tmp_path):
     """The study prints one benchmark command per row and direction (a --methods subset replacing the row's own, a
     forking row pointing at its base row's prefix) and reports the comparisons it finds."""
