@@ -606,23 +606,31 @@ def check_resumable(output: Path, settings: dict, task: str) -> dict:
     return prov
 
 
-def prepare_output(output, overwrite: bool, resume: bool, what: str) -> tuple[Path, bool]:
-    """Check the output path; returns ``(path, exists_and_resuming)``; removes it for ``overwrite``."""
+def prepare_output(output, overwrite: bool, resume: bool, what: str, inputs=(), task: Optional[str] = None
+                   ) -> tuple[Path, bool]:
+    """Check the output path; returns ``(path, exists_and_resuming)``; removes it for ``overwrite``.
+
+    The output may not be, contain or lie inside one of ``inputs`` (path specs or open volumes), and ``overwrite``
+    removes only an output of ``task`` (:mod:`masktwins_bio.io.guard`).
+    """
+    from .io.guard import check_not_an_input, check_replaceable, made_by_masktwins
+
     output = Path(output)
     if overwrite and resume:
         raise InputError(f"{output}: --overwrite and --resume exclude each other; choose one")
+    check_not_an_input(output, inputs)
     if not output.parent.exists():
         raise InputError(f"{output}: parent folder {output.parent} does not exist; create it first")
-    if output.exists():
-        if resume:
+    if output.exists() or output.is_symlink():
+        if resume:  # check_resumable decides whether it can be continued
             return output, True
+        if not made_by_masktwins(output, task):
+            check_replaceable(output, inputs, what, task)  # names whose it is
         if not overwrite:
             raise InputError(f"{output}: {what} already exists; pass --overwrite to replace it, --resume to continue "
                              "an interrupted run, or choose another path")
-        if output.is_dir() and not output.is_symlink():
-            shutil.rmtree(output)
-        else:
-            output.unlink()
+        check_replaceable(output, inputs, what, task)
+        shutil.rmtree(output)
     return output, False
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -46,3 +47,31 @@ def blob_volume(rng):
         labels |= (((zz - c[0]) / r[0]) ** 2 + ((yy - c[1]) / r[1]) ** 2 + ((xx - c[2]) / r[2]) ** 2 < 1)
     image = np.clip(150 + rng.normal(0, 12, shape) - 70 * labels, 0, 255).astype(np.uint8)
     return image, labels
+
+
+@pytest.fixture
+def digest():
+    """A digest of every file name and byte under a path (an input must be byte-identical after a refusal)."""
+
+    def digest_of(path) -> str:
+        h = hashlib.sha256()
+        for p in sorted(Path(path).rglob("*")):
+            h.update(str(p.relative_to(path)).encode())
+            if p.is_file():
+                h.update(p.read_bytes())
+        return h.hexdigest()
+
+    return digest_of
+
+
+@pytest.fixture
+def refusal(capsys):
+    """Check that the command just run printed one line on stderr, no traceback, containing every needle."""
+
+    def check(*needles) -> None:
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        for needle in needles:
+            assert needle in err, err
+
+    return check

@@ -932,12 +932,13 @@ def sample_data(out_dir, size="small", seed: int = 0, shift: float = 1.0, ome_ve
         ``metadata`` (sample_data.json), ``readme``.
     """
     from ..io import atomic_output, check_output_path, write_ome_zarr
+    from ..io.guard import write_marker
 
     out = Path(out_dir)
     if ome_version not in ("0.4", "0.5"):
         raise InputError(f"OME-Zarr version {ome_version!r} is not supported; use 0.4 or 0.5")
     if out.exists() and not overwrite:
-        check_output_path(out, overwrite=False, what="sample-data folder")
+        check_output_path(out, overwrite=False, what="sample-data folder", command="sample-data")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; choose another output folder")
     pair = make_domain_pair(size, seed, shift)  # validates size, seed and shift before touching the disk
@@ -953,8 +954,9 @@ def sample_data(out_dir, size="small", seed: int = 0, shift: float = 1.0, ome_ve
     created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with atomic_output(out, overwrite=overwrite) as tmp:
+        with atomic_output(out, overwrite=overwrite, what="sample-data folder", command="sample-data") as tmp:
             tmp.mkdir()
+            write_marker(tmp, "sample-data")
             info = {}
             for domain, img_key, lab_key in (("source", "source_image", "source_labels"),
                                              ("target", "target_image", "target_groundtruth")):

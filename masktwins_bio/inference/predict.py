@@ -480,7 +480,7 @@ def predict(
         "shape": shape, "window": win, "overlap": overlap, "tta": tta, "block_shape": grid.block_shape,
         "chunks": chunks, "output_dtype": output_dtype, "normalization": norm_mode,
     })
-    out_path, resuming = prepare_output(output, overwrite, resume, "output")
+    out_path, resuming = prepare_output(output, overwrite, resume, "output", inputs=[vol, model], task="predict")
     if resuming:
         prov = check_resumable(out_path, settings, "predict")
         if prov.get("complete"):

@@ -19,12 +19,13 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
+from .guard import check_not_an_input, check_replaceable, made_by_masktwins
 
 __all__ = [
     "OmeZarrWriter",
@@ -73,23 +74,41 @@ def pyramid_factors(voxel_size: Sequence[float], shape: Sequence[int], levels: O
     return [tuple(int(v) for v in f) for f in factors]  # type: ignore[misc]
 
 
-def check_output_path(path: str | os.PathLike, overwrite: bool = False, what: str = "output") -> Path:
-    """Refuse to clobber an existing output unless ``overwrite``."""
+def check_output_path(path: str | os.PathLike, overwrite: bool = False, what: str = "output",
+                      inputs: Iterable = (), command: Optional[str] = None) -> Path:
+    """Refuse an output path that is or holds an input, and an existing one unless ``overwrite`` and it is ours.
+
+    Args:
+        path: The output path.
+        overwrite: Whether an existing output may be replaced (only one masktwins-bio wrote, see :mod:`.guard`).
+        what: What the output is, for messages.
+        inputs: The command's inputs (path specs or open volumes); the output may not be, contain or lie in one.
+        command: The masktwins-bio command writing it; ``overwrite`` replaces only that command's outputs
+            (``None``: any masktwins-bio output).
+    """
     p = Path(path)
+    check_not_an_input(p, inputs)
     if p.exists() and not overwrite:
-        raise InputError(f"{p}: {what} already exists; choose another path or pass --overwrite to replace it")
+        hint = ("pass --overwrite to replace it" if made_by_masktwins(p, command)
+                else f"it was not written by masktwins-bio {command or ''}".rstrip() + ", so --overwrite will not "
+                "replace it")
+        raise InputError(f"{p}: {what} already exists; choose another path ({hint})")
+    if p.exists():
+        check_replaceable(p, (), what, command)
     if not p.parent.exists():
         raise InputError(f"{p}: parent folder {p.parent} does not exist; create it first")
     return p
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike, overwrite: bool = False, inputs: Iterable = (),
+                  what: str = "output", command: Optional[str] = None) -> Iterator[Path]:
     """Write to a temporary sibling and move it into place only when the block completes without error.
 
     Yields the temporary path. On error the temporary output is removed and an existing output is left untouched.
+    The path is checked first with :func:`check_output_path` (``inputs``, ``what``, ``command``: as there).
     """
-    final = check_output_path(path, overwrite)
+    final = check_output_path(path, overwrite, what, inputs, command)
     tmp = final.with_name(f".{final.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp

@@ -312,7 +312,7 @@ def _run_to_store(vol: Volume, fg: Foreground, output, *, task: str, settings: d
     out_dtype = np.uint32 if vol.size < 2**32 else np.uint64
     settings = jsonable({**settings, "method": method, "connectivity": connectivity, "min_size": min_size,
                          "block_shape": grid.block_shape, "chunks": chunks, "shape": shape})
-    out_path, resuming = prepare_output(output, overwrite, resume, "output")
+    out_path, resuming = prepare_output(output, overwrite, resume, "output", inputs=[vol], task=task)
     if resuming:
         if check_resumable(out_path, settings, task).get("complete"):
             log.info("%s: already complete, nothing to resume", out_path)

@@ -193,9 +193,19 @@ class Trainer:
         start = self.method.adapt_start if self.method.uses_target else 0
         return self.cfg.train.steps if start is None else start  # not yet decided (time budget): nothing selectable
 
+    def input_paths(self) -> list:
+        """The volumes and model files this run reads (the run folder must not be, hold or lie inside one)."""
+        c = self.cfg
+        domains = [c.source, c.target, c.target.eval]
+        specs = [getattr(d, key, None) for d in domains if d is not None for key in ("image", "labels")]
+        return [c.resolve_path(s) for s in specs if s] + ([c.train.init] if c.train.init else [])
+
     def prepare_run_dir(self) -> None:
+        from ..io.guard import check_not_an_input, check_replaceable, write_marker
+
         rd = self.run_dir
         if self.dist.is_main:
+            check_not_an_input(rd, self.input_paths())
             if self.resume:
                 if not (rd / "last.pt").exists():
                     raise InputError(f"{rd}: no checkpoint (last.pt) to resume from; run without --resume")
@@ -203,8 +213,11 @@ class Trainer:
                 if not self.overwrite:
                     raise InputError(f"{rd}: run directory already exists; use --resume to continue it, --overwrite "
                                      "to replace it, or --set run_dir=another/path")
+                check_replaceable(rd, (), "training run folder", "train")
                 shutil.rmtree(rd)
             rd.mkdir(parents=True, exist_ok=True)
+            if not self.resume:
+                write_marker(rd, "train")
             (rd / "config.yaml").write_text(self.cfg.to_yaml())
             (rd / "config_hash").write_text(self.cfg.hash() + "\n")
         self.dist.barrier()

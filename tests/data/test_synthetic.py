@@ -208,9 +208,13 @@ def test_sample_data_refuses_existing_folder_unless_overwrite(tmp_path):
     (out / "keep.txt").write_text("x")
     with pytest.raises(InputError, match="already exists"):
         S.sample_data(out, size="tiny")
+    with pytest.raises(InputError, match="not a masktwins-bio sample-data folder"):  # not ours: never deleted
+        S.sample_data(out, size="tiny", overwrite=True)
     assert (out / "keep.txt").exists()
+    (out / "keep.txt").unlink()  # an empty folder holds nothing to lose
     S.sample_data(out, size="tiny", overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "source" / "raw.zarr").exists()
+    assert (out / "source" / "raw.zarr").exists()
+    S.sample_data(out, size="tiny", overwrite=True)  # our own folder: replaced
 
 
 def test_sample_data_leaves_nothing_behind_on_failure(tmp_path, monkeypatch):

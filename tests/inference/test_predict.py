@@ -152,6 +152,31 @@ def test_output_exists_overwrite_resume(tmp_path, model_file, raw, tiny_model):
     np.testing.assert_array_equal(read(out), first)
 
 
+
+def test_overwrite_never_destroys_an_input_or_a_foreign_folder(tmp_path, model_file, raw, digest, refusal):
+    """Issue 12: `predict MODEL in.zarr in.zarr --overwrite` replaced the input by a prediction, `predict MODEL
+    proj/data/vol.zarr proj --overwrite` deleted the whole project folder; both exited 0."""
+    import shutil
+
+    proj = tmp_path / "proj"
+    (proj / "data").mkdir(parents=True)
+    vol = shutil.copytree(raw[0], proj / "data" / "vol.zarr")
+    (proj / "notes.txt").write_text("unrelated")
+    before = digest(proj)
+    args = ["--block-shape", "10,32,36", "--no-progress", "--overwrite"]
+    assert cli.main(["predict", str(model_file), str(vol), str(vol), *args]) == 2
+    refusal("is (or contains) the input")
+    assert cli.main(["predict", str(model_file), str(vol), str(proj), *args]) == 2
+    refusal("is (or contains) the input")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("x")
+    assert cli.main(["predict", str(model_file), str(vol), str(foreign), *args]) == 2
+    refusal("--overwrite only replaces what this command wrote")
+    assert cli.main(["predict", str(model_file), str(vol), str(foreign)]) == 2  # no --overwrite offered either
+    refusal("not a masktwins-bio output")
+    assert digest(proj) == before and (foreign / "keep.txt").exists()
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"roi": "0:20, :, :"}, "outside the volume"),
     ({"roi": "3:2, :, :"}, "outside the volume"),

@@ -1,0 +1,128 @@
+"""Output guards: ``--overwrite`` deletes only what masktwins-bio made, and never an input.
+
+Every output a command creates carries a mark of its origin: OME-Zarr stores the ``masktwins_bio`` provenance in
+their root attributes (:class:`~masktwins_bio.io.ome_zarr.OmeZarrWriter`), folders (training runs, sample-data
+folders) a small JSON file :data:`MARKER` naming the tool, the command and the version. :func:`check_replaceable` is
+called before anything is deleted: it refuses a path that is, contains or lies inside one of the command's inputs,
+and a path without such a mark (somebody else's folder, a raw image store, a file), with a one-line error naming
+the path.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+from ..errors import InputError
+
+__all__ = ["MARKER", "write_marker", "made_by_masktwins", "check_not_an_input", "check_replaceable"]
+
+#: the marker file in folders masktwins-bio creates
+MARKER = ".masktwins-bio.json"
+_PROVENANCE_KEY = "masktwins_bio"  # as io.ome_zarr.PROVENANCE_KEY (not imported: this module sits below it)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def write_marker(folder: PathLike, command: str) -> None:
+    """Mark ``folder`` as an output of masktwins-bio ``command`` (tool, command, version, UTC creation time)."""
+    from .._version import __version__
+
+    info = {"tool": "masktwins-bio", "command": command, "version": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    (Path(folder) / MARKER).write_text(json.dumps(info) + "\n")
+
+
+def _zarr_root_attributes(path: Path) -> dict:
+    for name, key in (("zarr.json", "attributes"), (".zattrs", None)):
+        f = path / name
+        if f.is_file():
+            try:
+                doc = json.loads(f.read_text())
+            except (OSError, ValueError):
+                return {}
+            attrs = doc.get(key, {}) if key else doc
+            return attrs if isinstance(attrs, dict) else {}
+    return {}
+
+
+def _origin(p: Path) -> Optional[str]:
+    """The masktwins-bio command that created folder ``p`` (``"?"``: ours, command unknown), or None."""
+    if (p / MARKER).is_file():
+        try:
+            return str(json.loads((p / MARKER).read_text()).get("command") or "?")
+        except (OSError, ValueError, AttributeError):
+            return "?"
+    prov = _zarr_root_attributes(p).get(_PROVENANCE_KEY)
+    if isinstance(prov, dict):
+        return str(prov.get("task") or ("convert" if prov.get("converted") else "?"))
+    if (p / "config.yaml").is_file() and (p / "config_hash").is_file():  # a run folder from before the marker
+        return "train"
+    return None
+
+
+def made_by_masktwins(path: PathLike, command: Optional[str] = None) -> bool:
+    """Whether ``path`` may be replaced by ``command``: an output of that masktwins-bio command (of any, for
+    ``None``), or an empty folder.
+
+    Ours means a marker file or ``masktwins_bio`` provenance attributes; training run folders from before the marker
+    existed are recognised by the ``config.yaml`` + ``config_hash`` pair every run writes first. An empty folder
+    holds nothing to lose. Files and symbolic links are never ours.
+    """
+    p = Path(path)
+    if p.is_symlink() or not p.is_dir():
+        return False
+    origin = _origin(p)
+    if origin is not None:
+        return command is None or origin == command
+    return not any(p.iterdir())
+
+
+def _input_path(spec) -> Optional[Path]:
+    """The file or folder on disk behind a path spec or an open volume (None for in-memory data)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, (str, os.PathLike)):
+        spec = getattr(spec, "path", None)  # an open Volume: "vol.zarr", "f.h5:/key", "vol.zarr[0:8, ...]@40x8x8nm"
+        if not isinstance(spec, str):
+            return None
+    s = os.fspath(spec)
+    for cut in ("", "@", "[", ":"):  # strip a volume's resampling / crop decoration, then an HDF5 key
+        if cut:
+            s = s.split(cut, 1)[0] if cut != ":" else s.rsplit(":", 1)[0]
+        if s and Path(s).expanduser().exists():
+            return Path(s).expanduser().resolve()
+    return None  # nothing on disk (an array, or a path that does not exist): nothing an output could destroy
+
+
+def check_not_an_input(output: PathLike, inputs: Iterable) -> None:
+    """Refuse an output path that is, contains or lies inside any of ``inputs`` (path specs or open volumes)."""
+    out = Path(output).expanduser().resolve()
+    for spec in inputs:
+        inp = _input_path(spec)
+        if inp is None:
+            continue
+        spec = spec if isinstance(spec, (str, os.PathLike)) else inp  # an open Volume: name its file
+        if out == inp or out in inp.parents:
+            raise InputError(f"{output}: this output path is (or contains) the input {os.fspath(spec)}; writing "
+                             "there would destroy the input - choose an output path outside the inputs")
+        if inp in out.parents:
+            raise InputError(f"{output}: this output path lies inside the input {os.fspath(spec)}; choose an "
+                             "output path outside the inputs")
+
+
+def check_replaceable(path: PathLike, inputs: Iterable = (), what: str = "output",
+                      command: Optional[str] = None) -> None:
+    """Before ``--overwrite`` deletes ``path``: not an input, and an output of ``command`` (any of ours: None)."""
+    check_not_an_input(path, inputs)
+    p = Path(path)
+    if not (p.exists() or p.is_symlink()) or made_by_masktwins(p, command):
+        return
+    origin = _origin(p) if p.is_dir() and not p.is_symlink() else None
+    whose = (f"it is an output of masktwins-bio {origin}, not of {command}" if origin
+             else f"it is not a masktwins-bio {what} (no {MARKER} marker or masktwins_bio provenance)")
+    raise InputError(f"{p}: exists and {whose}; --overwrite only replaces what this command wrote - move it away "
+                     "yourself or choose another path")

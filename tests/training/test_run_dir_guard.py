@@ -1,0 +1,24 @@
+"""train --overwrite never deletes the run's own data (issue 12, item 1): the run folder may not hold an input."""
+
+from __future__ import annotations
+
+import yaml
+
+from masktwins_bio.cli import main
+from masktwins_bio.io.guard import MARKER
+
+
+def test_train_run_dir_holding_its_data_is_refused(tiny_pair, tmp_path, digest, refusal):
+    cfg = {"name": "t", "data_root": str(tiny_pair),
+           "source": {"image": "source.zarr", "labels": "source_labels.zarr"}, "target": {"image": "target.zarr"},
+           "data": {"patch_size": [4, 32, 32]}, "model": {"channels": [4, 8], "num_res_units": 1},
+           "train": {"steps": 1, "batch_source": 1, "batch_target": 1, "val_every": 1, "device": "cpu"}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    before = digest(tiny_pair)
+    assert main(["train", str(path), "--run-dir", str(tiny_pair), "--overwrite", "--no-progress"]) == 2
+    refusal("is (or contains) the input")
+    assert digest(tiny_pair) == before
+    run = tmp_path / "run"
+    assert main(["train", str(path), "--run-dir", str(run), "--no-progress"]) == 0
+    assert (run / MARKER).is_file()
