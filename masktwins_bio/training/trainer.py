@@ -173,6 +173,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
         if self.resume:
             self.load_checkpoint()  # before the loaders, so the patch streams start at the resumed step
+            self.write_run_record()
         elif self.fork_from is not None:
             self.load_fork()
         self.source_iter = self.make_loader(self.source_ds, cfg.train.batch_source)
@@ -216,11 +217,15 @@ class Trainer:
                 check_replaceable(rd, (), "training run folder", "train")
                 shutil.rmtree(rd)
             rd.mkdir(parents=True, exist_ok=True)
-            if not self.resume:
+            if not self.resume:  # a resume rewrites the record only once its checkpoint accepted this config
                 write_marker(rd, "train")
-            (rd / "config.yaml").write_text(self.cfg.to_yaml())
-            (rd / "config_hash").write_text(self.cfg.hash() + "\n")
+                self.write_run_record()
         self.dist.barrier()
+
+    def write_run_record(self) -> None:
+        if self.dist.is_main:
+            (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
+            (self.run_dir / "config_hash").write_text(self.cfg.hash() + "\n")
 
     def check_patch_size(self) -> None:
         div = required_divisor(self.cfg.model, self.voxel_size, self.patch_size)

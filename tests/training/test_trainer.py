@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,9 +73,13 @@ def test_bad_input_exit_2(tiny_config, capsys, override, message):
 def test_resume_with_other_config_refused(tiny_config, capsys):
     path, cfg = tiny_config(train={"steps": 2, "val_every": 2})
     assert main(["train", str(path), "--no-progress"]) == 0
+    run = Path(cfg["run_dir"])
+    record = {name: (run / name).read_bytes() for name in ("config.yaml", "config_hash", "summary.json")}
     assert main(["train", str(path), "--resume", "--set", "method.name=mic", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "different config (method.name: 'masktwins' -> 'mic')" in err
+    # issue 12: the refused resume used to rewrite config.yaml / config_hash with the refused settings
+    assert {name: (run / name).read_bytes() for name in record} == record
     assert main(["train", str(path), "--no-progress"]) == 2  # exists: --resume or --overwrite needed
     assert "already exists" in capsys.readouterr().err
 
