@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from typing import Optional, Sequence
 
@@ -45,9 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _attach_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--voxel-size -1,1,1`` -> ``--voxel-size=-1,1,1``: argparse takes a value starting with '-' for an option
+    and answers "expected one argument"; attached, the value reaches its type check, which names what is wrong."""
+    out: list[str] = []
+    for tok in argv:
+        if out and re.match(r"^-\.?\d", tok) and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         result = args.handler(args)

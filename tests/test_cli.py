@@ -83,6 +83,8 @@ def files(tmp_path):
         (["convert", "{d}/neg.tif", "{d}/o.zarr", "--labels"], ["negative"]),
         (["convert", "{d}/ok.tif", "{d}/o.zarr", "--voxel-size", "0,4,4"], ["--voxel-size", "positive"]),
         (["convert", "{d}/ok.tif", "{d}/o.zarr", "--voxel-size", "4,4"], ["--voxel-size", "three numbers"]),
+        # a negative value once read as an option ("expected one argument"): now its own check names the problem
+        (["convert", "{d}/ok.tif", "{d}/o.zarr", "--voxel-size", "-1,1,1"], ["--voxel-size", "'-1,1,1'", "positive"]),
         (["convert", "{d}/empty", "{d}/o.zarr"], ["empty: folder contains no PNG or TIFF slices"]),
         (["convert", "{d}/mixed", "{d}/o.zarr"], ["slices have different shapes"]),
         (["convert", "{d}/corrupt", "{d}/o.zarr"], ["1.png", "corrupt"]),
