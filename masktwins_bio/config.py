@@ -565,6 +565,11 @@ def _format_validation_error(exc: ValidationError, source: str, schema: type[Bas
                 f"valid keys here: {', '.join(valid)}" if valid else "remove it"
             )
             messages.append(f"unknown key '{dotted}' ({hint})")
+        elif err["type"] == "missing" and loc and isinstance(loc[-1], int):  # a too-short list, e.g. 2 voxel sizes
+            parent, got = ".".join(str(p) for p in loc[:-1]), err.get("input")
+            n = len(got) if isinstance(got, (list, tuple)) else 1
+            messages.append(f"{parent}: {n} value{'s' * (n != 1)} given, expected at least {loc[-1] + 1} "
+                            f"(z, y, x for sizes), got {got!r}")
         elif err["type"] == "missing":
             messages.append(f"missing required key '{dotted}'")
         elif not loc:

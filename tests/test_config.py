@@ -31,7 +31,8 @@ def test_defaults_filled_in():
         ("method.keep_ratio=1.0", r"method.keep_ratio: expected less than 1"),
         ("method.keep_ratio=0", r"method.keep_ratio: expected greater than 0"),
         ("source.voxel_size=[0,4,4]", r"source.voxel_size: all three voxel_size values must be > 0"),
-        ("data.patch_size=[8,64]", r"data.patch_size"),
+        ("data.patch_size=[8,64]", r"data.patch_size: 2 values given, expected at least 3 \(z, y, x for sizes\)"),
+        ("source.voxel_size=[50,4.6]", r"source.voxel_size: 2 values given, expected at least 3"),  # was "missing key"
         ("method.mask_block=[32,8,8]", r"mask_block \[32, 8, 8\] is larger than data.patch_size"),
         ("train.device=gpu", r"train.device: must be auto, cpu, cuda or cuda:N"),
         ("source.roi=1:2", r"roi '1:2' must have three comma-separated ranges"),

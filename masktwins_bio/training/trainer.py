@@ -209,11 +209,14 @@ class Trainer:
             check_not_an_input(rd, self.input_paths())
             if self.resume:
                 if not (rd / "last.pt").exists():
-                    raise InputError(f"{rd}: no checkpoint (last.pt) to resume from; run without --resume")
+                    again = "start it again with --overwrite" if rd.exists() else "run without --resume"
+                    raise InputError(f"{rd}: no checkpoint (last.pt) to resume from (the run stopped before its "
+                                     f"first checkpoint, or never ran); {again}")
             elif rd.exists() and any(rd.iterdir()):
                 if not self.overwrite:
-                    raise InputError(f"{rd}: run directory already exists; use --resume to continue it, --overwrite "
-                                     "to replace it, or --set run_dir=another/path")
+                    resume = "use --resume to continue it, " if (rd / "last.pt").exists() else ""
+                    raise InputError(f"{rd}: run directory already exists; {resume}--overwrite to replace it, or "
+                                     "--set run_dir=another/path")
                 check_replaceable(rd, (), "training run folder", "train")
                 shutil.rmtree(rd)
             rd.mkdir(parents=True, exist_ok=True)
