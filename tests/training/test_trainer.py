@@ -105,3 +105,19 @@ def test_user_error_is_one_line(tiny_config):
     with pytest.raises(UserError) as e:
         train(load_config(path, ["target.image=missing.zarr"]), progress=False)
     assert "missing.zarr: no such file" in str(e.value)
+
+
+def test_resume_messages_do_not_send_the_user_in_a_circle(tiny_config, capsys):
+    """Issue 12: `--resume` without last.pt said "run without --resume", which then said "use --resume"."""
+    path, cfg = tiny_config()
+    run = Path(cfg["run_dir"])
+    assert main(["train", str(path), "--resume", "--no-progress"]) == 2  # never ran
+    assert "run without --resume" in capsys.readouterr().err
+    run.mkdir()
+    (run / "config.yaml").write_text("name: tiny\n")  # a run killed before its first checkpoint
+    (run / "config_hash").write_text("x\n")
+    assert main(["train", str(path), "--resume", "--no-progress"]) == 2
+    assert "start it again with --overwrite" in capsys.readouterr().err
+    assert main(["train", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite to replace it" in err and "--resume" not in err
