@@ -314,8 +314,15 @@ def _open_h5(filename: str, key: Optional[str], kind: str, spec: str) -> Volume:
 # -- TIFF ------------------------------------------------------------------------------------------------------
 
 
+def _why_undecodable(exc) -> str:
+    """The likely cause of a TIFF decoding error: a missing codec package, or a damaged file."""
+    if "imagecodecs" in str(exc):
+        return "its compression needs the imagecodecs package: pip install imagecodecs"
+    return "the file may be corrupt or truncated"
+
+
 def _tiff_error(path, exc) -> InputError:
-    return InputError(f"{path}: cannot be read as TIFF ({type(exc).__name__}: {exc}); the file may be corrupt or truncated")
+    return InputError(f"{path}: cannot be read as TIFF ({type(exc).__name__}: {exc}); {_why_undecodable(exc)}")
 
 
 @contextlib.contextmanager
@@ -384,7 +391,7 @@ class TiffStackArray:
                 out[i] = pages[z].asarray()[sl[1], sl[2]]
             except Exception as exc:
                 raise InputError(
-                    f"{self.path}: page {z} cannot be decoded ({type(exc).__name__}: {exc}); the file may be corrupt"
+                    f"{self.path}: page {z} cannot be decoded ({type(exc).__name__}: {exc}); {_why_undecodable(exc)}"
                 ) from None
         return out
 
@@ -441,7 +448,7 @@ def _read_slice(path: Path, kind: str) -> np.ndarray:
         try:
             data = tifffile.imread(str(path))
         except Exception as exc:
-            raise InputError(f"{path}: cannot be decoded as TIFF ({type(exc).__name__}); the file may be corrupt") from None
+            raise InputError(f"{path}: cannot be decoded as TIFF ({type(exc).__name__}); {_why_undecodable(exc)}") from None
         if data.ndim == 3 and data.shape[-1] in (3, 4):
             data = data[..., 0] if kind == "labels" else np.round(data[..., :3].astype(np.float32) @ [0.299, 0.587, 0.114]).astype(data.dtype)
         return data

@@ -96,9 +96,24 @@ def test_multipage_tiff_with_imagej_voxel_size(tmp_path, stack):
     np.testing.assert_array_equal(vol[2:4, 3:7, 1:5], stack[2:4, 3:7, 1:5])
 
 
-def test_compressed_tiff_is_read_page_by_page(tmp_path, stack):
-    tifffile.imwrite(tmp_path / "c.tif", stack, compression="zlib")
+@pytest.mark.parametrize("compression", ["zlib", "lzw", "zstd"])  # lzw and zstd need imagecodecs (a dependency)
+def test_compressed_tiff_is_read_page_by_page(tmp_path, stack, compression):
+    tifffile.imwrite(tmp_path / "c.tif", stack, compression=compression)
     np.testing.assert_array_equal(open_volume(tmp_path / "c.tif")[1:4], stack[1:4])
+
+
+def test_missing_codec_is_named(tmp_path, stack, monkeypatch):
+    """Without imagecodecs an LZW TIFF said "the file may be corrupt"; the message now names the package."""
+    tifffile.imwrite(tmp_path / "c.tif", stack, compression="lzw")
+    vol = open_volume(tmp_path / "c.tif")
+    page = type(tifffile.TiffFile(tmp_path / "c.tif").pages[0])
+
+    def no_codec(self, *args, **kwargs):
+        raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+
+    monkeypatch.setattr(page, "asarray", no_codec)
+    with pytest.raises(InputError, match="needs the imagecodecs package: pip install imagecodecs"):
+        vol[0:1]
 
 
 def test_png_slice_folder_natural_order_and_mixed_modes(tmp_path, rng):
