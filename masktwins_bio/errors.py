@@ -9,7 +9,7 @@ the napari widgets show it as a notification; neither prints a traceback for it.
 
 from __future__ import annotations
 
-__all__ = ["UserError", "ConfigError", "InputError", "Cancelled", "one_line"]
+__all__ = ["UserError", "ConfigError", "InputError", "TrainingDiverged", "Cancelled", "one_line"]
 
 
 def one_line(message: str) -> str:
@@ -30,6 +30,10 @@ class ConfigError(UserError, ValueError):
 
 class InputError(UserError, ValueError):
     """An input volume, path or argument is invalid."""
+
+
+class TrainingDiverged(UserError, RuntimeError):
+    """The training loss became NaN or infinite: a setting or the data, not a bug; the last checkpoint is kept."""
 
 
 class Cancelled(Exception):

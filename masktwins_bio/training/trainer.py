@@ -32,7 +32,7 @@ from ..data.dataset import PatchDataset, StepSampler
 from ..data.normalize import (normalization_metadata, normalize, statistics_for, volume_statistics,
                               with_reference)
 from ..data.transforms import build_transforms, random_inplane_affine
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, TrainingDiverged
 from ..io import Volume, open_volume
 from ..methods import EMATeacher, build_method
 from ..models import build_network, export_model, load_model, required_divisor
@@ -384,7 +384,12 @@ class Trainer:
         with self.autocast():
             loss, logs = self.method.losses(self.student, self.teacher, batch, step, self.generator)
         if not torch.isfinite(loss):
-            raise RuntimeError(f"loss is {loss.item()} at step {step}; lower train.lr or use train.amp=none")
+            last = self.run_dir / "last.pt"
+            kept = f"{last} (the last good checkpoint) is kept" if last.exists() else "no checkpoint was written yet"
+            raise TrainingDiverged(
+                f"the training loss became {loss.item()} at step {step}; {kept}. Likely causes: train.lr too high "
+                f"(now {self.cfg.train.lr:g}; try 10x lower), non-finite voxels in an input volume (masktwins-bio info "
+                "shows them), or train.amp overflowing (try train.amp=none)")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.train.grad_clip > 0:

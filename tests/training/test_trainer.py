@@ -121,3 +121,15 @@ def test_resume_messages_do_not_send_the_user_in_a_circle(tiny_config, capsys):
     assert main(["train", str(path), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "--overwrite to replace it" in err and "--resume" not in err
+
+
+def test_nan_loss_is_one_line_and_keeps_the_checkpoint(tiny_config, capsys):
+    """Issue 12: a huge train.lr ended in a RuntimeError traceback; now one line naming the causes, exit 2."""
+    path, cfg = tiny_config(train={"steps": 6, "checkpoint_every": 2, "grad_clip": 0.0})
+    run = Path(cfg["run_dir"])
+    assert main(["train", str(path), "--no-progress", "--set", "train.lr=1e30", "--set", "train.warmup_steps=0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "training loss became" in err, err
+    assert "train.lr too high" in err
+    if "last good checkpoint" in err:  # diverged after a checkpoint: it is still loadable
+        assert (run / "last.pt").exists()
