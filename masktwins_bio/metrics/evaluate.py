@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 MAX_LABEL_VOXELS = 512 * 2**20
 
 
+
+def _mask_ids(ids: np.ndarray) -> bool:
+    """Whether label values are a binary mask rather than instance ids: a single foreground value, or the values
+    1 and 255 only (masks saved partly as 1-bit, partly as 8-bit images, as VNC III's are; instance ids are counted
+    upwards, never just 1 and 255)."""
+    return ids.size == 1 or (ids.size == 2 and set(ids.tolist()) == {1, 255})
+
 def default_block_shape(shape: Sequence[int], chunks: Optional[Sequence[int]] = None,
                         target_voxels: int = 2**22) -> tuple[int, int, int]:
     """Blocks of whole chunks, grown in-plane (y, then x) up to about ``target_voxels`` (4 Mi voxels by default).
@@ -192,8 +199,8 @@ def evaluate(
     if do_instances:
         table = cont.result()
         sources = {"prediction": "labels", "ground_truth": "labels"}
-        relabel_pred = table.ids("pred").size == 1
-        relabel_gt = table.ids("gt").size == 1
+        relabel_pred = _mask_ids(table.ids("pred"))
+        relabel_gt = _mask_ids(table.ids("gt"))
         if relabel_pred or relabel_gt:
             cc_text = f"connected components of the binary mask (cc3d, connectivity {connectivity}, in memory)"
             pred_lab = gt_lab = None

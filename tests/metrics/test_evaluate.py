@@ -78,6 +78,17 @@ def test_streamed_equals_whole_on_arrays(arrays, block_shape):
         assert streamed["instance"][key] == (pytest.approx(value, nan_ok=True) if isinstance(value, float) else value)
 
 
+def test_mask_saved_as_1_and_255_becomes_connected_components(arrays):
+    """VNC III's masks are 1-bit PNGs in some sections and 8-bit (255) in others: read as instance ids, the two
+    values made two section-spanning "instances" and every instance metric 0 (a silent wrong result)."""
+    gt_mask = (arrays["gt"] > 0).astype(np.uint8)
+    gt_mask[: gt_mask.shape[0] // 2] *= 255
+    s = evaluate(arrays["labels"], gt_mask, block_shape=(2, 8, 8))
+    ref = instance_metrics(contingency_table(arrays["labels"], cc3d.connected_components(gt_mask > 0)))
+    assert s["instance"]["n_gt"] == ref["n_gt"] > 2
+    assert s["instance"]["f1_50"] == pytest.approx(ref["f1_50"], nan_ok=True)
+    assert "connected components" in s["instance"]["instances_from"]["ground_truth"]
+
 def test_label_prediction_with_scores(stores, arrays):
     s = evaluate(stores["labels"], stores["gt"], prob=stores["prob"], block_shape=(2, 8, 8))
     inst = s["instance"]
