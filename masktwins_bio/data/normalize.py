@@ -13,6 +13,7 @@ the whole shape of the histogram (e.g. a microscope's grey-level compression), n
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import numpy as np
@@ -20,6 +21,8 @@ import torch
 
 from ..errors import InputError
 from ..io.volume import Volume
+
+log = logging.getLogger(__name__)
 
 __all__ = ["volume_statistics", "normalize", "with_reference", "normalization_metadata", "statistics_for",
            "NORMALIZATION_MODES"]
@@ -51,11 +54,22 @@ def _sample_blocks(vol: Volume, max_voxels: int, seed: int = 0):
 def volume_statistics(vol: Volume, max_voxels: int = 4_000_000, seed: int = 0) -> dict:
     """Intensity statistics of a volume from up to ``max_voxels`` sampled voxels.
 
+    Non-finite voxels (NaN, inf) are left out of the statistics and counted: ``"nonfinite_fraction"`` (of the
+    sampled voxels) is added when there are any; :func:`normalize` maps them to the mean.
+
     Returns:
         ``{"mean", "std", "p1", "p99", "quantiles"}``: floats, and the 201 quantiles at 0, 0.5, ..., 100 %.
     """
     samples = [np.asarray(b).ravel() for b in _sample_blocks(vol, max_voxels, seed=seed)]
     data = np.concatenate(samples) if samples else np.zeros(1, np.float32)
+    nonfinite = 0.0
+    if data.dtype.kind == "f":
+        finite = np.isfinite(data)
+        if not finite.all():
+            nonfinite = 1.0 - float(finite.mean())
+            data = data[finite]
+            if data.size == 0:
+                raise InputError(f"{vol.path}: every sampled voxel is NaN or infinite; check the volume")
     if data.dtype.kind in "iub" and data.dtype.itemsize <= 2:
         mean, std, quantiles = _integer_statistics(data, QUANTILE_LEVELS)
     else:
@@ -66,7 +80,12 @@ def volume_statistics(vol: Volume, max_voxels: int = 4_000_000, seed: int = 0) -
     if std == 0 or p99 <= p1:
         raise InputError(f"{vol.path}: image is constant (value {mean:g}) in the sampled region; "
                          "check that the right volume/dataset was given")
-    return {"mean": mean, "std": std, "p1": p1, "p99": p99, "quantiles": quantiles}
+    stats = {"mean": mean, "std": std, "p1": p1, "p99": p99, "quantiles": quantiles}
+    if nonfinite:
+        log.warning("%s: %.3g %% of the sampled voxels are NaN or infinite; they are treated as the volume's mean",
+                    vol.path, 100 * nonfinite)
+        stats["nonfinite_fraction"] = nonfinite
+    return stats
 
 
 def with_reference(stats: dict, reference: Optional[dict]) -> dict:
@@ -140,8 +159,18 @@ def normalize(data, stats: dict, mode: str = "zscore"):
 
     ``zscore``: ``(x - mean) / std``. ``percentile``: maps [p1, p99] to [-1, 1] (then roughly zero-mean).
     ``histogram``: quantile matching onto ``stats["reference"]`` (:func:`with_reference`), then the reference's
-    z-score; values outside the quantile range are clamped to the reference's extremes.
+    z-score; values outside the quantile range are clamped to the reference's extremes. Non-finite voxels (NaN,
+    inf) become 0, the normalised mean: a NaN would otherwise spread through every window that holds it.
     """
+    out = _normalize(data, stats, mode)
+    if isinstance(data, torch.Tensor):
+        return torch.nan_to_num(out, 0.0, 0.0, 0.0) if data.is_floating_point() else out
+    if np.asarray(data).dtype.kind == "f":
+        return np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return out
+
+
+def _normalize(data, stats: dict, mode: str):
     if mode == "histogram":
         knots, values = _matching_map(stats)
         ref = stats["reference"]

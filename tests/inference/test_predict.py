@@ -153,6 +153,21 @@ def test_output_exists_overwrite_resume(tmp_path, model_file, raw, tiny_model):
 
 
 
+def test_a_nan_voxel_stays_local(tmp_path, model_file, raw):
+    """Issue 12: one NaN voxel in the input gave an all-zero prediction marked complete. It is now the mean
+    intensity (normalised 0): only windows near it change, and the statistics leave it out."""
+    data = raw[1].astype(np.float32)
+    clean = write_ome_zarr(tmp_path / "clean.zarr", data, voxel_size=VOXEL, chunks=(2, 8, 8))
+    data[5, 16, 18] = np.nan
+    data[0, 0, 0] = np.inf
+    holed = write_ome_zarr(tmp_path / "nan.zarr", data, voxel_size=VOXEL, chunks=(2, 8, 8))
+    stats = volume_statistics(open_volume(holed))
+    assert np.isfinite(stats["mean"]) and stats["nonfinite_fraction"] == pytest.approx(2 / data.size)
+    kw = {"block_shape": (10, 32, 36), "progress": False}
+    a = read(predict(model_file, clean, tmp_path / "a.zarr", **kw)).astype(int)
+    b = read(predict(model_file, holed, tmp_path / "b.zarr", **kw)).astype(int)
+    assert b.any() and np.mean(a != b) < 0.5
+
 def test_overwrite_never_destroys_an_input_or_a_foreign_folder(tmp_path, model_file, raw, digest, refusal):
     """Issue 12: `predict MODEL in.zarr in.zarr --overwrite` replaced the input by a prediction, `predict MODEL
     proj/data/vol.zarr proj --overwrite` deleted the whole project folder; both exited 0."""
