@@ -69,6 +69,7 @@ from ..blockwise import (
 )
 from ..errors import InputError
 from ..io import OmeZarrWriter, Volume, create_ome_zarr, open_volume, read_region
+from ..io.lock import holds_output_lock
 from ..io.ome_zarr import BlockPyramid
 from ..models import LoadedModel, load_model
 from .blend import WindowBlender
@@ -383,6 +384,7 @@ def _roi_on_grid(roi, in_vs, out_vs, out_shape) -> tuple[slice, slice, slice]:
     return tuple(out)  # type: ignore[return-value]
 
 
+@holds_output_lock("predict")
 def predict(
     model: Union[str, os.PathLike, LoadedModel],
     input: Union[str, os.PathLike, Volume],

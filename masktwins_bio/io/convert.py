@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
+from .lock import holds_output_lock
 from .ome_zarr import PROVENANCE_KEY, OmeZarrWriter, atomic_output, default_chunks
 from .readers import open_volume
 from .volume import Volume
@@ -28,6 +29,7 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="vox", unit_scale=True, disable=not enabled, leave=False)
 
 
+@holds_output_lock("convert", "dst")
 def convert_volume(
     src: str | os.PathLike | Volume,
     dst: str | os.PathLike,

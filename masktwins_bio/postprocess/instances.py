@@ -59,6 +59,7 @@ from ..blockwise import (
 )
 from ..errors import InputError, UserError
 from ..io import OmeZarrWriter, Volume, create_ome_zarr, open_volume
+from ..io.lock import holds_output_lock
 from ..io.ome_zarr import BlockPyramid
 from .relabel import CONNECTIVITIES, apply_lut, block_offsets, face_pairs, merge_lut
 
@@ -347,6 +348,7 @@ def _source_fingerprint(vol: Volume) -> dict:
             "source_settings": prov.get("settings")}
 
 
+@holds_output_lock("segment")
 def segment(
     prob: Union[str, os.PathLike, Volume],
     output: Union[str, os.PathLike],
@@ -430,6 +432,7 @@ def segment(
                          ome_version=ome_version, callback=callback, should_stop=should_stop)
 
 
+@holds_output_lock("label_components")
 def label_components(
     mask: Union[str, os.PathLike, Volume, np.ndarray],
     output: Union[str, os.PathLike, None] = None,

@@ -15,6 +15,7 @@ Outputs in the run directory: ``config.yaml`` (resolved) + ``config_hash``, ``lo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -134,21 +135,22 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------- the loop
     def run(self) -> TrainResult:
-        self.setup()
-        for step in range(self.step, self.cfg.train.steps):
-            batch = self.next_batch(step)
-            logs = self.train_step(batch, step)
-            self.after_step(step, logs)
-            if self.due(step, self.cfg.train.val_every) or step + 1 == self.adapt_start:
-                self.validate(step + 1)
-            if self.due(step, self.cfg.train.checkpoint_every) or step + 1 in self.snapshot_steps:
-                self.save_checkpoint(step + 1)
-            if self.should_stop() or self.out_of_time():
-                break
-            if self.method.adapt_start is None and self.half_time_spent():  # auto under a wall-clock budget
-                self.method.adapt_start = step + 1
-                self.validate(step + 1)  # the source-trained start of the adaptation (logged, not selectable)
-        return self.finish()
+        with contextlib.ExitStack() as self.held:  # the run folder's writer lock (prepare_run_dir) until the end
+            self.setup()
+            for step in range(self.step, self.cfg.train.steps):
+                batch = self.next_batch(step)
+                logs = self.train_step(batch, step)
+                self.after_step(step, logs)
+                if self.due(step, self.cfg.train.val_every) or step + 1 == self.adapt_start:
+                    self.validate(step + 1)
+                if self.due(step, self.cfg.train.checkpoint_every) or step + 1 in self.snapshot_steps:
+                    self.save_checkpoint(step + 1)
+                if self.should_stop() or self.out_of_time():
+                    break
+                if self.method.adapt_start is None and self.half_time_spent():  # auto under a wall-clock budget
+                    self.method.adapt_start = step + 1
+                    self.validate(step + 1)  # the source-trained start of the adaptation (logged, not selectable)
+            return self.finish()
 
     # ------------------------------------------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -203,10 +205,15 @@ class Trainer:
 
     def prepare_run_dir(self) -> None:
         from ..io.guard import check_not_an_input, check_replaceable, write_marker
+        from ..io.lock import output_lock
 
         rd = self.run_dir
         if self.dist.is_main:
             check_not_an_input(rd, self.input_paths())
+            rd.parent.mkdir(parents=True, exist_ok=True)
+            held = getattr(self, "held", None)  # set by run(); a bare setup() (benchmarks, tests) holds no lock
+            if held is not None:
+                held.enter_context(output_lock(rd, "train"))
             if self.resume:
                 if not (rd / "last.pt").exists():
                     again = "start it again with --overwrite" if rd.exists() else "run without --resume"

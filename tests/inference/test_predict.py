@@ -153,6 +153,20 @@ def test_output_exists_overwrite_resume(tmp_path, model_file, raw, tiny_model):
 
 
 
+def test_two_writers_on_one_output(tmp_path, model_file, raw, refusal):
+    """Issue 12: two predicts on one output (one with --overwrite) both exited 0, the store mixing both models.
+    The second is refused while the first holds the output; the first's result equals a solo run."""
+    from masktwins_bio.io.lock import output_lock
+
+    kw = {"block_shape": (10, 32, 36), "progress": False}
+    solo = read(predict(model_file, raw[0], tmp_path / "solo.zarr", **kw))
+    out = tmp_path / "p.zarr"
+    with output_lock(out, "predict"):  # the first writer, mid-run
+        for extra in ([], ["--overwrite"], ["--resume"]):
+            assert cli.main(["predict", str(model_file), str(raw[0]), str(out), "--no-progress", *extra]) == 2
+            refusal("masktwins-bio predict (PID", "is writing this output")
+    np.testing.assert_array_equal(read(predict(model_file, raw[0], out, **kw)), solo)
+
 def test_a_nan_voxel_stays_local(tmp_path, model_file, raw):
     """Issue 12: one NaN voxel in the input gave an all-zero prediction marked complete. It is now the mean
     intensity (normalised 0): only windows near it change, and the statistics leave it out."""

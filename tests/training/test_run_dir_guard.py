@@ -22,3 +22,15 @@ def test_train_run_dir_holding_its_data_is_refused(tiny_pair, tmp_path, digest, 
     run = tmp_path / "run"
     assert main(["train", str(path), "--run-dir", str(run), "--no-progress"]) == 0
     assert (run / MARKER).is_file()
+
+
+def test_train_refuses_a_run_folder_another_process_writes(tiny_config, refusal):
+    from pathlib import Path
+
+    from masktwins_bio.io.lock import output_lock
+
+    path, cfg = tiny_config(train={"steps": 1, "val_every": 1})
+    with output_lock(Path(cfg["run_dir"]), "train"):
+        assert main(["train", str(path), "--no-progress", "--overwrite"]) == 2
+        refusal("masktwins-bio train (PID", "is writing this output")
+    assert main(["train", str(path), "--no-progress"]) == 0
