@@ -23,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("--levels", type=int, help="pyramid levels (default: automatic)")
     p.add_argument("--memory-budget-mb", type=int, default=256, help="max MiB of one source slab in memory")
     add_overwrite(p)
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="read an input an interrupted masktwins-bio job left unfinished (refused by default)")
     p.set_defaults(handler=run)
 
 
@@ -32,6 +34,7 @@ def run(args) -> int:
     out = convert_volume(args.src, args.dst, voxel_size=args.voxel_size, ome_version=args.ome_version,
                          chunks=args.chunks, labels=args.labels, binarize=args.binarize,
                          resample_to=args.resample_to, levels=args.levels, overwrite=args.overwrite,
-                         memory_budget=args.memory_budget_mb * 2**20, progress=True)
+                         memory_budget=args.memory_budget_mb * 2**20, progress=True,
+                         allow_incomplete=args.allow_incomplete)
     print(format_info(volume_info(str(out), value_range=False)))
     return 0

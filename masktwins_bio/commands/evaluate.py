@@ -41,6 +41,8 @@ def register(sub) -> None:
                    help="connectivity of the instances of binary masks (default 26)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
     add_overwrite(p, "summary.json")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="read an input an interrupted masktwins-bio job left unfinished (refused by default)")
     p.set_defaults(handler=run)
 
 
@@ -53,7 +55,7 @@ def run(args) -> int:
         per_section=not args.no_per_section, instance=False if args.no_instances else "auto", prob=args.prob,
         pred_kind=args.pred_kind, roi=args.roi, block_shape=args.block_shape, pred_voxel_size=args.pred_voxel_size,
         gt_voxel_size=args.gt_voxel_size, connectivity=args.connectivity, overwrite=args.overwrite,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty(), allow_incomplete=args.allow_incomplete,
     )
     if args.json:
         print(dumps(summary))

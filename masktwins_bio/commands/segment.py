@@ -27,6 +27,8 @@ def register(sub) -> None:
     p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26, help="voxel connectivity (default 26)")
     p.add_argument("--voxel-size", type=triple, metavar="Z,Y,X", help="voxel size in nm (overrides metadata)")
     add_run_arguments(p, "output", "64,512,512")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="read an input an interrupted masktwins-bio job left unfinished (refused by default)")
     p.set_defaults(handler=run)
 
 
@@ -36,7 +38,8 @@ def run(args) -> int:
     out = segment(args.prob, args.output, threshold=args.threshold, method=args.method, min_size=args.min_size,
                   seed_distance=args.seed_distance, connectivity=args.connectivity, block_shape=args.block_shape,
                   chunks=args.chunks, overwrite=args.overwrite, resume=args.resume, voxel_size=args.voxel_size,
-                  ome_version=args.ome_version, **executor_kwargs(args))
+                  ome_version=args.ome_version, allow_incomplete=args.allow_incomplete,
+                  **executor_kwargs(args))
     import zarr
 
     n = dict(zarr.open_group(str(out), mode="r").attrs).get("masktwins_bio", {}).get("n_instances")

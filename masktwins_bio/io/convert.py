@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
+from .guard import check_complete
 from .lock import holds_output_lock
 from .ome_zarr import PROVENANCE_KEY, OmeZarrWriter, atomic_output, default_chunks
 from .readers import open_volume
@@ -43,6 +44,7 @@ def convert_volume(
     overwrite: bool = False,
     memory_budget: int = 256 * 2**20,
     progress: bool = False,
+    allow_incomplete: bool = False,
 ) -> Path:
     """Convert a volume to chunked, compressed OME-Zarr, streaming slab by slab.
 
@@ -67,6 +69,7 @@ def convert_volume(
     """
     kind = "labels" if labels or binarize is not None else "image"
     vol = open_volume(src, voxel_size=voxel_size, kind=kind) if not isinstance(src, Volume) else src
+    check_complete(vol, "source", allow_incomplete, then=", then convert")  # else a partial copy looks finished
     if voxel_size is not None:
         vol = vol.with_voxel_size(voxel_size)
     out_dtype = vol.dtype  # resampled images are cast back (rounded, clipped) to the source dtype

@@ -18,7 +18,8 @@ from typing import Iterable, Optional, Union
 
 from ..errors import InputError
 
-__all__ = ["MARKER", "write_marker", "made_by_masktwins", "check_not_an_input", "check_replaceable"]
+__all__ = ["MARKER", "write_marker", "made_by_masktwins", "check_not_an_input", "check_replaceable",
+           "check_complete"]
 
 #: the marker file in folders masktwins-bio creates
 MARKER = ".masktwins-bio.json"
@@ -126,3 +127,22 @@ def check_replaceable(path: PathLike, inputs: Iterable = (), what: str = "output
              else f"it is not a masktwins-bio {what} (no {MARKER} marker or masktwins_bio provenance)")
     raise InputError(f"{p}: exists and {whose}; --overwrite only replaces what this command wrote - move it away "
                      "yourself or choose another path")
+
+
+def check_complete(vol, role: str = "input", allow_incomplete: bool = False, then: str = "") -> None:
+    """Refuse a store a resumable masktwins-bio job has not finished (``masktwins_bio.complete: false``).
+
+    Args:
+        vol: An open :class:`~masktwins_bio.io.Volume`.
+        role: What the volume is to the caller, for the message.
+        allow_incomplete: Accept it anyway (experts: unfinished blocks read as the fill value, 0).
+        then: What to do after resuming, appended to the message (e.g. ``", then evaluate"``).
+    """
+    prov = (getattr(vol, "attrs", None) or {}).get(_PROVENANCE_KEY)
+    if allow_incomplete or not isinstance(prov, dict) or prov.get("complete") is not False:
+        return
+    cmd = prov.get("command") or prov.get("task")
+    what = f"'masktwins-bio {cmd}'" if isinstance(cmd, str) and cmd else "the masktwins-bio command that wrote it"
+    raise InputError(f"{vol.path}: {role} is incomplete (an interrupted or still running job; masktwins_bio.complete "
+                     f"= false); rerun {what} with --resume to finish it{then}, or pass --allow-incomplete to use "
+                     "it as it is")

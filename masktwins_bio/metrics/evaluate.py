@@ -105,6 +105,7 @@ def evaluate(
     progress: bool = False,
     callback: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCheck] = None,
+    allow_incomplete: bool = False,
 ) -> dict:
     """Evaluate a prediction against ground truth, streamed block by block.
 
@@ -134,6 +135,7 @@ def evaluate(
             ``reading ... mask`` and ``instances``), at the start of each pass and after every block.
         should_stop: Polled between blocks; True stops with :class:`~masktwins_bio.errors.Cancelled` and writes
             nothing.
+        allow_incomplete: Evaluate stores an interrupted masktwins-bio job left unfinished (refused by default).
 
     Returns:
         The summary dict (also written to ``output``): ``semantic`` (``per_section_mean``, ``whole_volume``,
@@ -153,11 +155,12 @@ def evaluate(
     out_path = resolve_output(output, overwrite)
     started = datetime.datetime.now(datetime.timezone.utc)
 
-    p_src = open_prediction(pred, pred_voxel_size, pred_kind, threshold)
-    g_src = open_ground_truth(gt, gt_voxel_size, gt_threshold)
+    p_src = open_prediction(pred, pred_voxel_size, pred_kind, threshold, allow_incomplete=allow_incomplete)
+    g_src = open_ground_truth(gt, gt_voxel_size, gt_threshold, allow_incomplete)
     s_src = None
     if prob is not None:
-        s_src = open_prediction(prob, pred_voxel_size, "probability", threshold, role="probability volume")
+        s_src = open_prediction(prob, pred_voxel_size, "probability", threshold, role="probability volume",
+                                allow_incomplete=allow_incomplete)
     roi_sl, notes = align_inputs(p_src, g_src, roi, s_src)
 
     skip_reason = None

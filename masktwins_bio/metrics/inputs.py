@@ -47,16 +47,11 @@ def _provenance(vol: Volume) -> dict:
     return prov if isinstance(prov, dict) else {}
 
 
-def check_complete(vol: Volume, role: str) -> None:
+def check_complete(vol: Volume, role: str, allow_incomplete: bool = False) -> None:
     """Refuse outputs that a resumable masktwins-bio job has not finished (``complete: false``)."""
-    prov = _provenance(vol)
-    if prov.get("complete") is False:
-        cmd = prov.get("command")
-        what = f"'masktwins-bio {cmd}'" if isinstance(cmd, str) and cmd else "the masktwins-bio command that wrote it"
-        raise InputError(
-            f"{vol.path}: {role} is incomplete (an interrupted or still running job; masktwins_bio.complete = false); "
-            f"rerun {what} with --resume to finish it, then evaluate"
-        )
+    from ..io.guard import check_complete as check
+
+    check(vol, role, allow_incomplete, then=", then evaluate")
 
 
 def _is_label_store(vol: Volume) -> bool:
@@ -180,13 +175,13 @@ def _check_threshold(threshold: float) -> float:
 
 
 def open_prediction(pred, voxel_size=None, pred_kind: str = "auto", threshold: float = 0.5,
-                    role: str = "prediction") -> PredictionSource:
+                    role: str = "prediction", allow_incomplete: bool = False) -> PredictionSource:
     """Open and classify a prediction (see the module docstring)."""
     if pred_kind not in PRED_KINDS:
         raise InputError(f"prediction kind {pred_kind!r} is not one of {', '.join(PRED_KINDS)}")
     threshold = _check_threshold(threshold)
     vol = as_volume(pred, voxel_size, kind="image", role=role)
-    check_complete(vol, role)
+    check_complete(vol, role, allow_incomplete)
     dt = vol.dtype
     if dt.kind == "c" or not (dt.kind in "biuf"):
         raise InputError(
@@ -227,7 +222,8 @@ def open_prediction(pred, voxel_size=None, pred_kind: str = "auto", threshold: f
     return PredictionSource(vol, kind, score_kind, threshold, role=role, info=info)
 
 
-def open_ground_truth(gt, voxel_size=None, gt_threshold: Optional[float] = None) -> GroundTruthSource:
+def open_ground_truth(gt, voxel_size=None, gt_threshold: Optional[float] = None,
+                      allow_incomplete: bool = False) -> GroundTruthSource:
     """Open and validate a ground-truth volume (non-negative integers or bool)."""
     if gt_threshold is not None and not float(gt_threshold) > 0:
         raise InputError(f"gt threshold {gt_threshold!r} must be > 0 (foreground = value >= threshold)")
@@ -244,7 +240,7 @@ def open_ground_truth(gt, voxel_size=None, gt_threshold: Optional[float] = None)
     if vol.dtype.kind not in "biu":
         raise InputError(f"{vol.path}: ground truth has dtype {vol.dtype}; GT must be integer labels or a mask")
     vol.kind = "labels"
-    check_complete(vol, "ground truth")
+    check_complete(vol, "ground truth", allow_incomplete)
     info = {"path": vol.path, "format": vol.format, "kind": "labels" if gt_threshold is None else "mask",
             "dtype": str(vol.dtype), "shape": list(vol.shape),
             "voxel_size_nm": list(vol.voxel_size) if vol.voxel_size else None, "gt_threshold": gt_threshold}

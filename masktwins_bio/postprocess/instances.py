@@ -59,6 +59,7 @@ from ..blockwise import (
 )
 from ..errors import InputError, UserError
 from ..io import OmeZarrWriter, Volume, create_ome_zarr, open_volume
+from ..io.guard import check_complete
 from ..io.lock import holds_output_lock
 from ..io.ome_zarr import BlockPyramid
 from .relabel import CONNECTIVITIES, apply_lut, block_offsets, face_pairs, merge_lut
@@ -370,8 +371,11 @@ def segment(
     ome_version: str = "0.4",
     callback: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCheck] = None,
+    allow_incomplete: bool = False,
 ) -> Path:
     """Instances from a probability volume, blockwise, consistent across chunks; writes OME-Zarr labels.
+
+    A probability store an interrupted ``predict`` left unfinished is refused unless ``allow_incomplete``.
 
     Args:
         prob: Probabilities: ``uint8`` (``p * 255``, as written by ``predict``) or float in [0, 1]; a path spec or
@@ -408,6 +412,7 @@ def segment(
         raise InputError(f"seed distance {seed_distance} nm must be positive")
     vol = prob if isinstance(prob, Volume) else open_volume(prob)
     vol = vol.with_voxel_size(voxel_size)
+    check_complete(vol, "probability volume", allow_incomplete, then=", then segment")
     if vol.dtype == np.uint8:
         fg = Foreground(threshold * 255, path=str(vol.path))
     elif np.issubdtype(vol.dtype, np.floating):
@@ -449,6 +454,7 @@ def label_components(
     progress: bool = False,
     callback: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCheck] = None,
+    allow_incomplete: bool = False,
 ) -> Union[Path, np.ndarray]:
     """Connected components of a binary mask (any non-zero voxel is foreground), blockwise.
 
@@ -469,6 +475,7 @@ def label_components(
         vol = Volume(array=mask, voxel_size=None)
     else:
         vol = mask if isinstance(mask, Volume) else open_volume(mask)
+    check_complete(vol, "mask", allow_incomplete)
     fg = Foreground(None, path=str(vol.path))
     if output is not None:
         provenance = {"source": {"path": str(vol.path)}, "connectivity": connectivity, "min_size": min_size}

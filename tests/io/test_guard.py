@@ -135,3 +135,26 @@ def test_convert_onto_its_input_is_refused(tmp_path, digest, refusal):
     refusal("is (or contains) the input")
     assert digest(tmp_path / "v.zarr") == before
 
+
+
+# --- completeness: an interrupted job's store is refused by every reader (issue 12, item 3) -------------------------
+
+@pytest.fixture
+def partial(tmp_path):
+    """A probability store as an interrupted predict leaves it (complete: false)."""
+    data = (np.random.default_rng(1).random((4, 16, 16)) * 255).astype(np.uint8)
+    return write_ome_zarr(tmp_path / "partial.zarr", data, voxel_size=(40, 8, 8),
+                          attrs={"task": "predict", "complete": False})
+
+
+@pytest.mark.parametrize("argv", [
+    ["segment", "{p}", "{d}/labels.zarr", "--no-progress"],
+    ["convert", "{p}", "{d}/copy.zarr"],
+    ["evaluate", "{p}", "{p}", "--no-instances"],
+])
+def test_incomplete_stores_are_refused_unless_allowed(tmp_path, partial, refusal, argv):
+    args = [a.format(p=partial, d=tmp_path) for a in argv]
+    assert main(args) == 2
+    refusal("is incomplete", "rerun 'masktwins-bio predict' with --resume", "--allow-incomplete")
+    assert not (tmp_path / "labels.zarr").exists() and not (tmp_path / "copy.zarr").exists()
+    assert main([*args, "--allow-incomplete"]) == 0
