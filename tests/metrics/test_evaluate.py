@@ -270,3 +270,22 @@ def test_fafb_masks_as_ground_truth(shared_data, capsys):
     data = json.loads(capsys.readouterr().out)
     whole = data["semantic"]["whole_volume"]
     assert whole["recall"] == 1.0 and whole["precision"] > 0.99
+
+
+def test_uint8_file_of_unknown_kind_must_be_named(tmp_path, arrays, capsys):
+    """Issue 12: a uint8 0-255 probability TIFF predict did not write was read as instance ids (IoU 9.4 instead of
+    29.2); it is ambiguous, so --pred-kind decides. A uint8 mask (two values) is still read as labels."""
+    import tifffile
+
+    from masktwins_bio.cli import main
+
+    prob = (np.linspace(0, 255, arrays["gt"].size).reshape(arrays["gt"].shape)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "prob.tif", prob)
+    gt = write_ome_zarr(tmp_path / "gt.zarr", arrays["gt"], voxel_size=(30, 8, 8))
+    assert main(["evaluate", str(tmp_path / "prob.tif"), str(gt), "--pred-voxel-size", "30,8,8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--pred-kind probability or --pred-kind labels" in err, err
+    assert main(["evaluate", str(tmp_path / "prob.tif"), str(gt), "--pred-voxel-size", "30,8,8",
+                 "--pred-kind", "probability", "--no-instances"]) == 0
+    tifffile.imwrite(tmp_path / "mask.tif", ((arrays["gt"] > 0) * 255).astype(np.uint8))
+    assert main(["evaluate", str(tmp_path / "mask.tif"), str(gt), "--pred-voxel-size", "30,8,8"]) == 0
