@@ -462,6 +462,11 @@ def predict(
         raise InputError(f"{vol.path}: voxel size unknown; the model was trained at {trained} nm, give the input's "
                          "with --voxel-size Z,Y,X")
     roi_in = _parse_roi(roi, vol.shape, vol.path)
+    factors = [v / m for v, m in zip(vol.voxel_size, loaded.voxel_size)]
+    if any(f > 2 or f < 0.5 for f in factors):  # a wrong voxel size is the usual cause; say what happens
+        log.warning("%s: resampled from %s nm to the model's %s nm (factors %s along z, y, x); check the voxel "
+                    "sizes if that is not intended", vol.path, "x".join(f"{v:g}" for v in vol.voxel_size),
+                    "x".join(f"{v:g}" for v in loaded.voxel_size), ", ".join(f"{f:.3g}" for f in factors))
     source = vol.resampled(loaded.voxel_size)
     roi_out = _roi_on_grid(roi_in, vol.voxel_size, loaded.voxel_size, source.shape)
     origin = tuple(s.start for s in roi_out)

@@ -79,6 +79,9 @@ def convert_volume(
     if dst.suffix.lower() != ".zarr":
         raise InputError(f"{dst}: output must be a .zarr path (OME-Zarr), e.g. {dst.with_suffix('.zarr').name}")
     if binarize is not None:
+        if not float(binarize) > 0:  # labels are non-negative: every voxel would be foreground
+            raise InputError(f"--binarize {binarize:g}: must be > 0 (foreground = labels >= T; {binarize:g} makes "
+                             "every voxel foreground), e.g. 1 for 0/1 or 0/255 masks, 128 for 8-bit masks")
         out_dtype = np.dtype(np.uint8)
     shape = vol.shape
     chunks = tuple(chunks) if chunks else default_chunks(shape)

@@ -342,3 +342,11 @@ def test_default_block_shape(shape, window, device, expected):
 
     chunks = tuple(min(c, s) for c, s in zip((32, 256, 256), shape))
     assert default_block_shape(shape, chunks, window, device) == expected
+
+
+def test_large_resampling_is_announced(tmp_path, raw, tiny_model, caplog):
+    """Issue 12: predict resampled 10x finer without a word (a wrong voxel size is the usual cause)."""
+    model = tiny_model(tmp_path / "fine.pt", voxel_size=(30.0, 2.0, 2.0), patch=(8, 32, 32))
+    with caplog.at_level("WARNING"):
+        predict(model, raw[0], tmp_path / "p.zarr", roi="0:2, 0:8, 0:8", progress=False, device="cpu")
+    assert "resampled from 30x8x8 nm to the model's 30x2x2 nm (factors 1, 4, 4" in caplog.text

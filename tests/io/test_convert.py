@@ -124,3 +124,10 @@ def test_info_and_cli(tmp_path, stack, capsys):
     assert info == volume_info(tmp_path / "i.zarr")
     assert main(["info", str(tmp_path / "i.zarr")]) == 0
     assert "voxel size (nm)  50 x 4.6 x 4.6" in capsys.readouterr().out
+
+
+def test_binarize_that_makes_everything_foreground_is_refused(tmp_path, stack):
+    tifffile.imwrite(tmp_path / "m.tif", stack)
+    with pytest.raises(InputError, match="--binarize 0: must be > 0"):
+        convert_volume(tmp_path / "m.tif", tmp_path / "m.zarr", binarize=0)
+    assert not (tmp_path / "m.zarr").exists()
