@@ -8,10 +8,13 @@ stderr with exit status 2 (argparse's own usage errors also exit 2).
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import re
+import signal
 import sys
+import threading
 from typing import Optional, Sequence
 
 from ._version import __version__
@@ -58,10 +61,35 @@ def _attach_negative_values(argv: Sequence[str]) -> list[str]:
     return out
 
 
+#: what to do about the filesystem errors a user can cause or meet (errno -> hint)
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space or choose an output on another disk",
+    errno.EDQUOT: "the disk quota is exhausted: free space or choose an output on another disk",
+    errno.EROFS: "the file system is read-only: choose a writable output path",
+    errno.EACCES: "permission denied: check the folder's permissions or choose another path",
+    errno.EPERM: "operation not permitted: check the folder's permissions or choose another path",
+    errno.ELOOP: "too many levels of symbolic links: give the real path",
+    errno.ENAMETOOLONG: "the path is too long: choose a shorter one",
+    errno.EIO: "input/output error: the disk or network file system failed; check it and resume",
+}
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so the same cleanup as for Ctrl-C runs (no partial outputs)."""
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised through a subprocess
+    raise _Terminated()
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    else:  # pragma: no cover - main() called from a worker thread: signals cannot be set there
+        previous = None
     try:
         result = args.handler(args)
     except UserError as exc:
@@ -69,9 +97,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         print(f"masktwins-bio {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if args.verbose or exc.errno not in _OS_HINTS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        resume = "; once fixed, --resume continues" if args.command in ("predict", "segment", "train") else ""
+        print(f"masktwins-bio {args.command}: error: {where}{_OS_HINTS[exc.errno]} ({exc.strerror}){resume}",
+              file=sys.stderr)
+        return 2
+    except _Terminated:
+        print(f"masktwins-bio {args.command}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"masktwins-bio {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return int(result or 0)
 
 
