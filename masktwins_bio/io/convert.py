@@ -95,7 +95,7 @@ def convert_volume(
         provenance["resampled_to_nm"] = [float(v) for v in resample_to]
     if binarize is not None:
         provenance["binarized_at"] = float(binarize)
-    with atomic_output(dst, overwrite, inputs=[src], command="convert") as tmp:
+    with atomic_output(dst, overwrite, inputs=[src], command="convert", locked=True) as tmp:
         writer = OmeZarrWriter(tmp, shape, out_dtype, vol.voxel_size, chunks=chunks, ome_version=ome_version,
                                kind=kind, name=dst.stem, attrs=provenance)
         depth = writer.chunks[0]

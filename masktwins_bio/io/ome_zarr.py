@@ -102,13 +102,18 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, what: st
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, overwrite: bool = False, inputs: Iterable = (),
-                  what: str = "output", command: Optional[str] = None) -> Iterator[Path]:
+                  what: str = "output", command: Optional[str] = None, locked: bool = False) -> Iterator[Path]:
     """Write to a temporary sibling and move it into place only when the block completes without error.
 
     Yields the temporary path. On error the temporary output is removed and an existing output is left untouched.
     The path is checked first with :func:`check_output_path` (``inputs``, ``what``, ``command``: as there).
+    ``locked``: the caller holds the output's writer lock (:mod:`.lock`), so temporary siblings of this path are
+    leftovers of a killed run (``kill -9`` allows no cleanup) and are removed first.
     """
     final = check_output_path(path, overwrite, what, inputs, command)
+    if locked:
+        for stale in final.parent.glob(f".{final.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = final.with_name(f".{final.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
