@@ -1,9 +1,9 @@
 """Random ``kill -9`` of predict, segment, convert and train, each followed by a resume: identical results every time.
 
 For each command a reference output is made without interruption; then ``--kills`` times (spread over the four
-commands) the command is started in a subprocess, killed with SIGKILL after a random delay (uniform between start-up
-and 0.9 x the reference run's duration, after Python's start-up), and finished: ``--resume`` for predict, segment and train, a plain rerun for
-convert (it writes beside the final path, so a killed convert leaves no output). Every finished output is compared
+commands) the command is started in a subprocess, killed with SIGKILL after a random delay (uniform between
+Python's start-up time and 0.9 x the reference run's duration), and finished: ``--resume`` for predict, segment and
+train, a plain rerun for convert (it writes beside the final path, so a killed convert leaves no output). Every finished output is compared
 with the reference: the arrays of the Zarr stores bit for bit, and for train the model weights and the selected
 step. Prints one line per kill and a summary; exit status 1 if any result differed.
 
