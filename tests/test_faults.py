@@ -36,7 +36,8 @@ def test_filesystem_errors_are_one_line_and_leave_nothing(tmp_path, tif, monkeyp
 
 
 SLOW_CONVERT = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background parent (nohup, CI) may have ignored it
 from masktwins_bio.io import ome_zarr
 write = ome_zarr.OmeZarrWriter.write
 def slow(self, *a, **k):
