@@ -231,8 +231,13 @@ def _layer_data(spec: LayerSpec) -> LayerData:
     voxel_size = vol.voxel_size if spec.voxel_size_known else None
     attrs = vol.attrs if isinstance(vol.attrs, dict) else {}
     prov = attrs.get(PROVENANCE_KEY) if isinstance(attrs.get(PROVENANCE_KEY), dict) else {}
+    name = spec.name
+    if prov.get("complete") is False:  # shown, but never mistaken for a finished result
+        name = f"{name} (incomplete)"
+        log.warning("%s: incomplete (an interrupted or still running masktwins-bio %s); unfinished blocks show as "
+                    "0 - rerun it with --resume to finish it", spec.spec, prov.get("task") or "job")
     kwargs: dict = {
-        "name": spec.name,
+        "name": name,
         "axis_labels": AXIS_LABELS,
         "metadata": {META_KEY: {"path": spec.spec, "voxel_size": list(voxel_size) if voxel_size else None,
                                 "format": vol.format, "kind": kind, "provenance": prov}},

@@ -160,3 +160,11 @@ def test_viewer_open_with_plugin(tmp_path, volume):
     assert [type(layer).__name__ for layer in viewer.layers] == ["Image", "Labels"]
     assert tuple(viewer.layers[0].scale) == VS
     assert [str(u) for u in viewer.layers[0].units] == ["nanometer"] * 3
+
+
+def test_an_incomplete_store_says_so(tmp_path, volume, caplog):
+    """Issue 12: readers never mistake an interrupted job's store for a finished one."""
+    path = write_ome_zarr(tmp_path / "p.zarr", volume[0], voxel_size=VS, attrs={"task": "predict", "complete": False})
+    with caplog.at_level("WARNING"):
+        [(_, kwargs, _)] = read(path)
+    assert kwargs["name"].endswith("(incomplete)") and "--resume" in caplog.text
