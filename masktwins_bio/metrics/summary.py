@@ -50,10 +50,11 @@ CONVENTIONS = {
            "included as a segment: voi_split = H(pred|gt), voi_merge = H(gt|pred), bits",
     "arand": "skimage.metrics.adapted_rand_error(gt, pred) on the streamed contingency table, GT background ignored "
              "(skimage default); null when undefined (no GT foreground)",
-    "instances_from_masks": "a binary mask - a prediction or GT with a single foreground value, or with the values "
-                            "1 and 255 only (a mask saved partly as 1-bit, partly as 8-bit images), or GT given "
-                            "gt_threshold - is split into its connected components (cc3d, connectivity in "
-                            "settings) held in memory for now (limit max_label_voxels)",
+    "instances_from_masks": "a binary mask - a prediction or GT with a single foreground value, with the values "
+                            "1 and 255 only (a mask saved partly as 1-bit, partly as 8-bit images), or with one "
+                            "value on >= 99 % of its foreground voxels (a drawn mask with stray anti-aliasing "
+                            "values), or GT given gt_threshold - is split into its connected components (cc3d, "
+                            "connectivity in settings) held in memory for now (limit max_label_voxels)",
 }
 
 
