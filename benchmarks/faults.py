@@ -2,7 +2,7 @@
 
 For each command a reference output is made without interruption; then ``--kills`` times (spread over the four
 commands) the command is started in a subprocess, killed with SIGKILL after a random delay (uniform between
-Python's start-up time and 0.9 x the reference run's duration), and finished: ``--resume`` for predict, segment and
+Python's start-up time and 0.6 x the reference run's duration), and finished: ``--resume`` for predict, segment and
 train, a plain rerun for convert (it writes beside the final path, so a killed convert leaves no output). Every finished output is compared
 with the reference: the arrays of the Zarr stores bit for bit, and for train the model weights and the selected
 step. Prints one line per kill and a summary; exit status 1 if any result differed.
@@ -118,7 +118,7 @@ def _run(work: Path, kills: int, rng: random.Random) -> int:
         argv, resume, same = commands[name]
         out = path(f"kill{i}", name)
         full = [out if a == "OUT" else a for a in argv]
-        delay = rng.uniform(startup, max(startup, 0.9 * durations[name]))
+        delay = rng.uniform(startup, max(startup, 0.6 * durations[name]))
         was_killed = killed(full, delay)
         n_killed += was_killed
         if was_killed:
