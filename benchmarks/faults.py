@@ -1,11 +1,12 @@
 """Random ``kill -9`` of predict, segment, convert and train, each followed by a resume: identical results every time.
 
-For each command a reference output is made without interruption; then ``--kills`` times (spread over the four
-commands) the command is started in a subprocess, killed with SIGKILL after a random delay (uniform between
-Python's start-up time and 0.6 x the reference run's duration), and finished: ``--resume`` for predict, segment and
-train, a plain rerun for convert (it writes beside the final path, so a killed convert leaves no output). Every finished output is compared
-with the reference: the arrays of the Zarr stores bit for bit, and for train the model weights and the selected
-step. Prints one line per kill and a summary; exit status 1 if any result differed.
+For each command a reference output is made without interruption. Then ``--kills`` times, spread over the four
+commands, the command is started in a subprocess and killed with SIGKILL after a random delay: uniform between 0.5
+and 0.95 x the reference run's duration, so past the imports and mostly while writing. Each killed run is then
+finished: ``--resume`` for predict, segment and train, a plain rerun for convert (it writes beside the final path,
+so a killed convert leaves no output). Every finished output is compared with the reference: the arrays of the Zarr
+stores bit for bit, and for train the model weights and the selected step. Prints one line per kill and a summary;
+exit status 1 if any result differed.
 
     python benchmarks/faults.py                  # 20 kills, tiny synthetic data, CPU (a few minutes)
     python benchmarks/faults.py --kills 8 --seed 1
@@ -118,7 +119,7 @@ def _run(work: Path, kills: int, rng: random.Random) -> int:
         argv, resume, same = commands[name]
         out = path(f"kill{i}", name)
         full = [out if a == "OUT" else a for a in argv]
-        delay = rng.uniform(startup, max(startup, 0.6 * durations[name]))
+        delay = max(startup, rng.uniform(0.5, 0.95) * durations[name])  # late enough to be writing, mostly
         was_killed = killed(full, delay)
         n_killed += was_killed
         if was_killed:
