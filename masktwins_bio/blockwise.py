@@ -613,7 +613,7 @@ def prepare_output(output, overwrite: bool, resume: bool, what: str, inputs=(), 
     The output may not be, contain or lie inside one of ``inputs`` (path specs or open volumes), and ``overwrite``
     removes only an output of ``task`` (:mod:`masktwins_bio.io.guard`).
     """
-    from .io.guard import check_not_an_input, check_replaceable, made_by_masktwins
+    from .io.guard import check_not_an_input, check_replaceable
 
     output = Path(output)
     if overwrite and resume:
@@ -624,12 +624,10 @@ def prepare_output(output, overwrite: bool, resume: bool, what: str, inputs=(), 
     if output.exists() or output.is_symlink():
         if resume:  # check_resumable decides whether it can be continued
             return output, True
-        if not made_by_masktwins(output, task):
-            check_replaceable(output, inputs, what, task)  # names whose it is
+        check_replaceable(output, inputs, what, task)  # not ours: refused, naming whose it is, flag or not
         if not overwrite:
             raise InputError(f"{output}: {what} already exists; pass --overwrite to replace it, --resume to continue "
                              "an interrupted run, or choose another path")
-        check_replaceable(output, inputs, what, task)
         shutil.rmtree(output)
     return output, False
 

@@ -39,14 +39,16 @@ MAX_LABEL_VOXELS = 512 * 2**20
 
 
 
-def _mask_ids(ids: np.ndarray, sizes: np.ndarray) -> bool:
+def _mask_ids(ids: np.ndarray, sizes: np.ndarray, stray_values: bool = True) -> bool:
     """Whether label values are a binary mask rather than instance ids: a single foreground value; the values 1 and
     255 only (a mask saved partly as 1-bit, partly as 8-bit images); or one value holding >= 99 % of the foreground
     voxels (a drawn mask with a few stray anti-aliasing values, as VNC III's are: 1.13 M voxels of 255 and 119 other
-    values on 1-11 voxels each). Instance ids are counted upwards and share the foreground between them."""
+    values on 1-11 voxels each). Instance ids are counted upwards and share the foreground between them.
+    ``stray_values=False`` (predictions) skips the last rule: a segmentation whose one object fills the foreground
+    is still a segmentation, and relabelling it would merge what it split."""
     if ids.size == 1 or (ids.size == 2 and set(ids.tolist()) == {1, 255}):
         return True
-    return ids.size > 0 and sizes.max() >= 0.99 * sizes.sum()
+    return stray_values and ids.size > 0 and sizes.max() >= 0.99 * sizes.sum()
 
 def default_block_shape(shape: Sequence[int], chunks: Optional[Sequence[int]] = None,
                         target_voxels: int = 2**22) -> tuple[int, int, int]:
@@ -205,7 +207,7 @@ def evaluate(
     if do_instances:
         table = cont.result()
         sources = {"prediction": "labels", "ground_truth": "labels"}
-        relabel_pred = _mask_ids(*table.sizes("pred"))
+        relabel_pred = _mask_ids(*table.sizes("pred"), stray_values=False)
         relabel_gt = _mask_ids(*table.sizes("gt"))
         if relabel_pred or relabel_gt:
             cc_text = f"connected components of the binary mask (cc3d, connectivity {connectivity}, in memory)"

@@ -51,7 +51,7 @@ CONVENTIONS = {
     "arand": "skimage.metrics.adapted_rand_error(gt, pred) on the streamed contingency table, GT background ignored "
              "(skimage default); null when undefined (no GT foreground)",
     "instances_from_masks": "a binary mask - a prediction or GT with a single foreground value, with the values "
-                            "1 and 255 only (a mask saved partly as 1-bit, partly as 8-bit images), or with one "
+                            "1 and 255 only (a mask saved partly as 1-bit, partly as 8-bit images), a GT with one "
                             "value on >= 99 % of its foreground voxels (a drawn mask with stray anti-aliasing "
                             "values), or GT given gt_threshold - is split into its connected components (cc3d, "
                             "connectivity in settings) held in memory for now (limit max_label_voxels)",
