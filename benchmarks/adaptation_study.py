@@ -44,6 +44,8 @@ LADDER = "source_only,mean_teacher,mic,masktwins_random_pair,masktwins"
 #: from the first step) trains its own source-only row instead of forking.
 ROWS: dict[str, tuple[str, list[str], bool]] = {
     "base": (LADDER, [], False),
+    # the ladder's two controls (MIC's single masked view, a random non-complementary pair), forked from base
+    "controls": ("mic,masktwins_random_pair", [], True),
     # the source recipe (shared by every method): each its own source-only run
     "src_affine_0": ("source_only", ["data.augment.affine_prob=0"], False),
     "src_affine_0.5": ("source_only", ["data.augment.affine_prob=0.5"], False),
