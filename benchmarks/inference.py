@@ -132,28 +132,26 @@ def monai_cpu_stitched(model, volume_path, args, device) -> tuple[float, np.ndar
 
 
 def ours(model_path, volume_path, out, args) -> tuple[float, float]:
-    """Voxels/s of our predict end to end, and without the final pyramid build (``finish_output``)."""
-    import importlib
-
+    """Voxels/s of our predict end to end, and without the final pyramid build (``ResumableOutput.finish``)."""
     import masktwins_bio as mtb
+    from masktwins_bio.io.outputs import ResumableOutput
 
-    predict_module = importlib.import_module("masktwins_bio.inference.predict")  # the module, not the function
-    finish = predict_module.finish_output
+    finish = ResumableOutput.finish
     spent = []
 
-    def timed_finish(writer, **kw):
+    def timed_finish(self, **kw):
         t0 = time.perf_counter()
-        finish(writer, **kw)
+        finish(self, **kw)
         spent.append(time.perf_counter() - t0)
 
-    predict_module.finish_output = timed_finish
+    ResumableOutput.finish = timed_finish
     try:
         t = time.perf_counter()
         mtb.predict(model_path, volume_path, out, device=args.device, overlap=args.overlap,
                     sw_batch_size=args.batch_size, block_shape=args.block_shape, progress=False, overwrite=True)
         elapsed = time.perf_counter() - t
     finally:
-        predict_module.finish_output = finish
+        ResumableOutput.finish = finish
     n = mtb.open_volume(volume_path).size
     return n / elapsed, n / (elapsed - spent[0])
 

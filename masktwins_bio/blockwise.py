@@ -15,9 +15,8 @@ sliding-window overlap). Regions are in voxels of the grid's volume; :attr:`Bloc
 * **Resume.** With ``done=`` a :class:`DoneMarkers` folder, a block whose marker exists is skipped (its stored result
   is returned), and a block's marker is written - atomically, with its result - only after its output is fully
   written. Killing the run at any moment (even ``kill -9``) and running it again therefore redoes only unfinished
-  blocks. Outputs of masktwins-bio keep their markers inside the output store, in
-  ``OUTPUT.zarr/.masktwins_work/done_<pass>/<block_id>.npz`` (``.masktwins_work`` is a Zarr group, so Zarr and
-  OME-Zarr readers ignore it), and delete the folder once the output is complete.
+  blocks. Where the markers live is the caller's business: masktwins-bio's outputs keep them inside the output
+  store (:class:`masktwins_bio.io.outputs.ResumableOutput`); this module imports nothing from :mod:`masktwins_bio.io`.
 * **Executors.** ``executor="serial"`` runs in this process (the debug mode). ``executor="dask"`` submits one task
   per block (or per ``chains`` group of blocks that must run in order in one thread) to a ``dask.distributed``
   cluster: a new ``LocalCluster`` (one worker process per GPU when CUDA is
@@ -53,9 +52,7 @@ re-submitted job continue where a pre-empted one stopped.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
-import math
 import os
 import shutil
 import uuid
@@ -70,14 +67,12 @@ import numpy as np
 from .errors import Cancelled, InputError
 
 __all__ = ["Block", "BlockGrid", "DoneMarkers", "StagedTask", "run_blockwise", "track_blocks",
-           "ProgressCallback", "StopCheck", "work_folder", "EXECUTORS", "WORK_FOLDER", "output_chunks",
-           "default_block", "prepare_output", "check_resumable", "finish_output", "jsonable"]
+           "ProgressCallback", "StopCheck", "EXECUTORS"]
 
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("serial", "dask")
 Result = Optional[dict]
-WORK_FOLDER = ".masktwins_work"
 #: ``callback(desc, done, total)``: progress of a pass in voxels (see the module docstring)
 ProgressCallback = Callable[[str, int, int], None]
 #: ``should_stop() -> bool``: polled between blocks; True stops the call with :class:`~masktwins_bio.errors.Cancelled`
@@ -221,18 +216,6 @@ class DoneMarkers:
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def work_folder(store: Union[str, os.PathLike], zarr_format: int = 2) -> Path:
-    """The work area inside an output Zarr store (markers, intermediate arrays), created as a Zarr group.
-
-    Being a group keeps Zarr readers from warning about an unknown folder; outputs delete it once complete.
-    """
-    import zarr
-
-    path = Path(store) / WORK_FOLDER
-    zarr.open_group(str(path), mode="a", zarr_format=zarr_format)
-    return path
 
 
 # -- tasks ---------------------------------------------------------------------------------------------------------
@@ -557,83 +540,3 @@ def _run_dask(task, todo: list[list[Block]], done: Optional[DoneMarkers], finish
         client.close()
         if cluster is not None:
             cluster.close()
-
-
-# -- resumable outputs ---------------------------------------------------------------------------------------------
-# Helpers shared by predict, segment and label_components: every blockwise output is a Zarr store whose provenance
-# (attribute ``masktwins_bio``) holds ``task``, ``settings`` and ``complete``; its work area holds the markers.
-
-
-def output_chunks(shape, chunks=None, block_shape=None) -> tuple[int, int, int]:
-    """Output chunks: as given, else 32 x 256 x 256 reduced so that they tile a given ``block_shape``."""
-    from .io import default_chunks
-
-    if chunks is None:
-        chunks = default_chunks(shape)
-        if block_shape is not None:
-            chunks = [c if b >= s or b % c == 0 else (b if b < c else math.gcd(b, c))
-                      for c, b, s in zip(chunks, block_shape, shape)]
-    return tuple(max(1, min(int(c), s)) for c, s in zip(chunks, shape))  # type: ignore[return-value]
-
-
-def default_block(shape, chunks, target) -> tuple[int, int, int]:
-    """``target`` (voxels) rounded up to whole chunks and clipped to the volume."""
-    return tuple(int(min(s, -(-int(t) // c) * c)) for s, t, c in zip(shape, target, chunks))  # type: ignore
-
-
-def jsonable(obj):
-    """A JSON round-trip (tuples -> lists, numpy scalars -> numbers), so settings compare equal to stored ones."""
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-
-
-def check_resumable(output: Path, settings: dict, task: str) -> dict:
-    """Provenance of an existing output that ``--resume`` may continue; refuses a different model/input/settings."""
-    import zarr
-
-    try:
-        attrs = dict(zarr.open_group(str(output), mode="r").attrs)
-    except Exception:
-        raise InputError(f"{output}: exists but is not a Zarr output of masktwins-bio {task}; "
-                         "use --overwrite to replace it") from None
-    prov = attrs.get("masktwins_bio", {})
-    old = prov.get("settings")
-    if prov.get("task") != task or not isinstance(old, dict):
-        raise InputError(f"{output}: was not written by masktwins-bio {task}; use --overwrite to replace it")
-    for key in sorted(set(old) | set(settings)):
-        if old.get(key) != settings.get(key):
-            raise InputError(f"{output}: cannot resume, it was made with {key}={old.get(key)!r} but this run has "
-                             f"{key}={settings.get(key)!r}; rerun with the original settings or use --overwrite")
-    return prov
-
-
-def prepare_output(output, overwrite: bool, resume: bool, what: str, inputs=(), task: Optional[str] = None
-                   ) -> tuple[Path, bool]:
-    """Check the output path; returns ``(path, exists_and_resuming)``; removes it for ``overwrite``.
-
-    The output may not be, contain or lie inside one of ``inputs`` (path specs or open volumes), and ``overwrite``
-    removes only an output of ``task`` (:mod:`masktwins_bio.io.guard`).
-    """
-    from .io.guard import check_not_an_input, check_replaceable
-
-    output = Path(output)
-    if overwrite and resume:
-        raise InputError(f"{output}: --overwrite and --resume exclude each other; choose one")
-    check_not_an_input(output, inputs)
-    if not output.parent.exists():
-        raise InputError(f"{output}: parent folder {output.parent} does not exist; create it first")
-    if output.exists() or output.is_symlink():
-        if resume:  # check_resumable decides whether it can be continued
-            return output, True
-        check_replaceable(output, inputs, what, task)  # not ours: refused, naming whose it is, flag or not
-        if not overwrite:
-            raise InputError(f"{output}: {what} already exists; pass --overwrite to replace it, --resume to continue "
-                             "an interrupted run, or choose another path")
-        shutil.rmtree(output)
-    return output, False
-
-
-def finish_output(writer, **provenance) -> None:
-    """Build the pyramid, mark the output complete, then drop the work area (markers, intermediates)."""
-    writer.finalize()
-    writer.update_provenance(complete=True, **provenance)
-    shutil.rmtree(writer.path / WORK_FOLDER, ignore_errors=True)

@@ -52,24 +52,11 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..blockwise import (
-    Block,
-    BlockGrid,
-    DoneMarkers,
-    ProgressCallback,
-    StopCheck,
-    check_resumable,
-    default_block,
-    finish_output,
-    jsonable,
-    output_chunks,
-    prepare_output,
-    run_blockwise,
-    work_folder,
-)
+from ..blockwise import Block, BlockGrid, ProgressCallback, StopCheck, run_blockwise
 from ..errors import InputError
-from ..io import OmeZarrWriter, Volume, create_ome_zarr, open_volume, read_region
+from ..io import Volume, open_volume, read_region
 from ..io.lock import holds_output_lock
+from ..io.outputs import ResumableOutput, default_block, jsonable, output_chunks
 from ..io.ome_zarr import BlockPyramid
 from ..models import LoadedModel, load_model
 from .blend import WindowBlender
@@ -487,45 +474,42 @@ def predict(
         "shape": shape, "window": win, "overlap": overlap, "tta": tta, "block_shape": grid.block_shape,
         "chunks": chunks, "output_dtype": output_dtype, "normalization": norm_mode,
     })
-    out_path, resuming = prepare_output(output, overwrite, resume, "output", inputs=[vol, model], task="predict")
-    if resuming:
-        prov = check_resumable(out_path, settings, "predict")
-        if prov.get("complete"):
-            log.info("%s: already complete, nothing to resume", out_path)
-            return out_path
-        writer = OmeZarrWriter.reopen(out_path)
-    else:
-        training = meta.get("training") or {}
-        provenance = jsonable({
-            "task": "predict", "complete": False, "settings": settings,
-            "model": {"path": str(loaded.path), "sha256": loaded.sha256,
-                      **{k: meta[k] for k in ("voxel_size", "patch_size", "head", "classes", "normalization",
-                                              "training") if k in meta}},
-            "config_hash": training.get("config_hash") if isinstance(training, dict) else None,
-            "input": {"path": str(vol.path), "shape": vol.shape, "voxel_size": vol.voxel_size, "statistics": stats},
-            "tta": tta, "overlap": overlap, "window": win, "roi": settings["roi"], "output_dtype": output_dtype,
-            "scale": 255 if output_dtype == "uint8" else 1, "package_version": __version__,
-        })
-        writer = create_ome_zarr(out_path, shape, output_dtype, loaded.voxel_size, chunks=chunks, kind="image",
-                                 ome_version=ome_version, name="probabilities", attrs=provenance)
-    work = work_folder(out_path, writer.zarr_format)
-    pyramid = writer.create_block_levels(grid.block_shape)
-
-    if executor == "serial":
-        loaded.network.to(dev).eval()
-    elif not Path(loaded.path).is_file():
+    if executor != "serial" and not Path(loaded.path).is_file():
         raise InputError(f"{loaded.path}: the dask executor loads the model from its file, which is missing")
-    task = PredictTask(
-        model_path=str(loaded.path), device=str(dev) if device not in (None, "auto") else "auto", source=source,
-        origin=origin, shape=shape, output=pyramid, stats=stats, norm_mode=norm_mode, window=win,
-        overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, output_dtype=output_dtype,
-        model=loaded if executor == "serial" else None,
-    )
-    done = DoneMarkers(work / "done_predict")
-    chains = _chains(grid, done.done_ids(), None if executor == "serial" else DASK_CHAIN)
-    if win[0] <= shape[0]:  # (an axis shorter than the window is padded: one window, nothing to carry)
-        task.carried = frozenset(b.index for chain in chains for b in chain[1:])
-    run_blockwise(grid, task, done=done, chains=chains, executor=executor, address=address, num_workers=num_workers,
-                  progress=progress, desc="predict", callback=callback, should_stop=should_stop)
-    finish_output(writer)
-    return out_path
+    out = ResumableOutput(output, task="predict", settings=settings, inputs=[vol, model], overwrite=overwrite,
+                          resume=resume)
+    if out.complete:
+        log.info("%s: already complete, nothing to resume", out.path)
+        return out.path
+    with out:
+        if out.writer is None:
+            training = meta.get("training") or {}
+            out.create(shape, output_dtype, loaded.voxel_size, chunks=chunks, kind="image", ome_version=ome_version,
+                       name="probabilities", attrs={
+                           "model": {"path": str(loaded.path), "sha256": loaded.sha256,
+                                     **{k: meta[k] for k in ("voxel_size", "patch_size", "head", "classes",
+                                                             "normalization", "training") if k in meta}},
+                           "config_hash": training.get("config_hash") if isinstance(training, dict) else None,
+                           "input": {"path": str(vol.path), "shape": vol.shape, "voxel_size": vol.voxel_size,
+                                     "statistics": stats},
+                           "tta": tta, "overlap": overlap, "window": win, "roi": settings["roi"],
+                           "output_dtype": output_dtype, "scale": 255 if output_dtype == "uint8" else 1,
+                           "package_version": __version__})
+        pyramid = out.writer.create_block_levels(grid.block_shape)
+        if executor == "serial":
+            loaded.network.to(dev).eval()
+        task = PredictTask(
+            model_path=str(loaded.path), device=str(dev) if device not in (None, "auto") else "auto", source=source,
+            origin=origin, shape=shape, output=pyramid, stats=stats, norm_mode=norm_mode, window=win,
+            overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, output_dtype=output_dtype,
+            model=loaded if executor == "serial" else None,
+        )
+        done = out.done("predict")
+        chains = _chains(grid, done.done_ids(), None if executor == "serial" else DASK_CHAIN)
+        if win[0] <= shape[0]:  # (an axis shorter than the window is padded: one window, nothing to carry)
+            task.carried = frozenset(b.index for chain in chains for b in chain[1:])
+        run_blockwise(grid, task, done=done, chains=chains, executor=executor, address=address,
+                      num_workers=num_workers, progress=progress, desc="predict", callback=callback,
+                      should_stop=should_stop)
+        out.finish()
+    return out.path

@@ -13,13 +13,15 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
+import uuid
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
 from ..errors import InputError
 
 __all__ = ["MARKER", "write_marker", "made_by_masktwins", "check_not_an_input", "check_replaceable",
-           "check_complete"]
+           "check_complete", "set_aside", "restore_aside", "discard_asides", "settle_replacement"]
 
 #: the marker file in folders masktwins-bio creates
 MARKER = ".masktwins-bio.json"
@@ -127,6 +129,57 @@ def check_replaceable(path: PathLike, inputs: Iterable = (), what: str = "output
              else f"it is not a masktwins-bio {what} (no {MARKER} marker or masktwins_bio provenance)")
     raise InputError(f"{p}: exists and {whose}; --overwrite only replaces what this command wrote - move it away "
                      "yourself or choose another path")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def set_aside(path: PathLike) -> Path:
+    """Move an output that ``--overwrite`` replaces to a hidden sibling ``.NAME.replaced-XXXXXXXX`` (one rename).
+
+    The old output stays whole until the new one is finished (then :func:`discard_asides`), and comes back with
+    :func:`restore_aside` when the new one fails. A ``kill -9`` leaves it there, hidden but intact, next to the
+    unfinished new output; the next successful run of the command removes it.
+    """
+    p = Path(path)
+    aside = p.with_name(f".{p.name}.replaced-{uuid.uuid4().hex[:8]}")
+    os.rename(p, aside)
+    return aside
+
+
+def restore_aside(aside: PathLike, path: PathLike) -> None:
+    """Undo :func:`set_aside`: drop whatever was started at ``path`` and move the old output back."""
+    _remove(Path(path))
+    os.rename(aside, path)
+
+
+def discard_asides(path: PathLike) -> None:
+    """Remove the outputs :func:`set_aside` kept for ``path`` (the new output is finished)."""
+    p = Path(path)
+    for old in p.parent.glob(f".{p.name}.replaced-*"):
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def settle_replacement(path: PathLike, aside: PathLike, exc_type, has_progress, keep_on: tuple = ()) -> bool:
+    """Decide between a new output and the old one it replaces (set aside), once writing the new one ended.
+
+    Finished: the old one goes. Interrupted (Ctrl-C, SIGTERM, a GUI's Stop/Cancel; also ``keep_on`` exception types)
+    after the new one made resumable progress (``has_progress()``): the new one stays for ``--resume`` and the old one
+    goes, as the user asked. Any other failure (a bad input found mid-way, disk full), or an interruption before any
+    progress: the new one goes and the old one comes back whole. Returns whether the old output was restored.
+    """
+    from ..errors import Cancelled
+
+    kept = (Cancelled, KeyboardInterrupt, SystemExit, *keep_on)
+    if exc_type is None or (issubclass(exc_type, kept) and has_progress()):
+        discard_asides(path)
+        return False
+    restore_aside(aside, path)
+    return True
 
 
 def check_complete(vol, role: str = "input", allow_incomplete: bool = False, then: str = "") -> None:

@@ -34,7 +34,6 @@ import itertools
 import logging
 import math
 import os
-import shutil
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,23 +41,10 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..blockwise import (
-    Block,
-    BlockGrid,
-    DoneMarkers,
-    ProgressCallback,
-    StopCheck,
-    check_resumable,
-    default_block,
-    finish_output,
-    jsonable,
-    output_chunks,
-    prepare_output,
-    run_blockwise,
-    work_folder,
-)
-from ..errors import InputError, UserError
-from ..io import OmeZarrWriter, Volume, create_ome_zarr, open_volume
+from ..blockwise import Block, BlockGrid, DoneMarkers, ProgressCallback, StopCheck, run_blockwise
+from ..errors import InputError
+from ..io import Volume, open_volume
+from ..io.outputs import ResumableOutput, default_block, jsonable, output_chunks
 from ..io.guard import check_complete
 from ..io.lock import holds_output_lock
 from ..io.ome_zarr import BlockPyramid
@@ -314,18 +300,14 @@ def _run_to_store(vol: Volume, fg: Foreground, output, *, task: str, settings: d
     out_dtype = np.uint32 if vol.size < 2**32 else np.uint64
     settings = jsonable({**settings, "method": method, "connectivity": connectivity, "min_size": min_size,
                          "block_shape": grid.block_shape, "chunks": chunks, "shape": shape})
-    out_path, resuming = prepare_output(output, overwrite, resume, "output", inputs=[vol], task=task)
-    if resuming:
-        if check_resumable(out_path, settings, task).get("complete"):
-            log.info("%s: already complete, nothing to resume", out_path)
-            return out_path
-        writer = OmeZarrWriter.reopen(out_path)
-    else:
-        writer = create_ome_zarr(out_path, shape, out_dtype, vol.voxel_size, chunks=chunks, kind="labels",
-                                 ome_version=ome_version, name="instances",
-                                 attrs=jsonable({"task": task, "complete": False, "settings": settings, **provenance}))
-    try:
-        work = work_folder(out_path, writer.zarr_format)
+    out = ResumableOutput(output, task=task, settings=settings, inputs=[vol], overwrite=overwrite, resume=resume)
+    if out.complete:
+        log.info("%s: already complete, nothing to resume", out.path)
+        return out.path
+    with out:
+        writer = out.writer or out.create(shape, out_dtype, vol.voxel_size, chunks=chunks, kind="labels",
+                                          ome_version=ome_version, name="instances", attrs=provenance)
+        work = out.work
         # provisional per-block ids (created once; kept on resume)
         zarr.open_array(str(work / "local"), mode="a", shape=shape, chunks=chunks, dtype="uint32", fill_value=0,
                         zarr_format=writer.zarr_format)
@@ -334,12 +316,8 @@ def _run_to_store(vol: Volume, fg: Foreground, output, *, task: str, settings: d
                              connectivity=connectivity, min_size=min_size, seed_radius=radius, work=work,
                              executor=executor, address=address, num_workers=num_workers, progress=progress,
                              out_dtype=writer.dtype, callback=callback, should_stop=should_stop)
-    except UserError:
-        if not resuming:  # bad input found mid-way: leave nothing behind that could be mistaken for an output
-            shutil.rmtree(out_path, ignore_errors=True)
-        raise
-    finish_output(writer, n_instances=n)
-    return out_path
+        out.finish(n_instances=n)
+    return out.path
 
 
 def _source_fingerprint(vol: Volume) -> dict:

@@ -204,7 +204,7 @@ class Trainer:
         return [c.resolve_path(s) for s in specs if s] + ([c.train.init] if c.train.init else [])
 
     def prepare_run_dir(self) -> None:
-        from ..io.guard import check_not_an_input, check_replaceable, write_marker
+        from ..io.guard import check_not_an_input, check_replaceable, set_aside, settle_replacement, write_marker
         from ..io.lock import output_lock
 
         rd = self.run_dir
@@ -225,7 +225,13 @@ class Trainer:
                     raise InputError(f"{rd}: run directory already exists; {resume}--overwrite to replace it, or "
                                      "--set run_dir=another/path")
                 check_replaceable(rd, (), "training run folder", "train")
-                shutil.rmtree(rd)
+                aside = set_aside(rd)  # the old run stays whole until this one has a checkpoint or fails
+                if held is None:
+                    shutil.rmtree(aside)
+                else:
+                    # a diverged run keeps its last good checkpoint (its message says so), as an interrupted one
+                    held.push(lambda exc_type, *_: settle_replacement(rd, aside, exc_type, (rd / "last.pt").exists,
+                                                                      keep_on=(TrainingDiverged,)) and False)
             rd.mkdir(parents=True, exist_ok=True)
             if not self.resume:  # a resume rewrites the record only once its checkpoint accepted this config
                 write_marker(rd, "train")

@@ -289,18 +289,17 @@ def test_callback_and_should_stop_then_resume_identical(tmp_path, model_file, ra
 
 def test_resume_after_interrupted_pyramid(tmp_path, model_file, raw, monkeypatch):
     """Killed after the blocks but before 'complete': resume rebuilds the pyramid only, same result."""
-    import importlib
+    from masktwins_bio.io.outputs import ResumableOutput
 
-    module = importlib.import_module("masktwins_bio.inference.predict")
     path, _ = raw
     kw = {"block_shape": (10, 32, 36), "progress": False, "device": "cpu"}
     reference = predict(model_file, path, tmp_path / "ref.zarr", **kw)
 
-    def interrupted(writer, **_):
-        writer.finalize()
+    def interrupted(self, **_):
+        self.writer.finalize()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(module, "finish_output", interrupted)
+    monkeypatch.setattr(ResumableOutput, "finish", interrupted)
     with pytest.raises(KeyboardInterrupt):
         predict(model_file, path, tmp_path / "p.zarr", **kw)
     monkeypatch.undo()

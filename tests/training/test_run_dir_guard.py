@@ -1,4 +1,5 @@
-"""train --overwrite never deletes the run's own data (issue 12, item 1): the run folder may not hold an input."""
+"""train --overwrite never deletes the run's own data (issue 12, item 1): the run folder may not hold an input, and a
+failed replacement leaves the old run whole."""
 
 from __future__ import annotations
 
@@ -34,3 +35,21 @@ def test_train_refuses_a_run_folder_another_process_writes(tiny_config, refusal)
         assert main(["train", str(path), "--no-progress", "--overwrite"]) == 2
         refusal("masktwins-bio train (PID", "is writing this output")
     assert main(["train", str(path), "--no-progress"]) == 0
+
+
+def test_train_overwrite_failing_before_a_checkpoint_keeps_the_old_run(tiny_config, digest, monkeypatch):
+    from pathlib import Path
+
+    from masktwins_bio.training import trainer
+
+    path, cfg = tiny_config(train={"steps": 2, "val_every": 1})
+    run = Path(cfg["run_dir"])
+    assert main(["train", str(path), "--no-progress"]) == 0
+    before = digest(run)
+
+    def fails(self):
+        raise OSError(28, "No space left on device", str(run / "last.pt"))
+
+    monkeypatch.setattr(trainer.Trainer, "build_optimizer", fails)
+    assert main(["train", str(path), "--no-progress", "--overwrite"]) == 2
+    assert digest(run) == before and not list(run.parent.glob(f".{run.name}.replaced-*"))
