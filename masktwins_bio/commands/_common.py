@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
+from typing import Optional
 
-__all__ = ["triple", "int_triple", "add_config_arguments", "add_overwrite", "add_device"]
+__all__ = ["triple", "int_triple", "number", "add_config_arguments", "add_overwrite", "add_device"]
 
 
 def _numbers(text: str, cast, what: str):
@@ -15,7 +17,7 @@ def _numbers(text: str, cast, what: str):
         raise argparse.ArgumentTypeError(f"{what} {text!r}: expected three numbers z,y,x, e.g. 50,4.6,4.6") from None
     if len(values) != 3:
         raise argparse.ArgumentTypeError(f"{what} {text!r}: expected three numbers z,y,x, got {len(values)}")
-    if any(v <= 0 for v in values):
+    if any(not (v > 0 and math.isfinite(v)) for v in values):
         raise argparse.ArgumentTypeError(f"{what} {text!r}: all values must be positive")
     return values
 
@@ -28,6 +30,37 @@ def triple(text: str):
 def int_triple(text: str):
     """``"16,128,128"`` -> (16, 128, 128); positive integers."""
     return _numbers(text, int, "value")
+
+
+def number(cast=float, low: Optional[float] = None, high: Optional[float] = None, *, low_open: bool = False,
+           high_open: bool = False):
+    """An argparse type for one finite number within ``[low, high]`` (``low_open``/``high_open``: that end excluded).
+
+    Every numeric option goes through one of these, so a value out of range is refused before anything is read or
+    written, with argparse's one-line error naming the option.
+    """
+    if low is not None and high is not None:
+        bounds = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        bounds = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        bounds = f"{'<' if high_open else '<='} {high:g}"
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            kind = "an integer" if cast is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not math.isfinite(value) or (
+                low is not None and (value < low or (low_open and value == low))) or (
+                high is not None and (value > high or (high_open and value == high))):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: it must be {bounds}")
+        return value
+
+    parse.__name__ = "integer" if cast is int else "number"
+    parse.bounds = (cast, low, high, low_open, high_open)  # read by the tests that try every option's edges
+    return parse
 
 
 def add_config_arguments(p: argparse.ArgumentParser) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_config_arguments, triple
+from ._common import add_config_arguments, number, triple
 
 
 def register(sub) -> None:
@@ -28,14 +28,16 @@ def register(sub) -> None:
     g.add_argument("--target-voxel-size", type=triple, metavar="Z,Y,X")
     g.add_argument("--test-voxel-size", type=triple, metavar="Z,Y,X",
                    help="nm; default from metadata, else the target's (flag or metadata)")
-    g.add_argument("--source-label-threshold", type=float, default=1.0, help="foreground = labels >= T")
-    g.add_argument("--test-label-threshold", type=float, default=1.0)
+    g.add_argument("--source-label-threshold", type=number(float, 0, low_open=True),
+                   default=1.0, help="foreground = labels >= T")
+    g.add_argument("--test-label-threshold", type=number(float, 0, low_open=True), default=1.0)
     b = p.add_argument_group("budget and setup")
     b.add_argument("--voxel-size", type=triple, metavar="Z,Y,X", help="training voxel size (default: the source's)")
     b.add_argument("--methods", default="source_only,masktwins", help="comma-separated (default source_only,masktwins)")
-    b.add_argument("--steps", type=int, help="steps per method (an upper bound with --minutes; default 4000 with the "
+    b.add_argument("--steps", type=number(int, 1),
+                   help="steps per method (an upper bound with --minutes; default 4000 with the "
                                              "cpu preset, 6000 with gpu; adaptation methods adapt in the second half)")
-    b.add_argument("--minutes", type=float, help="wall-clock budget per method")
+    b.add_argument("--minutes", type=number(float, 0, low_open=True), help="wall-clock budget per method")
     b.add_argument("--seeds", default="0", help="comma-separated seeds")
     b.add_argument("--preset", choices=("cpu", "gpu"), help="network/patch sizes (default: gpu on CUDA, else cpu)")
     b.add_argument("--config", help="base YAML whose model/method/train/data settings replace the preset")

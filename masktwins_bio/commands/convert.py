@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_overwrite, int_triple, triple
+from ._common import add_overwrite, int_triple, number, triple
 
 
 def register(sub) -> None:
@@ -17,11 +17,12 @@ def register(sub) -> None:
                    help="0.4 = Zarr v2, widest reader support (default); 0.5 = Zarr v3")
     p.add_argument("--chunks", type=int_triple, metavar="Z,Y,X", help="chunk shape (default 32,256,256)")
     p.add_argument("--labels", action="store_true", help="the source is a label volume (integers)")
-    p.add_argument("--binarize", type=float, metavar="T",
+    p.add_argument("--binarize", type=number(float, 0, low_open=True), metavar="T",
                    help="store labels >= T as a 0/1 mask (implies --labels), e.g. 1 or 128")
     p.add_argument("--resample-to", type=triple, metavar="Z,Y,X", help="resample to this voxel size (nm)")
-    p.add_argument("--levels", type=int, help="pyramid levels (default: automatic)")
-    p.add_argument("--memory-budget-mb", type=int, default=256, help="max MiB of one source slab in memory")
+    p.add_argument("--levels", type=number(int, 1), help="pyramid levels (default: automatic)")
+    p.add_argument("--memory-budget-mb", type=number(int, 1),
+                   default=256, help="max MiB of one source slab in memory")
     add_overwrite(p)
     p.add_argument("--allow-incomplete", action="store_true",
                    help="read an input an interrupted masktwins-bio job left unfinished (refused by default)")

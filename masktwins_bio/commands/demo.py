@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_device
+from ._common import add_device, number
 
 
 def register(sub) -> None:
@@ -13,9 +13,9 @@ def register(sub) -> None:
                     "both on the target, print a table and write demo_figure.png. Needs no downloads.")
     p.add_argument("--out", default="masktwins-demo", help="output folder (default: masktwins-demo)")
     p.add_argument("--size", default="demo", choices=("tiny", "small", "demo", "large"), help="synthetic data size")
-    p.add_argument("--steps", type=int, help="source-only training steps (default 300)")
-    p.add_argument("--adapt-steps", type=int, help="MaskTwins adaptation steps (default 150)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=number(int, 1), help="source-only training steps (default 300)")
+    p.add_argument("--adapt-steps", type=number(int, 1), help="MaskTwins adaptation steps (default 150)")
+    p.add_argument("--seed", type=number(int, 0), default=0)
     add_device(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._common import add_overwrite, int_triple, triple
+from ._common import add_overwrite, int_triple, number, triple
 
 
 def register(sub) -> None:
@@ -20,8 +20,9 @@ def register(sub) -> None:
     p.add_argument("pred", help="prediction: probability map (uint8 p*255 or float in [0,1]) or label volume")
     p.add_argument("gt", help="ground truth: integer labels or a mask")
     p.add_argument("--out", metavar="DIR_OR_JSON", help="write summary.json into this folder, or to this .json file")
-    p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (default 0.5)")
-    p.add_argument("--gt-threshold", type=float, metavar="T",
+    p.add_argument("--threshold", type=number(float, 0, 1, low_open=True),
+                   default=0.5, help="foreground probability threshold (default 0.5)")
+    p.add_argument("--gt-threshold", type=number(float, 0, low_open=True), metavar="T",
                    help="GT foreground is value >= T (e.g. 128 for 8-bit masks); default: value > 0")
     p.add_argument("--roi", metavar="Z0:Z1,Y0:Y1,X0:X1", help="evaluate this region of the GT only (GT voxels)")
     p.add_argument("--no-instances", action="store_true", help="skip instance metrics")

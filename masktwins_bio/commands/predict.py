@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_device, int_triple, triple
+from ._common import add_device, int_triple, number, triple
 
 
 def add_run_arguments(p: argparse.ArgumentParser, what: str, block_default: str) -> None:
@@ -21,7 +21,7 @@ def add_run_arguments(p: argparse.ArgumentParser, what: str, block_default: str)
     p.add_argument("--dask", nargs="?", const="local", metavar="ADDRESS",
                    help="run the blocks on dask.distributed: alone, a local cluster; with a scheduler ADDRESS "
                         "(tcp://host:8786), an existing cluster, e.g. dask-jobqueue's SLURMCluster")
-    p.add_argument("--workers", type=int, metavar="N",
+    p.add_argument("--workers", type=number(int, 1), metavar="N",
                    help="workers of the local dask cluster (default: one per GPU, else 2)")
     p.add_argument("--ome-version", choices=("0.4", "0.5"), default="0.4",
                    help="0.4 = Zarr v2, widest reader support (default); 0.5 = Zarr v3")
@@ -53,8 +53,9 @@ def register(sub) -> None:
                         "(z is never swapped with y/x)")
     p.add_argument("--roi", metavar="Z0:Z1,Y0:Y1,X0:X1", help="only this region of the input (input voxels)")
     add_device(p)
-    p.add_argument("--overlap", type=float, default=0.25, help="sliding-window overlap fraction (default 0.25)")
-    p.add_argument("--batch-size", type=int, default=2, help="windows per forward pass (default 2)")
+    p.add_argument("--overlap", type=number(float, 0, 1, high_open=True),
+                   default=0.25, help="sliding-window overlap fraction (default 0.25)")
+    p.add_argument("--batch-size", type=number(int, 1), default=2, help="windows per forward pass (default 2)")
     p.add_argument("--window", type=int_triple, metavar="Z,Y,X", help="window size (default: the model's patch size)")
     p.add_argument("--dtype", choices=("uint8", "float16"), default="uint8",
                    help="uint8 = round(p*255) (default, 2x smaller) or float16")

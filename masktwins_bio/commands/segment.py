@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import triple
+from ._common import number, triple
 from .predict import add_run_arguments, executor_kwargs
 
 
@@ -17,12 +17,14 @@ def register(sub) -> None:
         epilog="example: masktwins-bio segment prob.zarr instances.zarr --method watershed --min-size 200")
     p.add_argument("prob", help="probability volume (e.g. the output of 'masktwins-bio predict')")
     p.add_argument("output", help="output .zarr (OME-Zarr label image)")
-    p.add_argument("--threshold", type=float, default=0.5, help="foreground is p >= threshold (default 0.5)")
+    p.add_argument("--threshold", type=number(float, 0, 1, low_open=True, high_open=True),
+                   default=0.5, help="foreground is p >= threshold (default 0.5)")
     p.add_argument("--method", choices=("cc", "watershed"), default="cc",
                    help="cc = connected components (default); watershed = seeded watershed on the distance "
                         "transform, splits touching mitochondria")
-    p.add_argument("--min-size", type=int, default=64, help="remove objects with fewer voxels (default 64)")
-    p.add_argument("--seed-distance", type=float, default=40.0,
+    p.add_argument("--min-size", type=number(int, 0),
+                   default=64, help="remove objects with fewer voxels (default 64)")
+    p.add_argument("--seed-distance", type=number(float, 0, low_open=True), default=40.0,
                    help="watershed: seeds at least this far apart along each axis, in nm (default 40)")
     p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26, help="voxel connectivity (default 26)")
     p.add_argument("--voxel-size", type=triple, metavar="Z,Y,X", help="voxel size in nm (overrides metadata)")

@@ -256,6 +256,10 @@ def open_ground_truth(gt, voxel_size=None, gt_threshold: Optional[float] = None,
         raise InputError(f"{vol.path}: ground truth has dtype {vol.dtype}; GT must be integer labels or a mask")
     vol.kind = "labels"
     check_complete(vol, "ground truth", allow_incomplete)
+    prov = _provenance(vol)
+    if gt_threshold is None and prov.get("task") == "predict":  # read as ids, p > 0 was the "foreground"
+        raise InputError(f"{vol.path}: ground truth is a probability map written by masktwins-bio predict, not labels "
+                         "or a mask; give the real labels, or pass --gt-threshold 128 to use p >= 0.5 as the mask")
     info = {"path": vol.path, "format": vol.format, "kind": "labels" if gt_threshold is None else "mask",
             "dtype": str(vol.dtype), "shape": list(vol.shape),
             "voxel_size_nm": list(vol.voxel_size) if vol.voxel_size else None, "gt_threshold": gt_threshold}

@@ -294,3 +294,15 @@ def test_uint8_file_of_unknown_kind_must_be_named(tmp_path, arrays, capsys):
                  "--pred-kind", "probability", "--no-instances"]) == 0
     tifffile.imwrite(tmp_path / "mask.tif", ((arrays["gt"] > 0) * 255).astype(np.uint8))
     assert main(["evaluate", str(tmp_path / "mask.tif"), str(gt), "--pred-voxel-size", "30,8,8"]) == 0
+
+
+def test_a_probability_map_is_not_ground_truth(tmp_path, arrays, stores, capsys):
+    """Issue 12: a predict output given as the GT was read as ids 0-255 (foreground p > 0), without a word."""
+    prob = write_ome_zarr(tmp_path / "predicted.zarr", arrays["prob"], voxel_size=(30, 8, 8),
+                          attrs={"task": "predict", "complete": True})
+    assert main(["evaluate", stores["labels"], str(prob)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "probability map written by masktwins-bio predict" in err, err
+    assert "--gt-threshold 128" in err
+    summary = evaluate(stores["labels"], str(prob), gt_threshold=128)  # thresholded, it is a mask
+    assert summary["inputs"]["ground_truth"]["kind"] == "mask"
