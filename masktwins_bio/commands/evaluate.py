@@ -44,6 +44,9 @@ def register(sub) -> None:
     add_overwrite(p, "summary.json")
     p.add_argument("--allow-incomplete", action="store_true",
                    help="read an input an interrupted masktwins-bio job left unfinished (refused by default)")
+    p.add_argument("--allow-resampling", action="store_true",
+                   help="accept a prediction more than 8x finer or coarser than the GT (refused: usually a wrong "
+                        "voxel size)")
     p.set_defaults(handler=run)
 
 
@@ -56,7 +59,7 @@ def run(args) -> int:
         per_section=not args.no_per_section, instance=False if args.no_instances else "auto", prob=args.prob,
         pred_kind=args.pred_kind, roi=args.roi, block_shape=args.block_shape, pred_voxel_size=args.pred_voxel_size,
         gt_voxel_size=args.gt_voxel_size, connectivity=args.connectivity, overwrite=args.overwrite,
-        progress=sys.stderr.isatty(), allow_incomplete=args.allow_incomplete,
+        progress=sys.stderr.isatty(), allow_incomplete=args.allow_incomplete, allow_resampling=args.allow_resampling,
     )
     if args.json:
         print(dumps(summary))

@@ -60,6 +60,9 @@ def register(sub) -> None:
     p.add_argument("--dtype", choices=("uint8", "float16"), default="uint8",
                    help="uint8 = round(p*255) (default, 2x smaller) or float16")
     p.add_argument("--voxel-size", type=triple, metavar="Z,Y,X", help="input voxel size in nm (overrides metadata)")
+    p.add_argument("--allow-resampling", action="store_true",
+                   help="accept an input more than 8x finer or coarser than the model (refused: usually a wrong "
+                        "voxel size)")
     add_run_arguments(p, "output",
                       "one window thick in z, 8 (CPU) or 16 (CUDA) windows wide, at most 16 Mi / 128 Mi voxels")
     p.set_defaults(handler=run)
@@ -72,6 +75,6 @@ def run(args) -> int:
                   resume=args.resume, device=args.device, block_shape=args.block_shape, chunks=args.chunks,
                   overlap=args.overlap, sw_batch_size=args.batch_size, output_dtype=args.dtype,
                   voxel_size=args.voxel_size, window=args.window, ome_version=args.ome_version,
-                  **executor_kwargs(args))
+                  allow_resampling=args.allow_resampling, **executor_kwargs(args))
     print(f"wrote {out}")
     return 0

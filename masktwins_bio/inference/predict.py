@@ -55,6 +55,7 @@ from .._version import __version__
 from ..blockwise import Block, BlockGrid, ProgressCallback, StopCheck, run_blockwise
 from ..errors import InputError
 from ..io import Volume, open_volume, read_region
+from ..io.volume import check_resampling
 from ..io.lock import holds_output_lock
 from ..io.outputs import ResumableOutput, default_block, jsonable, output_chunks
 from ..io.ome_zarr import BlockPyramid
@@ -394,6 +395,7 @@ def predict(
     voxel_size: Optional[Sequence[float]] = None,
     window: Optional[Sequence[int]] = None,
     ome_version: str = "0.4",
+    allow_resampling: bool = False,
     callback: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCheck] = None,
 ) -> Path:
@@ -420,6 +422,8 @@ def predict(
         voxel_size: Input voxel size in nm (z, y, x), overriding (or supplying missing) metadata.
         window: Sliding-window size (voxels); default the model's training patch size.
         ome_version: ``0.4`` (Zarr v2) or ``0.5`` (Zarr v3).
+        allow_resampling: Accept an input more than 8x finer or coarser than the model along an axis (refused by
+            default: a wrong voxel size is the usual cause); beyond 2x it is announced either way.
         callback: ``callback("predict", done, total)`` with output voxels, at the start and after every block.
         should_stop: Polled between blocks; True stops the run (see :func:`~masktwins_bio.blockwise.run_blockwise`).
 
@@ -428,7 +432,7 @@ def predict(
 
     Raises:
         InputError: missing model/input, output exists without ``overwrite``/``resume``, resume with other
-            settings, unknown input voxel size, ROI outside the volume, block shape not a multiple of the chunks.
+            settings, unknown input voxel size, resampling beyond 8x (without ``allow_resampling``), ROI outside the volume, block shape not a multiple of the chunks.
         Cancelled: ``should_stop()`` returned True; the output stays ``complete: false``, ``resume=True`` finishes it.
     """
     if tta not in TTA_MODES:
@@ -449,11 +453,7 @@ def predict(
         raise InputError(f"{vol.path}: voxel size unknown; the model was trained at {trained} nm, give the input's "
                          "with --voxel-size Z,Y,X")
     roi_in = _parse_roi(roi, vol.shape, vol.path)
-    factors = [v / m for v, m in zip(vol.voxel_size, loaded.voxel_size)]
-    if any(f > 2 or f < 0.5 for f in factors):  # a wrong voxel size is the usual cause; say what happens
-        log.warning("%s: resampled from %s nm to the model's %s nm (factors %s along z, y, x); check the voxel "
-                    "sizes if that is not intended", vol.path, "x".join(f"{v:g}" for v in vol.voxel_size),
-                    "x".join(f"{v:g}" for v in loaded.voxel_size), ", ".join(f"{f:.3g}" for f in factors))
+    check_resampling(vol.path, vol.voxel_size, loaded.voxel_size, "input", allow_resampling)
     source = vol.resampled(loaded.voxel_size)
     roi_out = _roi_on_grid(roi_in, vol.voxel_size, loaded.voxel_size, source.shape)
     origin = tuple(s.start for s in roi_out)

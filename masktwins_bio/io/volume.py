@@ -12,6 +12,7 @@ resampling exactly: each output voxel depends only on the source voxels around i
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
@@ -19,7 +20,35 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Volume", "ResampledArray", "CroppedArray", "normalize_key", "read_region"]
+from ..errors import InputError
+
+__all__ = ["Volume", "ResampledArray", "CroppedArray", "normalize_key", "read_region", "check_resampling",
+           "MAX_RESAMPLING"]
+
+log = logging.getLogger(__name__)
+
+#: resampling by more than this factor along an axis is refused unless allowed (a wrong voxel size is the usual
+#: cause: e.g. an OME-Zarr without units read as 1 nm); by more than 2x it is announced
+MAX_RESAMPLING = 8.0
+
+
+def check_resampling(path, from_nm: Sequence[float], to_nm: Sequence[float], what: str = "input",
+                     allow: bool = False) -> None:
+    """Announce (> 2x along an axis) or refuse (> :data:`MAX_RESAMPLING`, unless ``allow``) a resampling.
+
+    Raises:
+        InputError: the factor exceeds :data:`MAX_RESAMPLING` along some axis and ``allow`` is False.
+    """
+    factors = [float(f) / float(t) for f, t in zip(from_nm, to_nm)]
+    worst = max(max(f, 1 / f) for f in factors)
+    if worst <= 2:
+        return
+    text = (f"{path}: {what} resampled from {'x'.join(f'{v:g}' for v in from_nm)} nm to "
+            f"{'x'.join(f'{v:g}' for v in to_nm)} nm (factors {', '.join(f'{f:.3g}' for f in factors)} along z, y, x)")
+    if worst > MAX_RESAMPLING and not allow:
+        raise InputError(f"{text}: more than {MAX_RESAMPLING:g}x along an axis is usually a wrong voxel size; check "
+                         "it (give the right one with --voxel-size), or pass --allow-resampling if it is intended")
+    log.warning("%s; check the voxel sizes if that is not intended", text)
 
 Triple = tuple[float, float, float]
 

@@ -111,6 +111,7 @@ def evaluate(
     callback: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCheck] = None,
     allow_incomplete: bool = False,
+    allow_resampling: bool = False,
 ) -> dict:
     """Evaluate a prediction against ground truth, streamed block by block.
 
@@ -141,6 +142,8 @@ def evaluate(
         should_stop: Polled between blocks; True stops with :class:`~masktwins_bio.errors.Cancelled` and writes
             nothing.
         allow_incomplete: Evaluate stores an interrupted masktwins-bio job left unfinished (refused by default).
+        allow_resampling: Accept a prediction more than 8x finer or coarser than the GT along an axis (refused by
+            default: a wrong voxel size is the usual cause).
 
     Returns:
         The summary dict (also written to ``output``): ``semantic`` (``per_section_mean``, ``whole_volume``,
@@ -166,7 +169,7 @@ def evaluate(
     if prob is not None:
         s_src = open_prediction(prob, pred_voxel_size, "probability", threshold, role="probability volume",
                                 allow_incomplete=allow_incomplete)
-    roi_sl, notes = align_inputs(p_src, g_src, roi, s_src)
+    roi_sl, notes = align_inputs(p_src, g_src, roi, s_src, allow_resampling)
 
     skip_reason = None
     if instance is False:

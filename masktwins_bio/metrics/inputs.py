@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import Volume, open_volume
 from ..io.ome_zarr import PROVENANCE_KEY
-from ..io.volume import normalize_key
+from ..io.volume import check_resampling, normalize_key
 from .semantic import threshold_lut
 
 __all__ = ["PredictionSource", "GroundTruthSource", "open_prediction", "open_ground_truth", "align_inputs",
@@ -297,7 +297,8 @@ def _parse_roi(roi, shape):
 
 
 def align_inputs(pred: PredictionSource, gt: GroundTruthSource, roi=None,
-                 prob: Optional[PredictionSource] = None) -> tuple[Optional[tuple[slice, ...]], list[str]]:
+                 prob: Optional[PredictionSource] = None, allow_resampling: bool = False
+                 ) -> tuple[Optional[tuple[slice, ...]], list[str]]:
     """Bring prediction (and scores volume) onto the GT grid and apply the ROI, in place.
 
     * Same shape: compared voxel by voxel (differing voxel-size metadata only adds a note).
@@ -320,6 +321,7 @@ def align_inputs(pred: PredictionSource, gt: GroundTruthSource, roi=None,
     differ = pvs is not None and gvs is not None and not np.allclose(pvs, gvs, rtol=1e-3)
     ops = []
     if pvol.shape not in (gvol.shape, target_shape) and differ:
+        check_resampling(pvol.path, pvs, gvs, "prediction", allow_resampling)
         order = 0 if pred.kind == "labels" else 1
         ops.append(("resample", tuple(gvs), order, _grid_covered(pvol, gvs, gvol.shape, target_shape)))
         notes.append(f"prediction resampled lazily from {_fmt_vs(pvs)} nm to the GT voxel size {_fmt_vs(gvs)} nm "

@@ -343,9 +343,16 @@ def test_default_block_shape(shape, window, device, expected):
     assert default_block_shape(shape, chunks, window, device) == expected
 
 
-def test_large_resampling_is_announced(tmp_path, raw, tiny_model, caplog):
+def test_large_resampling_is_announced_and_beyond_8x_refused(tmp_path, raw, tiny_model, caplog):
     """Issue 12: predict resampled 10x finer without a word (a wrong voxel size is the usual cause)."""
     model = tiny_model(tmp_path / "fine.pt", voxel_size=(30.0, 2.0, 2.0), patch=(8, 32, 32))
     with caplog.at_level("WARNING"):
         predict(model, raw[0], tmp_path / "p.zarr", roi="0:2, 0:8, 0:8", progress=False, device="cpu")
-    assert "resampled from 30x8x8 nm to the model's 30x2x2 nm (factors 1, 4, 4" in caplog.text
+    assert "resampled from 30x8x8 nm to 30x2x2 nm (factors 1, 4, 4 along z, y, x)" in caplog.text
+    finer = tiny_model(tmp_path / "finer.pt", voxel_size=(30.0, 0.5, 0.5), patch=(8, 32, 32))
+    with pytest.raises(InputError, match="more than 8x along an axis is usually a wrong voxel size"):
+        predict(finer, raw[0], tmp_path / "q.zarr", roi="0:2, 0:2, 0:2", progress=False, device="cpu")
+    assert not (tmp_path / "q.zarr").exists()
+    out = predict(finer, raw[0], tmp_path / "q.zarr", roi="0:2, 0:2, 0:2", progress=False, device="cpu",
+                  allow_resampling=True)
+    assert out.exists()

@@ -306,3 +306,13 @@ def test_a_probability_map_is_not_ground_truth(tmp_path, arrays, stores, capsys)
     assert "--gt-threshold 128" in err
     summary = evaluate(stores["labels"], str(prob), gt_threshold=128)  # thresholded, it is a mask
     assert summary["inputs"]["ground_truth"]["kind"] == "mask"
+
+
+def test_resampling_beyond_8x_is_refused_unless_allowed(tmp_path):
+    gt = write_ome_zarr(tmp_path / "gt.zarr", np.ones((4, 80, 80), np.uint8), voxel_size=(40, 1, 1), kind="labels")
+    pred = write_ome_zarr(tmp_path / "p.zarr", np.full((4, 8, 8), 255, np.uint8), voxel_size=(40, 10, 10),
+                          attrs={"task": "predict", "complete": True})
+    with pytest.raises(InputError, match="more than 8x along an axis"):
+        evaluate(str(pred), str(gt))
+    summary = evaluate(str(pred), str(gt), allow_resampling=True, instance=False)
+    assert summary["semantic"]["whole_volume"]["iou"] == pytest.approx(1.0)
