@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
-from ..errors import InputError
+from ..errors import Cancelled, InputError, UserError
 
 __all__ = ["Volume", "ResampledArray", "CroppedArray", "normalize_key", "read_region", "check_resampling",
            "MAX_RESAMPLING"]
@@ -152,7 +152,16 @@ class Volume:
 
     def __getitem__(self, key) -> np.ndarray:
         sl = normalize_key(key, self.shape)
-        return _squeeze_int_axes(key, np.asarray(self.array[sl]))
+        try:
+            data = np.asarray(self.array[sl])
+        except (UserError, Cancelled, MemoryError):
+            raise
+        except Exception as exc:  # a damaged chunk or file: name the file and the region, not a codec's internals
+            region = ", ".join(f"{s.start}:{s.stop}" for s in sl)
+            raise InputError(f"{self.path}: cannot read voxels [{region}] ({type(exc).__name__}: {exc}); the data is "
+                             "damaged or unreadable there - restore the file from a copy, or convert the original "
+                             "again") from None
+        return _squeeze_int_axes(key, data)
 
     def __array__(self, dtype=None, copy=None):
         data = self[:]
@@ -200,7 +209,7 @@ class Volume:
                 extent take the value at its edge.
         """
         if self.voxel_size is None:
-            from ..errors import InputError
+            from ..errors import Cancelled, InputError, UserError
 
             raise InputError(
                 f"{self.path}: voxel size unknown, cannot resample to {list(voxel_size)} nm; "

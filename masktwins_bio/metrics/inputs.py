@@ -103,7 +103,7 @@ class PredictionSource:
             ``(scores, foreground, ids)``: scores for the AP histogram (uint8 / float probabilities / bool),
             the foreground mask at the threshold, and the instance ids (``None`` for probabilities).
         """
-        data = np.asarray(self.volume.array[tuple(slices)])
+        data = self.volume[tuple(slices)]
         if self.kind == "labels":
             if np.issubdtype(data.dtype, np.signedinteger) and data.size and data.min() < 0:
                 self._fail_negative(data, slices)
@@ -165,7 +165,7 @@ class GroundTruthSource:
 
     def read(self, slices: Sequence[slice]):
         """``(foreground, ids)`` of a block."""
-        data = np.asarray(self.volume.array[tuple(slices)])
+        data = self.volume[tuple(slices)]
         if np.issubdtype(data.dtype, np.signedinteger) and data.size and data.min() < 0:
             idx = np.unravel_index(int(np.flatnonzero(data < 0)[0]), data.shape)
             pos = tuple(int(i) + s.start for i, s in zip(idx, slices))

@@ -17,16 +17,23 @@ class RunLogger:
         run_dir: Run directory.
         enabled: False on non-zero DDP ranks.
         tensorboard: Also write TensorBoard event files.
+        resume_step: The step a resumed run continues from: rows logged after it (by the interrupted run, after
+            its last checkpoint) are dropped, since the resumed run logs those steps again.
     """
 
-    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True):
+    HEADER = "step,tag,value"
+
+    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True,
+                 resume_step: Optional[int] = None):
         self.enabled = enabled
         self._tb = None
         self._file = None
         if not enabled:
             return
         path = Path(run_dir) / "log.csv"
-        new = not path.exists()
+        if path.exists():
+            self._repair(path, resume_step)
+        new = not path.exists() or path.stat().st_size == 0
         self._file = open(path, "a", newline="")
         self._csv = csv.writer(self._file)
         if new:
@@ -38,6 +45,27 @@ class RunLogger:
                 self._tb = SummaryWriter(log_dir=os.fspath(Path(run_dir) / "tensorboard"))
             except Exception:  # tensorboard missing or broken: the CSV log still works
                 self._tb = None
+
+    @classmethod
+    def _repair(cls, path: Path, resume_step: Optional[int]) -> None:
+        """Make an interrupted run's log appendable: its header (lost when the disk filled up before the first
+        flush), no torn last row (``kill -9``, a full disk), no rows after ``resume_step``."""
+        with open(path, newline="") as f:
+            text = f.read()
+        lines = [ln.rstrip("\r") for ln in text.split("\n")[:-1]]  # [:-1]: after the last newline, a torn row
+        rows = [ln for ln in lines if ln and ln != cls.HEADER]
+
+        def keep(row: str) -> bool:
+            step = row.split(",", 1)[0]
+            return step.isdigit() and row.count(",") >= 2 and (resume_step is None or int(step) <= resume_step)
+
+        kept = list(filter(keep, rows))
+        if kept == rows and lines[:1] == [cls.HEADER] and text.endswith("\n"):
+            return  # nothing to repair
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows([cls.HEADER.split(","), *(r.split(",", 2) for r in kept)])
+        os.replace(tmp, path)
 
     def log(self, step: int, values: dict, prefix: str = "") -> None:
         if not self.enabled:

@@ -182,7 +182,8 @@ class Trainer:
         self.target_iter = None  # opened at the first adapting step (next_batch), so its stream starts there
         self.build_validation()
         self.generator = torch.Generator(device=self.device)
-        self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
+        self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main,
+                                resume_step=self.step if self.resume else None)
         self.bar = self.make_progress()
         self._t_last = time.perf_counter()
         self._step_last = self.step

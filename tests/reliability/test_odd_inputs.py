@@ -34,3 +34,23 @@ def test_empty_or_wrong_kind_of_path(tmp_path, refusal, digest, argv, needle):
     assert main([a.format(d=tmp_path) for a in argv]) == 2
     refusal(needle)
     assert digest(tmp_path) == before
+
+
+@pytest.mark.parametrize("argv", [
+    ["info", "{d}/p.zarr"],
+    ["segment", "{d}/p.zarr", "{d}/l.zarr", "--no-progress"],
+    ["convert", "{d}/p.zarr", "{d}/c.zarr"],
+    ["evaluate", "{d}/p.zarr", "{d}/p.zarr", "--gt-threshold", "128"],
+])
+def test_a_corrupt_chunk_is_one_line_naming_the_file_and_region(tmp_path, refusal, digest, argv):
+    """Issue 12: a damaged chunk ended in a blosc RuntimeError traceback; now one line, exit 2, nothing written."""
+    from masktwins_bio.io import write_ome_zarr
+
+    data = (np.random.default_rng(0).random((4, 64, 64)) * 255).astype(np.uint8)
+    store = write_ome_zarr(tmp_path / "p.zarr", data, voxel_size=(40, 8, 8), chunks=(2, 32, 32),
+                           attrs={"task": "predict", "complete": True})
+    (store / "0" / "0" / "0" / "1").write_bytes(b"\x00 definitely not a blosc frame \xff" * 2)
+    before = digest(tmp_path)
+    assert main([a.format(d=tmp_path) for a in argv]) == 2
+    refusal("p.zarr: cannot read voxels [", "damaged or unreadable")
+    assert digest(tmp_path) == before  # no output, not even a hidden partial one

@@ -150,7 +150,7 @@ def partial(tmp_path):
 @pytest.mark.parametrize("argv", [
     ["segment", "{p}", "{d}/labels.zarr", "--no-progress"],
     ["convert", "{p}", "{d}/copy.zarr"],
-    ["evaluate", "{p}", "{p}", "--no-instances"],
+    ["evaluate", "{p}", "{p}", "--no-instances", "--gt-threshold", "128"],
 ])
 def test_incomplete_stores_are_refused_unless_allowed(tmp_path, partial, refusal, argv):
     args = [a.format(p=partial, d=tmp_path) for a in argv]
