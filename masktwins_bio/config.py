@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .regions import parse_roi
 
 __all__ = [
     "Config",
@@ -465,26 +466,6 @@ def _path_part(spec: str) -> str:
 
 
 # -- ROI parsing ---------------------------------------------------------------------------------------------
-
-
-def parse_roi(text: str) -> tuple[slice, slice, slice]:
-    """Parse ``"z0:z1, y0:y1, x0:x1"`` (numpy slice syntax, steps not allowed) into three slices."""
-    parts = [p.strip() for p in str(text).split(",")]
-    if len(parts) != 3:
-        raise ValueError(f"roi {text!r} must have three comma-separated ranges (z, y, x), e.g. '0:4, :, :'")
-    out = []
-    for p in parts:
-        m = re.fullmatch(r"(-?\d*)\s*(?::\s*(-?\d*))?", p)
-        if not m:
-            raise ValueError(f"roi range {p!r} in {text!r} is not of the form start:stop")
-        if m.group(2) is None and m.group(1) != "":  # a single index -> one-voxel range
-            i = int(m.group(1))
-            out.append(slice(i, i + 1))
-        else:
-            start = int(m.group(1)) if m.group(1) else None
-            stop = int(m.group(2)) if m.group(2) else None
-            out.append(slice(start, stop))
-    return tuple(out)  # type: ignore[return-value]
 
 
 # -- loading ---------------------------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ from ..blockwise import Block, BlockGrid, ProgressCallback, StopCheck, run_block
 from ..errors import InputError
 from ..io import Volume, open_volume, read_region
 from ..io.volume import check_resampling
+from ..regions import roi_slices
 from ..io.lock import holds_output_lock
 from ..io.outputs import ResumableOutput, default_block, jsonable, output_chunks
 from ..io.ome_zarr import BlockPyramid
@@ -336,31 +337,6 @@ def _chains(grid: BlockGrid, finished: set, length: Optional[int]) -> list[list[
     return chains
 
 
-def _parse_roi(roi, shape: Sequence[int], where: str) -> tuple[slice, slice, slice]:
-    """ROI (string ``z0:z1,y0:y1,x0:x1`` or three slices) checked against ``shape``; negative = from the end."""
-    if roi is None:
-        return tuple(slice(0, n) for n in shape)  # type: ignore[return-value]
-    if isinstance(roi, str):
-        from ..config import parse_roi
-
-        try:
-            roi = parse_roi(roi)
-        except ValueError as exc:
-            raise InputError(f"{where}: {exc}") from None
-    roi = tuple(roi)
-    if len(roi) != 3:
-        raise InputError(f"{where}: roi needs three ranges z0:z1,y0:y1,x0:x1, got {len(roi)}")
-    out = []
-    for axis, s, n in zip("zyx", roi, shape):
-        start = 0 if s.start is None else (s.start + n if s.start < 0 else s.start)
-        stop = n if s.stop is None else (s.stop + n if s.stop < 0 else s.stop)
-        if not 0 <= start < stop <= n:
-            raise InputError(f"{where}: roi {axis} range {s.start}:{s.stop} lies outside the volume (0:{n} along "
-                             f"{axis}, shape {tuple(shape)}); give ranges inside the volume")
-        out.append(slice(int(start), int(stop)))
-    return tuple(out)  # type: ignore[return-value]
-
-
 def _roi_on_grid(roi, in_vs, out_vs, out_shape) -> tuple[slice, slice, slice]:
     """Map an ROI in input voxels to the (resampled) model grid: the output voxels whose centres lie inside it."""
     out = []
@@ -452,7 +428,7 @@ def predict(
         trained = ",".join(f"{v:g}" for v in loaded.voxel_size)
         raise InputError(f"{vol.path}: voxel size unknown; the model was trained at {trained} nm, give the input's "
                          "with --voxel-size Z,Y,X")
-    roi_in = _parse_roi(roi, vol.shape, vol.path)
+    roi_in = roi_slices(roi if roi is not None else (slice(None),) * 3, vol.shape, vol.path)
     check_resampling(vol.path, vol.voxel_size, loaded.voxel_size, "input", allow_resampling)
     source = vol.resampled(loaded.voxel_size)
     roi_out = _roi_on_grid(roi_in, vol.voxel_size, loaded.voxel_size, source.shape)

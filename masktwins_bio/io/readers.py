@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..regions import roi_slices
 from .volume import Volume, normalize_key
 
 __all__ = ["open_volume", "split_h5_spec", "natural_sort_key", "unit_to_nm", "IMAGE_SUFFIXES", "is_zarr_path"]
@@ -649,15 +650,6 @@ def open_volume(
                 "e.g. convert with --labels or cast to uint8/uint32"
             )
     if roi is not None:
-        if isinstance(roi, str):
-            from ..config import parse_roi
-
-            try:
-                roi = parse_roi(roi)
-            except ValueError as exc:
-                raise InputError(f"{vol.path}: {exc}") from None
-        sl = normalize_key(tuple(roi), vol.shape)
-        if any(s.stop <= s.start for s in sl):
-            raise InputError(f"{vol.path}: roi {roi} is empty for a volume of shape {vol.shape}")
+        sl = roi_slices(roi, vol.shape, vol.path)
         vol = vol.crop(sl)
     return vol

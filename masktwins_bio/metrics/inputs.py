@@ -22,7 +22,8 @@ import numpy as np
 from ..errors import InputError
 from ..io import Volume, open_volume
 from ..io.ome_zarr import PROVENANCE_KEY
-from ..io.volume import check_resampling, normalize_key
+from ..io.volume import check_resampling
+from ..regions import roi_slices
 from .semantic import threshold_lut
 
 __all__ = ["PredictionSource", "GroundTruthSource", "open_prediction", "open_ground_truth", "align_inputs",
@@ -277,25 +278,6 @@ def _fmt_vs(vs) -> str:
     return "unknown" if not vs else "x".join(f"{v:g}" for v in vs)
 
 
-def _parse_roi(roi, shape):
-    if roi is None:
-        return None
-    if isinstance(roi, str):
-        from ..config import parse_roi
-
-        try:
-            roi = parse_roi(roi)
-        except ValueError as exc:
-            raise InputError(f"--roi: {exc}") from None
-    try:
-        sl = normalize_key(tuple(roi), shape)
-    except (IndexError, TypeError) as exc:
-        raise InputError(f"--roi {roi}: {exc}") from None
-    if any(s.stop <= s.start for s in sl):
-        raise InputError(f"--roi {roi} is empty for a ground truth of shape {tuple(shape)}")
-    return sl
-
-
 def align_inputs(pred: PredictionSource, gt: GroundTruthSource, roi=None,
                  prob: Optional[PredictionSource] = None, allow_resampling: bool = False
                  ) -> tuple[Optional[tuple[slice, ...]], list[str]]:
@@ -315,7 +297,7 @@ def align_inputs(pred: PredictionSource, gt: GroundTruthSource, roi=None,
     """
     notes: list[str] = []
     pvol, gvol = pred.volume, gt.volume
-    roi_sl = _parse_roi(roi, gvol.shape)
+    roi_sl = None if roi is None else roi_slices(roi, gvol.shape, "--roi (ground truth voxels)")
     target_shape = tuple(s.stop - s.start for s in roi_sl) if roi_sl else gvol.shape
     pvs, gvs = pvol.voxel_size, gvol.voxel_size
     differ = pvs is not None and gvs is not None and not np.allclose(pvs, gvs, rtol=1e-3)
