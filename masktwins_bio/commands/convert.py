@@ -26,6 +26,7 @@ def register(sub) -> None:
     add_overwrite(p)
     p.add_argument("--allow-incomplete", action="store_true",
                    help="read an input an interrupted masktwins-bio job left unfinished (refused by default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
 
@@ -35,7 +36,7 @@ def run(args) -> int:
     out = convert_volume(args.src, args.dst, voxel_size=args.voxel_size, ome_version=args.ome_version,
                          chunks=args.chunks, labels=args.labels, binarize=args.binarize,
                          resample_to=args.resample_to, levels=args.levels, overwrite=args.overwrite,
-                         memory_budget=args.memory_budget_mb * 2**20, progress=True,
+                         memory_budget=args.memory_budget_mb * 2**20, progress=not args.no_progress,
                          allow_incomplete=args.allow_incomplete)
     print(format_info(volume_info(str(out), value_range=False)))
     return 0

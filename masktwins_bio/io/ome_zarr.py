@@ -143,7 +143,7 @@ def _compressors(zarr_format: int):
 
 def _multiscales(voxel_size, factors, name: str, version: str, kind: str, extra_metadata: dict) -> dict:
     vs = [float(v) for v in (voxel_size if voxel_size is not None else (1.0, 1.0, 1.0))]
-    unit = "nanometer"
+    unit = {"unit": "nanometer"} if voxel_size is not None else {}  # no unit: readers see an unknown voxel size
     datasets = []
     for level, f in enumerate(factors):
         scale = [v * fi for v, fi in zip(vs, f)]
@@ -154,7 +154,7 @@ def _multiscales(voxel_size, factors, name: str, version: str, kind: str, extra_
         datasets.append({"path": str(level), "coordinateTransformations": transforms})
     ms = {
         "name": name,
-        "axes": [{"name": a, "type": "space", "unit": unit} for a in "zyx"],
+        "axes": [{"name": a, "type": "space", **unit} for a in "zyx"],
         "datasets": datasets,
         "type": "mean" if kind == "image" else "nearest",
         "metadata": {"method": "masktwins_bio.io.ome_zarr", "version": __version__, **extra_metadata},
@@ -171,7 +171,8 @@ class OmeZarrWriter:
         path: Output store path (``.zarr`` directory).
         shape: Level-0 shape (z, y, x) in voxels.
         dtype: Level-0 dtype.
-        voxel_size: Level-0 voxel size in nm (z, y, x); ``None`` writes 1 nm and marks it unknown.
+        voxel_size: Level-0 voxel size in nm (z, y, x); ``None`` writes scale 1 without a unit, which
+            readers take as unknown.
         chunks: Chunk shape; default :func:`default_chunks`.
         ome_version: ``"0.4"`` (Zarr v2) or ``"0.5"`` (Zarr v3).
         kind: ``image`` or ``labels`` (labels get ``image-label`` metadata and nearest-neighbour pyramids).

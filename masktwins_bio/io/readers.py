@@ -45,11 +45,12 @@ _UNIT_TO_NM = {
 }
 
 
-def unit_to_nm(unit: Optional[str]) -> float:
-    """Factor converting a length unit name to nanometres (unknown or missing units are taken as nm)."""
+def unit_to_nm(unit: Optional[str]) -> Optional[float]:
+    """Factor converting a length unit name to nanometres; ``None`` for a missing or unknown unit (then the voxel
+    size is unknown and asked for: reading a unitless scale as nm shrank an 8 x 600 x 600 volume to 1 x 75 x 75)."""
     if not unit:
-        return 1.0
-    return _UNIT_TO_NM.get(str(unit).strip().lower(), 1.0)
+        return None
+    return _UNIT_TO_NM.get(str(unit).strip().lower())
 
 
 def natural_sort_key(path: Path):
@@ -149,7 +150,10 @@ def _voxel_size_from_multiscales(ms: dict, level: int = 0) -> tuple[Optional[tup
     spatial = [i for i, (n, t) in enumerate(zip(names, types)) if t == "space" or (t is None and n in "zyx")]
     if len(spatial) != 3:
         return None, names
-    vs = tuple(float(scale[i]) * unit_to_nm(units[i]) for i in spatial)
+    factors = [unit_to_nm(units[i]) for i in spatial]
+    if any(f is None for f in factors):  # no (or an unknown) unit: the scale is in unknown units
+        return None, names
+    vs = tuple(float(scale[i]) * f for i, f in zip(spatial, factors))
     return vs, names
 
 
@@ -414,11 +418,13 @@ def _tiff_voxel_size(path: str) -> Optional[tuple[float, float, float]]:
                      ("PhysicalSizeZ", "PhysicalSizeY", "PhysicalSizeX")}
                 u = {k: re.search(rf'{k}Unit="([^"]+)"', tf.ome_metadata) for k in
                      ("PhysicalSizeZ", "PhysicalSizeY", "PhysicalSizeX")}
-                if all(m.values()):
-                    return tuple(
-                        float(m[k].group(1)) * unit_to_nm(u[k].group(1) if u[k] else "micrometer")
-                        for k in ("PhysicalSizeZ", "PhysicalSizeY", "PhysicalSizeX")
-                    )  # type: ignore[return-value]
+                if all(m.values()):  # OME-XML's default unit is the micrometre
+                    f = [unit_to_nm(u[k].group(1) if u[k] else "micrometer")
+                         for k in ("PhysicalSizeZ", "PhysicalSizeY", "PhysicalSizeX")]
+                    if any(x is None for x in f):
+                        return None
+                    return tuple(float(m[k].group(1)) * x for k, x in zip(
+                        ("PhysicalSizeZ", "PhysicalSizeY", "PhysicalSizeX"), f))  # type: ignore[return-value]
             ij = tf.imagej_metadata or {}
             unit = ij.get("unit")
             if unit and "spacing" in ij and "XResolution" in page.tags:
@@ -427,7 +433,7 @@ def _tiff_voxel_size(path: str) -> Optional[tuple[float, float, float]]:
                 x = xr[1] / xr[0]
                 y = yr[1] / yr[0]
                 f = unit_to_nm(unit.replace("\\u00B5", "µ"))
-                return (float(ij["spacing"]) * f, y * f, x * f)
+                return None if f is None else (float(ij["spacing"]) * f, y * f, x * f)
     except Exception:
         return None
     return None

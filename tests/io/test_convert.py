@@ -131,3 +131,15 @@ def test_binarize_that_makes_everything_foreground_is_refused(tmp_path, stack):
     with pytest.raises(InputError, match="--binarize 0: must be > 0"):
         convert_volume(tmp_path / "m.tif", tmp_path / "m.zarr", binarize=0)
     assert not (tmp_path / "m.zarr").exists()
+
+
+def test_convert_accepts_no_progress_like_the_other_commands(tmp_path, capsys):
+    """Issue 15: convert rejected --no-progress, which the other commands accept."""
+    import tifffile
+
+    from masktwins_bio.cli import main
+
+    tifffile.imwrite(tmp_path / "s.tif", np.zeros((2, 8, 8), np.uint8))
+    assert main(["convert", str(tmp_path / "s.tif"), str(tmp_path / "o.zarr"), "--voxel-size", "40,8,8",
+                 "--no-progress"]) == 0
+    assert "vox/s" not in capsys.readouterr().err

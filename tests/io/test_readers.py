@@ -242,3 +242,27 @@ def test_patch_reads_of_slice_folders_decode_each_section_once(tmp_path, rng, mo
     assert len(calls) == 4  # patches: each section decoded once, then served from the cache
     vol[:]  # whole sections stream through without filling the cache further
     assert len(calls) == 4
+
+
+@pytest.mark.parametrize("unit", [None, "pixel"])
+def test_ome_zarr_axes_without_a_length_unit_have_an_unknown_voxel_size(tmp_path, unit):
+    """Issue 15: a unitless scale was read as nm ('1 x 1 x 1 nm'), and predict shrank 8 x 600 x 600 to 1 x 75 x 75."""
+    import zarr
+
+    from masktwins_bio.io import open_volume
+
+    root = zarr.open_group(str(tmp_path / "v.zarr"), mode="w", zarr_format=2)
+    root.create_array("0", shape=(2, 8, 8), dtype="uint8")
+    axes = [{"name": a, "type": "space", **({"unit": unit} if unit else {})} for a in "zyx"]
+    root.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}]}]
+    vol = open_volume(str(tmp_path / "v.zarr"))
+    assert vol.voxel_size is None
+    assert open_volume(str(tmp_path / "v.zarr"), voxel_size=(40, 8, 8)).voxel_size == (40, 8, 8)
+
+
+def test_a_volume_written_without_a_voxel_size_reads_back_unknown(tmp_path):
+    from masktwins_bio.io import open_volume, write_ome_zarr
+
+    path = write_ome_zarr(tmp_path / "v.zarr", np.zeros((2, 8, 8), np.uint8), voxel_size=None)
+    assert open_volume(str(path)).voxel_size is None
