@@ -55,7 +55,6 @@ import itertools
 import logging
 import os
 import shutil
-import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -65,6 +64,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequen
 import numpy as np
 
 from .errors import Cancelled, InputError
+from .files import atomic_file
 
 __all__ = ["Block", "BlockGrid", "DoneMarkers", "StagedTask", "run_blockwise", "track_blocks",
            "ProgressCallback", "StopCheck", "EXECUTORS"]
@@ -203,11 +203,8 @@ class DoneMarkers:
     def mark(self, block_id: int, result: Result = None) -> None:
         """Record that ``block_id`` is finished, with its result; call only after its output is written."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        final = self._path(block_id)
-        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
-        with open(tmp, "wb") as f:
+        with atomic_file(self._path(block_id)) as tmp, open(tmp, "wb") as f:
             np.savez(f, **{k: np.asarray(v) for k, v in (result or {}).items()})
-        os.replace(tmp, final)
 
     def load(self, block_id: int) -> Result:
         """The stored result of a finished block (``None`` if it returned none)."""

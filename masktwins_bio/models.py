@@ -25,7 +25,9 @@ from torch import nn
 
 from ._version import __version__
 from .config import ModelConfig
+from .devices import unwrap
 from .errors import InputError
+from .files import atomic_file
 
 __all__ = [
     "build_network",
@@ -138,7 +140,7 @@ def export_model(network: nn.Module, path: str | os.PathLike, model_cfg: ModelCo
     for key in ("voxel_size", "patch_size"):
         if key not in metadata:
             raise ValueError(f"model metadata needs {key!r}")
-    module = network.module if hasattr(network, "module") else network
+    module = unwrap(network)
     state = {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
     meta = {
         "classes": ["background", "mitochondria"],
@@ -150,9 +152,8 @@ def export_model(network: nn.Module, path: str | os.PathLike, model_cfg: ModelCo
     blob = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "model": model_cfg.model_dump(mode="json"),
             "metadata": _plain(meta), "state_dict": state}
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save(blob, tmp)
     return path
 
 

@@ -14,29 +14,13 @@ import zlib
 
 import torch
 
-from ..errors import InputError
+from ..devices import resolve_device
 from ..models import LoadedModel, load_model
 
 __all__ = ["resolve_device", "worker_device", "cached_model"]
 
 _MODELS: dict = {}
 _LOCK = threading.Lock()
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; refuse CUDA when there is none (one-line error)."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"device {device!r} is not valid; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-    return dev
 
 
 def worker_device(device: str | torch.device | None = "auto") -> torch.device:

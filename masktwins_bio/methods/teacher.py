@@ -14,6 +14,8 @@ import copy
 import torch
 from torch import nn
 
+from ..devices import unwrap
+
 __all__ = ["EMATeacher", "ema_alpha"]
 
 
@@ -32,7 +34,7 @@ class EMATeacher:
 
     def __init__(self, student: nn.Module, alpha: float = 0.999):
         self.alpha = alpha
-        self.module = copy.deepcopy(_unwrap(student)).eval()
+        self.module = copy.deepcopy(unwrap(student)).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
 
@@ -40,7 +42,7 @@ class EMATeacher:
     def update(self, student: nn.Module, step: int) -> float:
         """Blend the student into the teacher; returns the decay used."""
         a = ema_alpha(step, self.alpha)
-        src = _unwrap(student)
+        src = unwrap(student)
         t_params = list(self.module.parameters())
         s_params = [p.detach() for p in src.parameters()]
         torch._foreach_mul_(t_params, a)
@@ -64,6 +66,3 @@ class EMATeacher:
         self.module.to(device)
         return self
 
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    return module.module if hasattr(module, "module") and isinstance(module.module, nn.Module) else module

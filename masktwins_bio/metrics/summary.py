@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
 from ..errors import InputError
+from ..files import atomic_file
 from .instance import AP_CONVENTION
 
 __all__ = ["CONVENTIONS", "to_jsonable", "dumps", "resolve_output", "write_summary", "format_summary"]
@@ -113,14 +112,8 @@ def write_summary(summary: dict, path: Path) -> Path:
     """Write atomically (temporary sibling renamed into place), so a partial file never looks complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(dumps(summary) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(path) as tmp:
+        tmp.write_text(dumps(summary) + "\n")
     return path
 
 

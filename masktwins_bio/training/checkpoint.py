@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
+from ..files import atomic_file
 
 __all__ = ["save_checkpoint", "load_checkpoint", "config_differences", "CHECKPOINT_FORMAT", "RESUMABLE_CHANGES",
            "FORKABLE_CHANGES"]
@@ -34,9 +35,8 @@ FORK_FIXED_METHOD_KEYS = {"method.ema_alpha"}
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file + rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
     return path
 
 

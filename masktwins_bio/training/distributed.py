@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
 
-__all__ = ["DistContext", "resolve_device"]
+__all__ = ["DistContext"]
 
 
 @dataclass
@@ -50,19 +49,3 @@ class DistContext:
     def shutdown(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def resolve_device(name: str, ctx: DistContext | None = None) -> torch.device:
-    """``auto`` -> CUDA if available (the rank's local GPU under torchrun), else CPU."""
-    ctx = ctx or DistContext()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"train.device {name!r}: CUDA is not available on this machine; use cpu or auto")
-        if name == "cuda":
-            name = f"cuda:{ctx.local_rank if ctx.enabled else torch.cuda.current_device()}"
-        device = torch.device(name)
-        torch.cuda.set_device(device)
-        return device
-    return torch.device(name)

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from ..files import atomic_file
+
 __all__ = ["RunLogger"]
 
 
@@ -62,10 +64,8 @@ class RunLogger:
         kept = list(filter(keep, rows))
         if kept == rows and lines[:1] == [cls.HEADER] and text.endswith("\n"):
             return  # nothing to repair
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
             csv.writer(f).writerows([cls.HEADER.split(","), *(r.split(",", 2) for r in kept)])
-        os.replace(tmp, path)
 
     def log(self, step: int, values: dict, prefix: str = "") -> None:
         if not self.enabled:

@@ -33,13 +33,14 @@ from ..data.dataset import PatchDataset, StepSampler
 from ..data.normalize import (normalization_metadata, normalize, statistics_for, volume_statistics,
                               with_reference)
 from ..data.transforms import build_transforms, random_inplane_affine
+from ..devices import resolve_device, unwrap
 from ..errors import ConfigError, InputError, TrainingDiverged
 from ..io import Volume, open_volume
 from ..methods import EMATeacher, build_method
 from ..models import build_network, export_model, load_model, required_divisor
 from ..precision import autocast, autocast_dtype
 from .checkpoint import FORKABLE_CHANGES, config_differences, load_checkpoint, save_checkpoint
-from .distributed import DistContext, resolve_device
+from .distributed import DistContext
 from .monitors import LabelFreeMonitor, TargetEvaluator
 from .runlog import RunLogger
 from .schedule import warmup_poly
@@ -155,7 +156,8 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------- setup
     def setup(self) -> None:
         cfg = self.cfg
-        self.device = resolve_device(cfg.train.device, self.dist)
+        self.device = resolve_device(cfg.train.device, self.dist.local_rank if self.dist.enabled else None,
+                                     "train.device", ConfigError)
         self.dist.init(self.device)
         # validate all inputs before anything is written
         self.vols = self.volumes or open_training_volumes(cfg)
@@ -441,7 +443,7 @@ class Trainer:
         if not self.dist.is_main:
             return {}
         teacher = self.teacher.module
-        values = self.monitor(teacher, _unwrap(self.student), self.device, self.autocast)
+        values = self.monitor(teacher, unwrap(self.student), self.device, self.autocast)
         if self.evaluator is not None:
             values.update({f"target_{k}": v for k, v in self.evaluator(teacher, self.device, self.autocast).items()})
         self.logger.log(step, values, "val/")
@@ -488,7 +490,7 @@ class Trainer:
             "config_hash": self.cfg.hash(),
             "version": __version__,
             "step": step,
-            "student": {k: v.detach().cpu() for k, v in _unwrap(self.student).state_dict().items()},
+            "student": {k: v.detach().cpu() for k, v in unwrap(self.student).state_dict().items()},
             "teacher": {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -534,7 +536,7 @@ class Trainer:
         log.info("forked from %s at step %d", path, self.step)
 
     def _restore(self, state: dict) -> None:
-        _unwrap(self.student).load_state_dict(state["student"])
+        unwrap(self.student).load_state_dict(state["student"])
         self.teacher.load_state_dict(state["teacher"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -579,5 +581,3 @@ class Trainer:
                            self.best["step"], self.history, summary)
 
 
-def _unwrap(module):
-    return module.module if hasattr(module, "module") else module
