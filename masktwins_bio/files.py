@@ -1,14 +1,37 @@
-"""Atomic file writes: a file is either absent, the old one, or complete - never half-written."""
+"""What goes into files: atomic writes (a file is absent, the old one, or complete - never half-written) and plain
+values (what JSON, YAML, Zarr attributes and the weights-only unpickler accept)."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import uuid
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Iterator, Union
 
-__all__ = ["atomic_file"]
+import numpy as np
+
+__all__ = ["atomic_file", "plain"]
+
+
+def plain(obj: Any, finite: bool = False) -> Any:
+    """``obj`` as plain Python: dict keys as strings, tuples/arrays as lists, numpy scalars as numbers, paths (and str
+    subclasses such as ``torch.__version__``) as ``str``; with ``finite``, NaN/inf as ``None`` (JSON has no NaN).
+    Settings compare equal to the same settings read back from a file."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v, finite) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v, finite) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [plain(v, finite) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and finite and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (Path, str)):
+        return str(obj)
+    return obj
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from ._version import __version__
 from .config import ModelConfig
 from .devices import unwrap
 from .errors import InputError
-from .files import atomic_file
+from .files import atomic_file, plain
 
 __all__ = [
     "build_network",
@@ -150,24 +150,11 @@ def export_model(network: nn.Module, path: str | os.PathLike, model_cfg: ModelCo
         "versions": _versions(),
     }
     blob = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "model": model_cfg.model_dump(mode="json"),
-            "metadata": _plain(meta), "state_dict": state}
+            "metadata": plain(meta), "state_dict": state}
     path = Path(path)
     with atomic_file(path) as tmp:
         torch.save(blob, tmp)
     return path
-
-
-def _plain(obj):
-    """Convert numpy scalars/tuples to plain Python types accepted by the weights-only unpickler."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (Path, str)):  # str subclasses (torch.__version__ is a TorchVersion) are not allowed
-        return str(obj)
-    return obj
 
 
 @dataclass

@@ -58,7 +58,8 @@ from ..io import Volume, open_volume, read_region
 from ..io.volume import check_resampling
 from ..regions import roi_slices
 from ..io.lock import holds_output_lock
-from ..io.outputs import ResumableOutput, default_block, jsonable, output_chunks
+from ..files import plain
+from ..io.outputs import ResumableOutput, default_block, output_chunks
 from ..io.ome_zarr import BlockPyramid
 from ..models import LoadedModel, load_model
 from .blend import WindowBlender
@@ -444,7 +445,7 @@ def predict(
     from ..data.normalize import statistics_for
 
     stats = statistics_for(vol, meta.get("normalization"))
-    settings = jsonable({
+    settings = plain({
         "model_sha256": loaded.sha256, "input_shape": vol.shape, "input_voxel_size": vol.voxel_size,
         "input_statistics": stats, "voxel_size": loaded.voxel_size, "roi": [[s.start, s.stop] for s in roi_in],
         "shape": shape, "window": win, "overlap": overlap, "tta": tta, "block_shape": grid.block_shape,

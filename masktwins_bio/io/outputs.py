@@ -28,7 +28,6 @@ One policy for errors inside ``with``:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -38,20 +37,15 @@ from typing import Iterable, Optional, Union
 
 from ..blockwise import DoneMarkers
 from ..errors import InputError, UserError
+from ..files import plain
 from .guard import check_not_an_input, check_replaceable, discard_asides, set_aside, settle_replacement
 
-__all__ = ["WORK_FOLDER", "ResumableOutput", "check_resumable", "work_folder", "output_chunks", "default_block",
-           "jsonable"]
+__all__ = ["WORK_FOLDER", "ResumableOutput", "check_resumable", "work_folder", "output_chunks", "default_block"]
 
 log = logging.getLogger(__name__)
 
 #: the work area inside an unfinished output store (markers, intermediate arrays)
 WORK_FOLDER = ".masktwins_work"
-
-
-def jsonable(obj):
-    """A JSON round-trip (tuples -> lists, numpy scalars -> numbers), so settings compare equal to stored ones."""
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 def output_chunks(shape, chunks=None, block_shape=None) -> tuple[int, int, int]:
@@ -128,7 +122,7 @@ class ResumableOutput:
                  overwrite: bool = False, resume: bool = False, what: str = "output"):
         self.path = Path(path)
         self.task = task
-        self.settings = jsonable(settings)
+        self.settings = plain(settings)
         self.overwrite = overwrite
         self.writer = None
         self.resuming = False
@@ -186,7 +180,7 @@ class ResumableOutput:
         ``complete: false`` and ``attrs``. Returns the writer."""
         from .ome_zarr import create_ome_zarr
 
-        prov = jsonable({"task": self.task, "complete": False, "settings": self.settings, **(attrs or {})})
+        prov = plain({"task": self.task, "complete": False, "settings": self.settings, **(attrs or {})})
         self.writer = create_ome_zarr(self.path, shape, dtype, voxel_size, attrs=prov, **kwargs)
         return self.writer
 

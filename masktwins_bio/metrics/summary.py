@@ -8,10 +8,9 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 
 from ..errors import InputError
-from ..files import atomic_file
+from ..files import atomic_file, plain
 from .instance import AP_CONVENTION
 
 __all__ = ["CONVENTIONS", "to_jsonable", "dumps", "resolve_output", "write_summary", "format_summary"]
@@ -59,22 +58,7 @@ CONVENTIONS = {
 
 def to_jsonable(obj: Any) -> Any:
     """numpy scalars/arrays -> Python; NaN/inf -> None (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [to_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+    return plain(obj, finite=True)
 
 
 _SCALAR_LIST = re.compile(r"\[([-+\d.eE,\s]|null|true|false)*\]")

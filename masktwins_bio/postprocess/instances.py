@@ -44,7 +44,8 @@ import numpy as np
 from ..blockwise import Block, BlockGrid, DoneMarkers, ProgressCallback, StopCheck, run_blockwise
 from ..errors import InputError
 from ..io import Volume, open_volume
-from ..io.outputs import ResumableOutput, default_block, jsonable, output_chunks
+from ..files import plain
+from ..io.outputs import ResumableOutput, default_block, output_chunks
 from ..io.guard import check_complete
 from ..io.lock import holds_output_lock
 from ..io.ome_zarr import BlockPyramid
@@ -298,7 +299,7 @@ def _run_to_store(vol: Volume, fg: Foreground, output, *, task: str, settings: d
     grid = BlockGrid(shape, block_shape, halo if method == "watershed" else (0, 0, 0), chunks=chunks,
                      voxel_size=vol.voxel_size)
     out_dtype = np.uint32 if vol.size < 2**32 else np.uint64
-    settings = jsonable({**settings, "method": method, "connectivity": connectivity, "min_size": min_size,
+    settings = plain({**settings, "method": method, "connectivity": connectivity, "min_size": min_size,
                          "block_shape": grid.block_shape, "chunks": chunks, "shape": shape})
     out = ResumableOutput(output, task=task, settings=settings, inputs=[vol], overwrite=overwrite, resume=resume)
     if out.complete:
