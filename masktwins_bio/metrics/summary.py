@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-
 from ..errors import InputError
 from ..files import atomic_file, plain
 from .instance import AP_CONVENTION
