@@ -17,7 +17,7 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
-from monai.data import set_track_meta
+from monai.data import get_track_meta, set_track_meta
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import InputError
@@ -27,7 +27,20 @@ from .transforms import reseed
 
 __all__ = ["PatchDataset", "StepSampler", "foreground_map", "prepare_volume"]
 
-set_track_meta(False)  # plain tensors: MetaTensor bookkeeping costs time and we carry no per-patch metadata
+
+
+def _without_meta(transform, item: dict) -> dict:
+    """Run a MONAI transform on plain tensors: MetaTensor bookkeeping costs time and patches carry no metadata.
+
+    MONAI's switch is process-global, so it is set for the call only and restored (importing this module changes
+    nothing for other MONAI users in the process).
+    """
+    before = get_track_meta()
+    set_track_meta(False)
+    try:
+        return transform(item)
+    finally:
+        set_track_meta(before)
 
 
 def prepare_volume(vol: Volume, voxel_size: Optional[Sequence[float]], what: str) -> Volume:
@@ -160,7 +173,7 @@ class PatchDataset(Dataset):
         item = self.read(self._origin(rng))
         if self.transform is not None:
             reseed(self.transform, self.seed, int(index))
-            item = self.transform(item)
+            item = _without_meta(self.transform, item)
         item["index"] = int(index)
         return item
 
