@@ -54,7 +54,7 @@ import torch
 from .._version import __version__
 from ..blockwise import Block, BlockGrid, ProgressCallback, StopCheck, run_blockwise
 from ..errors import InputError
-from ..io import Volume, open_volume, read_region
+from ..io import Volume, as_volume, read_region
 from ..io.volume import check_resampling
 from ..regions import roi_slices
 from ..io.lock import holds_output_lock
@@ -352,7 +352,7 @@ def _roi_on_grid(roi, in_vs, out_vs, out_shape) -> tuple[slice, slice, slice]:
 @holds_output_lock("predict")
 def predict(
     model: Union[str, os.PathLike, LoadedModel],
-    input: Union[str, os.PathLike, Volume],
+    input: Union[str, os.PathLike, Volume, np.ndarray],
     output: Union[str, os.PathLike],
     *,
     tta: str = "none",
@@ -381,7 +381,8 @@ def predict(
     Args:
         model: Model file (``model.pt``) or a :class:`~masktwins_bio.models.LoadedModel` (its network is moved to
             ``device``; the dask executor re-loads it from ``model.path`` on every worker).
-        input: Volume path spec (any format :func:`~masktwins_bio.io.open_volume` reads) or a ``Volume``.
+        input: Volume path spec (any format :func:`~masktwins_bio.io.open_volume` reads), a ``Volume``, or an
+            in-memory (z, y, x) array (give its ``voxel_size``).
         output: Output ``.zarr`` path.
         tta: ``none`` or ``flips`` (8 flips; z is never swapped with y/x).
         roi: Sub-region in *input* voxels, ``"z0:z1,y0:y1,x0:x1"`` or three slices (negative = from the end).
@@ -423,7 +424,7 @@ def predict(
     dev = resolve_device(device)
 
     loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
-    vol = input if isinstance(input, Volume) else open_volume(input)
+    vol = as_volume(input, role="input")
     vol = vol.with_voxel_size(voxel_size)
     if vol.voxel_size is None:
         trained = ",".join(f"{v:g}" for v in loaded.voxel_size)

@@ -31,7 +31,7 @@ from ..errors import InputError
 from ..regions import roi_slices
 from .volume import Volume, normalize_key
 
-__all__ = ["open_volume", "split_h5_spec", "natural_sort_key", "unit_to_nm", "IMAGE_SUFFIXES", "is_zarr_path"]
+__all__ = ["open_volume", "as_volume", "split_h5_spec", "natural_sort_key", "unit_to_nm", "IMAGE_SUFFIXES", "is_zarr_path"]
 
 SLICE_SUFFIXES = (".png", ".tif", ".tiff")
 IMAGE_SUFFIXES = (".zarr", ".h5", ".hdf5", ".hdf", ".tif", ".tiff", ".png")
@@ -659,3 +659,22 @@ def open_volume(
         sl = roi_slices(roi, vol.shape, vol.path)
         vol = vol.crop(sl)
     return vol
+
+
+def as_volume(obj, voxel_size=None, kind: str = "image", role: str = "input") -> Volume:
+    """A path spec, :class:`Volume` or in-memory (z, y, x) array as a Volume - what every API function accepts.
+
+    Args:
+        obj: Path spec (see :func:`open_volume`), Volume, or a 3D numpy array (napari layers, notebooks).
+        voxel_size: nm (z, y, x), overriding (or, for arrays, supplying) the voxel size.
+        kind: ``image`` or ``labels``.
+        role: What the volume is to the caller, for messages (an array is named ``<role array>``).
+    """
+    if isinstance(obj, Volume):
+        return obj.with_voxel_size(voxel_size)
+    if isinstance(obj, np.ndarray):
+        if obj.ndim != 3:
+            raise InputError(f"{role} array has shape {obj.shape}; expected a 3D (z, y, x) volume")
+        return Volume(array=obj, voxel_size=_as_triple(voxel_size, f"<{role} array>", "voxel size")
+                      if voxel_size is not None else None, path=f"<{role} array>", kind=kind, format="array")
+    return open_volume(obj, voxel_size=voxel_size, kind=kind)

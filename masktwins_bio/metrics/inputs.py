@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..io import Volume, open_volume
+from ..io import Volume, as_volume
 from ..io.ome_zarr import PROVENANCE_KEY
 from ..io.volume import check_resampling
 from ..regions import roi_slices
@@ -30,18 +30,6 @@ __all__ = ["PredictionSource", "GroundTruthSource", "open_prediction", "open_gro
            "as_volume", "PRED_KINDS"]
 
 PRED_KINDS = ("auto", "probability", "labels")
-
-
-def as_volume(obj, voxel_size=None, kind: str = "image", role: str = "input") -> Volume:
-    """A path spec, :class:`Volume` or in-memory array as a Volume (arrays must be 3D)."""
-    if isinstance(obj, Volume):
-        return obj.with_voxel_size(voxel_size)
-    if isinstance(obj, np.ndarray):
-        if obj.ndim != 3:
-            raise InputError(f"{role} array has shape {obj.shape}; expected a 3D (z, y, x) volume")
-        return Volume(array=obj, voxel_size=tuple(float(v) for v in voxel_size) if voxel_size else None,
-                      path=f"<{role} array>", kind=kind)
-    return open_volume(obj, voxel_size=voxel_size, kind=kind)
 
 
 def _provenance(vol: Volume) -> dict:

@@ -43,7 +43,7 @@ import numpy as np
 
 from ..blockwise import Block, BlockGrid, DoneMarkers, ProgressCallback, StopCheck, run_blockwise
 from ..errors import InputError
-from ..io import Volume, open_volume
+from ..io import Volume, as_volume
 from ..files import plain
 from ..io.outputs import ResumableOutput, default_block, output_chunks
 from ..io.guard import check_complete
@@ -389,7 +389,7 @@ def segment(
         raise InputError(f"threshold {threshold} must lie strictly between 0 and 1, e.g. 0.5")
     if seed_distance <= 0:
         raise InputError(f"seed distance {seed_distance} nm must be positive")
-    vol = prob if isinstance(prob, Volume) else open_volume(prob)
+    vol = as_volume(prob, role="probability map")
     vol = vol.with_voxel_size(voxel_size)
     check_complete(vol, "probability volume", allow_incomplete, then=", then segment")
     if vol.dtype == np.uint8:
@@ -453,7 +453,7 @@ def label_components(
             raise InputError(f"mask has shape {mask.shape}; expected a 3D (z, y, x) array")
         vol = Volume(array=mask, voxel_size=None)
     else:
-        vol = mask if isinstance(mask, Volume) else open_volume(mask)
+        vol = as_volume(mask, role="mask")
     check_complete(vol, "mask", allow_incomplete)
     fg = Foreground(None, path=str(vol.path))
     if output is not None:

@@ -356,3 +356,16 @@ def test_large_resampling_is_announced_and_beyond_8x_refused(tmp_path, raw, tiny
     out = predict(finer, raw[0], tmp_path / "q.zarr", roi="0:2, 0:2, 0:2", progress=False, device="cpu",
                   allow_resampling=True)
     assert out.exists()
+
+
+def test_predict_takes_an_in_memory_array(tmp_path, model_file, raw):
+    """Issue 15: mtb.predict(numpy_array, ...) failed with 'OSError: File name too long' and the array printed."""
+    from masktwins_bio.io import open_volume
+
+    path, data = raw
+    vs = open_volume(path).voxel_size
+    kw = {"block_shape": (10, 32, 36), "progress": False, "device": "cpu"}
+    with pytest.raises(InputError, match="<input array>: voxel size unknown"):
+        predict(model_file, np.asarray(data), tmp_path / "a.zarr", **kw)
+    out = predict(model_file, np.asarray(data), tmp_path / "a.zarr", voxel_size=vs, **kw)
+    np.testing.assert_array_equal(read(out), read(predict(model_file, path, tmp_path / "p.zarr", **kw)))
