@@ -72,3 +72,26 @@ def test_loading_never_runs_code(tmp_path):
     with pytest.raises(InputError, match="cannot be loaded"):
         load_model(tmp_path / "evil.pt")
     assert not os.path.exists("/tmp/masktwins_bio_pwned")
+
+
+def test_a_pickle_with_objects_is_refused_without_unsafe_advice(tmp_path):
+    """Issue 14: a .pt that is not a model ended in torch's 're-run with weights_only=False' advice."""
+    import collections
+
+    import torch
+
+    from masktwins_bio.errors import InputError
+    from masktwins_bio.models import load_model
+
+    torch.save({"opt": collections.Counter(a=1), "f": _Arbitrary()}, tmp_path / "other.pt")
+    with pytest.raises(InputError) as err:
+        load_model(tmp_path / "other.pt")
+    text = str(err.value)
+    assert "never unpickled" in text and "weights_only" not in text and "\x1b" not in text
+    (tmp_path / "junk.pt").write_bytes(b"\x00junk")
+    with pytest.raises(InputError, match="damaged or not a model file"):
+        load_model(tmp_path / "junk.pt")
+
+
+class _Arbitrary:
+    pass
