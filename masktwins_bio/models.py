@@ -252,13 +252,13 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower():
+        if "unsupported global" not in str(exc).lower():
             raise InputError(f"{path}: cannot be loaded as a masktwins-bio model (UnpicklingError); the file is "
                              "damaged or not a model file") from None
         # torch's own text suggests weights_only=False: never pass that on to a user
-        raise InputError(f"{path}: is not a masktwins-bio model file: it holds Python objects beyond tensors and plain "
-                         "values, which are never unpickled (loading them could run code); pass a model.pt written "
-                         "by masktwins-bio train") from None
+        raise InputError(f"{path}: cannot be loaded as a masktwins-bio model: it holds Python objects beyond tensors "
+                         "and plain values, which are never unpickled (loading them could run code); pass a model.pt "
+                         "written by masktwins-bio train") from None
     except Exception as exc:
         raise InputError(f"{path}: cannot be loaded as a masktwins-bio model ({type(exc).__name__}); the file is "
                          "damaged or not a model file") from None
