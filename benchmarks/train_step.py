@@ -101,7 +101,7 @@ def main() -> None:
         return
 
     from masktwins_bio.data.synthetic import sample_data
-    from masktwins_bio.masking import complementary_masks
+    from masktwins_bio.methods.masks import complementary_masks
     from masktwins_bio.precision import cpu_has_native_bf16
     from masktwins_bio.training.trainer import Trainer
 

@@ -154,7 +154,7 @@ def demo_figure(out: Path, cfg: Config, results: dict) -> Path:
 
     from .data.normalize import normalize, statistics_for
     from .io import open_volume
-    from .masking import complementary_masks, default_mask_block
+    from .methods.masks import complementary_masks, default_mask_block
     from .methods.losses import pseudo_labels
     from .models import load_model
 

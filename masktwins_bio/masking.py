@@ -1,111 +1,15 @@
-"""3D block masks, generated on the batch's own device.
+"""Deprecated alias of :mod:`masktwins_bio.methods.masks` (the masks now live with the rest of the method).
 
-A block mask tiles the patch into blocks of ``block`` voxels (z, y, x) and keeps each block with probability
-``keep_ratio`` (one Bernoulli draw per block and sample, as in the reference implementation), then expands it to
-voxels. MaskTwins uses the *complementary* pair (M, 1 - M): every voxel is visible in exactly one of the two views.
-MIC uses one mask with keep ratio 0.3 (its mask ratio 0.7), and the random-pair ablation two independent masks.
-
-Masks are float tensors of the input's dtype and device, shaped ``(B, 1, Z, Y, X)``, so applying one is a single
-multiplication of the normalised image (masked voxels take the normalised mean, 0). Generation is a ``torch.rand``
-on the coarse block grid plus a nearest-neighbour expansion: no CPU round trip, no NumPy.
+``from masktwins_bio.masking import complementary_masks`` keeps working and warns; import from
+``masktwins_bio.methods.masks`` instead. This alias will be removed in a later release.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import warnings
 
-import torch
+from .methods.masks import *  # noqa: F401,F403
+from .methods.masks import __all__  # noqa: F401
 
-__all__ = ["block_mask", "complementary_masks", "partition_masks", "random_pair_masks", "default_mask_block",
-           "apply_mask"]
-
-
-def default_mask_block(patch_size: Sequence[int], voxel_size: Optional[Sequence[float]] = None,
-                       fraction: float = 1 / 8) -> tuple[int, int, int]:
-    """A block about ``fraction`` of the in-plane patch side, with the same physical size in z where possible.
-
-    For anisotropic voxels (z coarser than y/x) the z block is ``by * vy / vz`` sections, at least 1, so blocks are
-    roughly isotropic in nm.
-    """
-    by = max(1, round(patch_size[1] * fraction))
-    bx = max(1, round(patch_size[2] * fraction))
-    if voxel_size is None:
-        bz = max(1, round(patch_size[0] * fraction))
-    else:
-        bz = max(1, round(by * voxel_size[1] / voxel_size[0]))
-    return (min(bz, patch_size[0]), min(by, patch_size[1]), min(bx, patch_size[2]))
-
-
-def block_mask(shape: Sequence[int], block: Sequence[int], keep_ratio: float = 0.5,
-               generator: Optional[torch.Generator] = None, device=None, dtype=torch.float32) -> torch.Tensor:
-    """A random block mask.
-
-    Args:
-        shape: ``(B, Z, Y, X)`` or ``(B, C, Z, Y, X)`` of the batch to mask (channels are ignored).
-        block: Block size in voxels (z, y, x).
-        keep_ratio: Probability that a block is kept (value 1).
-        generator: Optional ``torch.Generator`` on ``device`` (seeded determinism).
-        device: Device of the mask (default: the generator's, else CPU).
-        dtype: Floating dtype of the mask.
-
-    Returns:
-        ``(B, 1, Z, Y, X)`` tensor of 0/1, constant within each block of the grid anchored at voxel (0, 0, 0).
-    """
-    if not 0.0 < keep_ratio < 1.0:
-        raise ValueError(f"keep_ratio must be in (0, 1), got {keep_ratio}")
-    b = int(shape[0])
-    spatial = [int(s) for s in shape[-3:]]
-    block = [int(v) for v in block]
-    if any(v <= 0 for v in block):
-        raise ValueError(f"mask block {block} must be positive")
-    if device is None:
-        device = generator.device if generator is not None else torch.device("cpu")
-    grid = [-(-s // bs) for s, bs in zip(spatial, block)]
-    coarse = (torch.rand((b, 1, *grid), generator=generator, device=device) < keep_ratio).to(dtype)
-    mask = coarse
-    for axis, bs in zip((2, 3, 4), block):
-        mask = mask.repeat_interleave(bs, dim=axis)
-    return mask[:, :, : spatial[0], : spatial[1], : spatial[2]].contiguous()
-
-
-def complementary_masks(shape: Sequence[int], block: Sequence[int], keep_ratio: float = 0.5,
-                        generator: Optional[torch.Generator] = None, device=None, dtype=torch.float32
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The MaskTwins pair ``(M, 1 - M)``: disjoint views that together cover every voxel exactly once."""
-    m = block_mask(shape, block, keep_ratio, generator, device, dtype)
-    return m, 1.0 - m
-
-
-def partition_masks(shape: Sequence[int], block: Sequence[int], n_views: int,
-                    generator: Optional[torch.Generator] = None, device=None, dtype=torch.float32
-                    ) -> tuple[torch.Tensor, ...]:
-    """``n_views`` complementary masks (the paper's K-view extension): every block is visible in exactly one view,
-    drawn uniformly, so the masks sum to 1 everywhere. Two views are :func:`complementary_masks` at keep ratio 0.5."""
-    if n_views < 2:
-        raise ValueError(f"n_views must be >= 2, got {n_views}")
-    if n_views == 2:
-        return complementary_masks(shape, block, 0.5, generator, device, dtype)
-    b = int(shape[0])
-    spatial = [int(s) for s in shape[-3:]]
-    block = [int(v) for v in block]
-    if device is None:
-        device = generator.device if generator is not None else torch.device("cpu")
-    grid = [-(-s // bs) for s, bs in zip(spatial, block)]
-    owner = torch.randint(0, n_views, (b, 1, *grid), generator=generator, device=device)
-    for axis, bs in zip((2, 3, 4), block):
-        owner = owner.repeat_interleave(bs, dim=axis)
-    owner = owner[:, :, : spatial[0], : spatial[1], : spatial[2]]
-    return tuple((owner == k).to(dtype).contiguous() for k in range(n_views))
-
-
-def random_pair_masks(shape: Sequence[int], block: Sequence[int], keep_ratio: float = 0.5,
-                      generator: Optional[torch.Generator] = None, device=None, dtype=torch.float32
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The random-pair ablation: two *independent* masks with keep ratios ``r`` and ``1 - r``."""
-    return (block_mask(shape, block, keep_ratio, generator, device, dtype),
-            block_mask(shape, block, 1.0 - keep_ratio, generator, device, dtype))
-
-
-def apply_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Masked view of a normalised batch: masked voxels become 0 (the normalised mean)."""
-    return x * mask.to(x.dtype)
+warnings.warn("masktwins_bio.masking moved to masktwins_bio.methods.masks; import from there (this alias will be "
+              "removed in a later release)", DeprecationWarning, stacklevel=2)

@@ -14,10 +14,10 @@ LAYERS = [
     {"regions", "files", "devices", "precision"},
     {"blockwise", "config"},
     {"io"},
-    {"models", "data", "masking"},
+    {"models", "data"},
     {"methods", "metrics", "inference", "postprocess"},
     {"training"},
-    {"demo", "napari", "commands", "docs", "cli", "(root)", "__main__"},
+    {"demo", "napari", "commands", "docs", "cli", "(root)", "__main__", "masking"},  # masking: deprecated alias
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

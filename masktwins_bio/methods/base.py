@@ -25,7 +25,7 @@ import torch
 from ..config import AugmentConfig, MethodConfig
 from ..data.transforms import strong_intensity_augment
 from ..errors import ConfigError
-from ..masking import default_mask_block
+from .masks import default_mask_block
 from .losses import build_source_loss, pseudo_label_loss, pseudo_labels
 from .mixing import mix_source_into_target
 

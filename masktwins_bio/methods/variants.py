@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..masking import apply_mask, block_mask, complementary_masks, partition_masks, random_pair_masks
+from .masks import apply_mask, block_mask, complementary_masks, partition_masks, random_pair_masks
 from .base import UDAMethod, register
 from .losses import consistency_mse, pseudo_label_loss
 

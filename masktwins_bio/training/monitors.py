@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..masking import complementary_masks, default_mask_block
+from ..methods.masks import complementary_masks, default_mask_block
 from ..methods.losses import foreground_probability
 
 __all__ = ["LabelFreeMonitor", "TargetEvaluator", "label_free_score", "dice"]

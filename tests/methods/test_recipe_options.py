@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from masktwins_bio.config import AugmentConfig, MethodConfig
-from masktwins_bio.masking import partition_masks
+from masktwins_bio.methods.masks import partition_masks
 from masktwins_bio.methods import build_method
 from masktwins_bio.methods.losses import pseudo_labels
 from masktwins_bio.methods.mixing import box_paste_mask, mix_source_into_target, object_paste_mask

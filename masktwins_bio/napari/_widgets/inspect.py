@@ -1,7 +1,7 @@
 """The Inspect widget: MaskTwins' complementary masks on the current patch, a per-instance table and metrics.
 
-* **Masks:** the pair (M, 1 - M) of :func:`masktwins_bio.masking.complementary_masks` on the patch of the chosen image
-  around the current view (the block size of :func:`masktwins_bio.masking.default_mask_block` unless given), shown as a
+* **Masks:** the pair (M, 1 - M) of :func:`masktwins_bio.methods.masks.complementary_masks` on the patch of the chosen image
+  around the current view (the block size of :func:`masktwins_bio.methods.masks.default_mask_block` unless given), shown as a
   label layer (1 = seen by view M, 2 = seen by view 1 - M) and the two masked views as (hidden) image layers, with
   masked voxels at the patch mean (what the network sees: 0 after normalisation).
 * **Instances:** id, size in voxels and um^3 (voxel size from the layer), bounding box; clicking a row moves the viewer
@@ -20,7 +20,7 @@ import numpy as np
 from magicgui.widgets import Container, FileEdit, FloatSpinBox, Label, LineEdit, PushButton, SpinBox, Table, TextEdit
 
 from ...errors import InputError, UserError
-from ...masking import complementary_masks, default_mask_block
+from ...methods.masks import complementary_masks, default_mask_block
 from ...metrics import evaluate, format_summary
 from .._jobs import library_hooks
 from .._layers import layer_problem, layer_units, layer_volume, parse_triple, path_text, viewer_camera

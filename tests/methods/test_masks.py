@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from masktwins_bio.masking import (apply_mask, block_mask, complementary_masks, default_mask_block,
+from masktwins_bio.methods.masks import (apply_mask, block_mask, complementary_masks, default_mask_block,
                                    random_pair_masks)
 
 SHAPES = [(2, 1, 16, 64, 64), (3, 17, 50, 45), (1, 1, 5, 7, 9)]
@@ -70,3 +70,18 @@ def test_bad_arguments():
         block_mask((1, 4, 4, 4), (2, 2, 2), 1.0)
     with pytest.raises(ValueError, match="positive"):
         block_mask((1, 4, 4, 4), (0, 2, 2), 0.5)
+
+
+def test_the_old_module_path_still_works_and_warns():
+    import importlib
+    import sys
+    import warnings
+
+    sys.modules.pop("masktwins_bio.masking", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = importlib.import_module("masktwins_bio.masking")
+    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+    from masktwins_bio.methods import masks
+
+    assert old.complementary_masks is masks.complementary_masks
