@@ -330,7 +330,7 @@ def _source_fingerprint(vol: Volume) -> dict:
 
 @holds_output_lock("segment")
 def segment(
-    prob: Union[str, os.PathLike, Volume],
+    prob: Union[str, os.PathLike, Volume, np.ndarray],
     output: Union[str, os.PathLike],
     *,
     threshold: float = 0.5,
