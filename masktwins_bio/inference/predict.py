@@ -54,14 +54,14 @@ import torch
 from .._version import __version__
 from ..blockwise import Block, BlockGrid, ProgressCallback, StopCheck, run_blockwise
 from ..errors import InputError
-from ..io import Volume, as_volume, read_region
-from ..io.volume import check_resampling
-from ..regions import roi_slices
-from ..io.lock import holds_output_lock
 from ..files import plain
-from ..io.outputs import ResumableOutput, default_block, output_chunks
+from ..io import Volume, as_volume, read_region
+from ..io.lock import holds_output_lock
 from ..io.ome_zarr import BlockPyramid
+from ..io.outputs import ResumableOutput, default_block, output_chunks
+from ..io.volume import check_resampling
 from ..models import LoadedModel, load_model
+from ..regions import roi_slices
 from .blend import WindowBlender
 from .tta import TTA_MODES, tta_predictor
 from .worker import cached_model, resolve_device, worker_device
@@ -410,7 +410,8 @@ def predict(
 
     Raises:
         InputError: missing model/input, output exists without ``overwrite``/``resume``, resume with other
-            settings, unknown input voxel size, resampling beyond 8x (without ``allow_resampling``), ROI outside the volume, block shape not a multiple of the chunks.
+            settings, unknown input voxel size, resampling beyond 8x (without ``allow_resampling``), ROI outside
+            the volume, block shape not a multiple of the chunks.
         Cancelled: ``should_stop()`` returned True; the output stays ``complete: false``, ``resume=True`` finishes it.
     """
     if tta not in TTA_MODES:

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-from ..errors import InputError
+from ..errors import Cancelled, InputError
 
 __all__ = ["MARKER", "write_marker", "made_by_masktwins", "check_not_an_input", "check_replaceable",
            "check_complete", "set_aside", "restore_aside", "discard_asides", "settle_replacement"]
@@ -172,8 +172,6 @@ def settle_replacement(path: PathLike, aside: PathLike, exc_type, has_progress, 
     goes, as the user asked. Any other failure (a bad input found mid-way, disk full), or an interruption before any
     progress: the new one goes and the old one comes back whole. Returns whether the old output was restored.
     """
-    from ..errors import Cancelled
-
     kept = (Cancelled, KeyboardInterrupt, SystemExit, *keep_on)
     if exc_type is None or (issubclass(exc_type, kept) and has_progress()):
         discard_asides(path)

@@ -123,7 +123,6 @@ class ResumableOutput:
         self.path = Path(path)
         self.task = task
         self.settings = plain(settings)
-        self.overwrite = overwrite
         self.writer = None
         self.resuming = False
         self._aside: Optional[Path] = None

@@ -31,7 +31,8 @@ from ..errors import InputError
 from ..regions import roi_slices
 from .volume import Volume, normalize_key
 
-__all__ = ["open_volume", "as_volume", "split_h5_spec", "natural_sort_key", "unit_to_nm", "IMAGE_SUFFIXES", "is_zarr_path"]
+__all__ = ["open_volume", "as_volume", "split_h5_spec", "natural_sort_key", "unit_to_nm", "IMAGE_SUFFIXES",
+           "is_zarr_path"]
 
 SLICE_SUFFIXES = (".png", ".tif", ".tiff")
 IMAGE_SUFFIXES = (".zarr", ".h5", ".hdf5", ".hdf", ".tif", ".tiff", ".png")

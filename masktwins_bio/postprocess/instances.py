@@ -43,12 +43,12 @@ import numpy as np
 
 from ..blockwise import Block, BlockGrid, DoneMarkers, ProgressCallback, StopCheck, run_blockwise
 from ..errors import InputError
-from ..io import Volume, as_volume
 from ..files import plain
-from ..io.outputs import ResumableOutput, default_block, output_chunks
+from ..io import Volume, as_volume
 from ..io.guard import check_complete
 from ..io.lock import holds_output_lock
 from ..io.ome_zarr import BlockPyramid
+from ..io.outputs import ResumableOutput, default_block, output_chunks
 from .relabel import CONNECTIVITIES, apply_lut, block_offsets, face_pairs, merge_lut
 
 __all__ = ["segment", "label_components", "METHODS", "Foreground"]

@@ -35,7 +35,7 @@ class RunLogger:
         path = Path(run_dir) / "log.csv"
         if path.exists():
             self._repair(path, resume_step)
-        new = not path.exists() or path.stat().st_size == 0
+        new = not path.exists()
         self._file = open(path, "a", newline="")
         self._csv = csv.writer(self._file)
         if new:

@@ -232,9 +232,12 @@ class Trainer:
                 if held is None:
                     shutil.rmtree(aside)
                 else:
-                    # a diverged run keeps its last good checkpoint (its message says so), as an interrupted one
-                    held.push(lambda exc_type, *_: settle_replacement(rd, aside, exc_type, (rd / "last.pt").exists,
-                                                                      keep_on=(TrainingDiverged,)) and False)
+                    def settle(exc_type, *_):  # at the end of run(): keep the new run or bring the old one back
+                        # a diverged run keeps its last good checkpoint (its message says so), as an interrupted one
+                        settle_replacement(rd, aside, exc_type, (rd / "last.pt").exists, keep_on=(TrainingDiverged,))
+                        return False  # never swallow the exception
+
+                    held.push(settle)
             rd.mkdir(parents=True, exist_ok=True)
             if not self.resume:  # a resume rewrites the record only once its checkpoint accepted this config
                 write_marker(rd, "train")
