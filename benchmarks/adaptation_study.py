@@ -70,6 +70,10 @@ ROWS: dict[str, tuple[str, list[str], bool]] = {
     "views_3": ("masktwins", ["method.num_views=3"], True),
     # the teacher: adaptation from the first step (no source-trained start), same total budget
     "from_scratch": ("mean_teacher,masktwins", ["method.adapt_from_step=0"], False),
+    # the fork point: adapt from a longer-trained source model (FAFB -> VNC III is still converging at step 2000)
+    "adapt_3000": ("masktwins", ["method.adapt_from_step=3000"], False),
+    # a faster-converging source recipe, shared by every method (its own prefix)
+    "lr_2e-3": ("source_only,masktwins", ["train.lr=0.002"], False),
 }
 
 
