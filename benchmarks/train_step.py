@@ -71,7 +71,7 @@ def make_config(data: Path, args, method: str, run_dir: Path, amp: str = "auto")
 
 
 def main() -> None:
-    from masktwins_bio.training.harness import PRESETS
+    from masktwins_bio.experiments.harness import PRESETS
 
     cpu = PRESETS["cpu"]
     ints = lambda s: tuple(int(v) for v in s.split(","))  # noqa: E731

@@ -32,7 +32,7 @@ _LAZY = {
     "load_model": ("models", "load_model"),
     "sample_data": ("data.synthetic", "sample_data"),
     "train": ("training", "train"),
-    "compare": ("training", "compare"),
+    "compare": ("experiments", "compare"),
     "predict": ("inference", "predict"),
     "segment": ("postprocess", "segment"),
     "evaluate": ("metrics", "evaluate"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from masktwins_bio.config import load_config
-from masktwins_bio.demo import demo_config
+from masktwins_bio.experiments import demo_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_COMMAND = "pip install -e . && masktwins-bio demo"

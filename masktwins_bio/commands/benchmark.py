@@ -57,8 +57,8 @@ def run(args) -> int:
     import torch
 
     from ..config import load_config
-    from ..training import compare, format_comparison
-    from ..training.harness import build_experiment, summarize_shapes
+    from ..experiments import compare, format_comparison
+    from ..experiments.harness import build_experiment, summarize_shapes
 
     preset = args.preset or ("gpu" if (args.device != "cpu" and torch.cuda.is_available()) else "cpu")
     cfg = build_experiment(

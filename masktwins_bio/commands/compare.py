@@ -38,7 +38,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..training import compare, format_comparison
+    from ..experiments import compare, format_comparison
 
     result = compare(args.config, args.methods, seeds=args.seeds, out_dir=args.out, overrides=args.overrides,
                      progress=not args.no_progress, overwrite=args.overwrite, prefix_from=args.prefix_from)

@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..demo import run_demo
+    from ..experiments import run_demo
 
     run_demo(args.out, size=args.size, steps=args.steps, adapt_steps=args.adapt_steps, device=args.device,
              seed=args.seed, progress=not args.no_progress)

@@ -13,7 +13,8 @@ import torch
 
 from masktwins_bio.config import load_config
 from masktwins_bio.errors import UserError
-from masktwins_bio.training import compare, train
+from masktwins_bio.experiments import compare
+from masktwins_bio.training import train
 from masktwins_bio.training.runlog import RunLogger
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from masktwins_bio.cli import main
 from masktwins_bio.errors import InputError
-from masktwins_bio.training.harness import build_experiment
+from masktwins_bio.experiments.harness import build_experiment
 
 
 def test_build_experiment_fits_patch_and_reads_voxel_sizes(tiny_pair, tmp_path):
