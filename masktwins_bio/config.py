@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .regions import parse_roi
+from .registry import METHODS, NETWORKS, Registry
 
 __all__ = [
     "Config",
@@ -47,8 +48,15 @@ __all__ = [
     "MODEL_NAMES",
 ]
 
-METHOD_NAMES = ("source_only", "mean_teacher", "mic", "masktwins_random_pair", "masktwins")
-MODEL_NAMES = ("unet", "basic_unet", "dynunet", "segresnet")
+#: the built-in names at import time (kept for compatibility; :data:`masktwins_bio.registry.METHODS` and
+#: ``NETWORKS`` are the lists, and also hold names registered later)
+METHOD_NAMES = METHODS.names()
+MODEL_NAMES = NETWORKS.names()
+
+
+def _registered(registry: Registry):
+    """A ``str`` field validated against ``registry`` when the config is read (names registered later count)."""
+    return Annotated[str, AfterValidator(registry.check), registry]
 
 Triple = tuple[float, float, float]
 IntTriple = tuple[int, int, int]
@@ -194,7 +202,8 @@ class ModelConfig(_Section):
     """Network architecture (all from MONAI).
 
     Attributes:
-        name: ``unet`` (monai.networks.nets.UNet), ``basic_unet``, ``dynunet`` or ``segresnet``.
+        name: A network of :data:`masktwins_bio.registry.NETWORKS`: ``unet`` (MONAI UNet), ``basic_unet``,
+            ``dynunet`` (anisotropic kernels) or ``segresnet``, or one registered later.
         channels: Feature channels per resolution level.
         strides: Down-sampling strides per level, each (z, y, x); ``None`` chooses anisotropy-aware strides from the
             training voxel size (no z down-sampling while z is coarser than y/x).
@@ -204,7 +213,7 @@ class ModelConfig(_Section):
         head: ``softmax`` (two logits, background/foreground) or ``sigmoid`` (one foreground logit).
     """
 
-    name: Literal["unet", "basic_unet", "dynunet", "segresnet"] = "unet"
+    name: _registered(NETWORKS) = "unet"
     channels: tuple[int, ...] = (16, 32, 64, 128)
     strides: Optional[tuple[IntTriple, ...]] = None
     num_res_units: int = Field(2, ge=0)
@@ -224,7 +233,8 @@ class MethodConfig(_Section):
     """Domain-adaptation method and its hyper-parameters.
 
     Attributes:
-        name: One of ``source_only``, ``mean_teacher``, ``mic``, ``masktwins_random_pair``, ``masktwins``.
+        name: A method of :data:`masktwins_bio.registry.METHODS`: the ladder (``source_only``, ``mean_teacher``,
+            ``mic``, ``masktwins_random_pair``, ``masktwins``) or a variant registered later.
         mask_block: Mask block size in voxels (z, y, x); ``None`` uses about 1/8 of the patch side in-plane (the
             paper's 2D optimum is 1/16 of a 1024 crop; our patches are smaller) and the same physical size in z.
         keep_ratio: Fraction of blocks kept visible in the (first) masked view; ``None`` uses the method's default
@@ -262,7 +272,7 @@ class MethodConfig(_Section):
             starts from a model that is already trained; 0 = adapt from the first step.
     """
 
-    name: Literal["source_only", "mean_teacher", "mic", "masktwins_random_pair", "masktwins"] = "masktwins"
+    name: _registered(METHODS) = "masktwins"
     mask_block: Optional[IntTriple] = None
     keep_ratio: Optional[float] = Field(None, gt=0, lt=1)
     ema_alpha: float = Field(0.999, ge=0, lt=1)

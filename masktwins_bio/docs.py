@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from . import config as config_module
 from .config import Config
+from .registry import Registry
 
 __all__ = ["configuration_reference", "cli_reference", "write_docs"]
 
@@ -40,7 +41,10 @@ def _field_docs(cls: type) -> dict[str, str]:
     return {k: " ".join(v.split()) for k, v in out.items()}
 
 
-def _type_name(annotation) -> str:
+def _type_name(annotation, metadata=()) -> str:
+    registry = next((m for m in metadata if isinstance(m, Registry)), None)
+    if registry is not None:
+        return "a registered name: " + ", ".join(f"'{n}'" for n in registry.names())
     text = str(annotation).replace("typing.", "").replace("NoneType", "None")
     text = re.sub(r"masktwins_bio\.config\.(\w+)", r"\1", text)
     text = re.sub(r"<class '([\w.]+)'>", r"\1", text)
@@ -75,7 +79,7 @@ def _section(cls: type[BaseModel], prefix: str, lines: list[str], seen: set) -> 
         if sub is not None:
             subsections.append((sub, key))
         meaning = docs.get(name) or (f"see `{key}` below" if sub else "")
-        lines.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {_md(meaning)} |")
+        lines.append(f"| `{key}` | {_type_name(field.annotation, field.metadata)} | {_default(field)} | {_md(meaning)} |")
     lines.append("")
     for sub, key in subsections:
         if (sub, key) not in seen:

@@ -29,6 +29,7 @@ from .config import ModelConfig
 from .devices import unwrap
 from .errors import InputError
 from .files import atomic_file, plain
+from .registry import NETWORKS
 
 __all__ = [
     "build_network",
@@ -60,19 +61,99 @@ def default_strides(voxel_size: Optional[Sequence[float]], n_levels: int, patch_
     return tuple(strides)
 
 
-def required_divisor(model_cfg: ModelConfig, voxel_size=None, patch_size=(16, 96, 96)) -> tuple[int, int, int]:
-    """Input sizes along each axis must be multiples of this (the product of the strides)."""
-    if model_cfg.name == "basic_unet":
-        return (16, 16, 16)
-    if model_cfg.name == "segresnet":
-        d = 2 ** (len(model_cfg.channels) - 1)
-        return (d, d, d)
+def _stride_divisor(model_cfg: ModelConfig, voxel_size, patch_size) -> tuple[int, int, int]:
     strides = model_cfg.strides or default_strides(voxel_size, len(model_cfg.channels) - 1, patch_size)
     return tuple(int(np.prod([s[a] for s in strides])) for a in range(3))  # type: ignore[return-value]
 
 
+@NETWORKS.register
+class UNetSpec:
+    """``model.name: unet``: MONAI's residual UNet with anisotropy-aware strides."""
+
+    name = "unet"
+    divisor = staticmethod(_stride_divisor)
+
+    @staticmethod
+    def build(model_cfg: ModelConfig, strides, out_channels: int, norm, voxel_size) -> nn.Module:
+        from monai.networks import nets
+
+        return nets.UNet(spatial_dims=3, in_channels=1, out_channels=out_channels, channels=tuple(model_cfg.channels),
+                         strides=strides, num_res_units=model_cfg.num_res_units, norm=norm,
+                         dropout=model_cfg.dropout)
+
+
+@NETWORKS.register
+class DynUNetSpec:
+    """``model.name: dynunet``: MONAI's DynUNet, 1x3x3 kernels while z is much coarser than y/x."""
+
+    name = "dynunet"
+    divisor = staticmethod(_stride_divisor)
+
+    @staticmethod
+    def build(model_cfg: ModelConfig, strides, out_channels: int, norm, voxel_size) -> nn.Module:
+        from monai.networks import nets
+
+        vs = np.asarray(voxel_size if voxel_size is not None else (1.0, 1.0, 1.0), dtype=float)
+        kernels = []
+        for s in ((1, 1, 1),) + strides:
+            # 1x3x3 kernels while z is much coarser than y/x, 3x3x3 once near-isotropic
+            kernels.append(tuple(1 if (a == 0 and vs[0] > 2.5 * vs[1:].min()) else 3 for a in range(3)))
+            vs = vs * np.asarray(s)
+        return nets.DynUNet(
+            spatial_dims=3, in_channels=1, out_channels=out_channels, kernel_size=kernels,
+            strides=((1, 1, 1),) + strides, upsample_kernel_size=strides, filters=list(model_cfg.channels),
+            norm_name=norm, dropout=model_cfg.dropout or None, res_block=model_cfg.num_res_units > 0,
+        )
+
+
+@NETWORKS.register
+class BasicUNetSpec:
+    """``model.name: basic_unet``: MONAI's BasicUNet (isotropic, five levels; ``channels`` padded to six)."""
+
+    name = "basic_unet"
+    @staticmethod
+    def divisor(model_cfg: ModelConfig, voxel_size, patch_size) -> tuple[int, int, int]:
+        return (16, 16, 16)
+
+    @staticmethod
+    def build(model_cfg: ModelConfig, strides, out_channels: int, norm, voxel_size) -> nn.Module:
+        from monai.networks import nets
+
+        ch = list(model_cfg.channels)
+        features = tuple(ch) if len(ch) == 6 else tuple((ch + [ch[-1]] * 5)[:5]) + (ch[0],)
+        with contextlib.redirect_stdout(io.StringIO()):  # BasicUNet prints its features
+            return nets.BasicUNet(spatial_dims=3, in_channels=1, out_channels=out_channels, features=features,
+                                  norm=norm, dropout=model_cfg.dropout)
+
+
+@NETWORKS.register
+class SegResNetSpec:
+    """``model.name: segresnet``: MONAI's SegResNet (isotropic down-sampling by 2 per level)."""
+
+    name = "segresnet"
+    @staticmethod
+    def divisor(model_cfg: ModelConfig, voxel_size, patch_size) -> tuple[int, int, int]:
+        d = 2 ** (len(model_cfg.channels) - 1)
+        return (d, d, d)
+
+    @staticmethod
+    def build(model_cfg: ModelConfig, strides, out_channels: int, norm, voxel_size) -> nn.Module:
+        from monai.networks import nets
+
+        n_levels = len(model_cfg.channels) - 1
+        return nets.SegResNet(spatial_dims=3, in_channels=1, out_channels=out_channels,
+                              init_filters=model_cfg.channels[0], blocks_down=tuple([1, 2, 2, 4, 4][: n_levels + 1]),
+                              blocks_up=tuple([1, 1, 1, 1][:n_levels]), norm=norm,
+                              dropout_prob=model_cfg.dropout or None)
+
+
+def required_divisor(model_cfg: ModelConfig, voxel_size=None, patch_size=(16, 96, 96)) -> tuple[int, int, int]:
+    """Input sizes along each axis must be multiples of this (the product of the strides)."""
+    return NETWORKS[model_cfg.name].divisor(model_cfg, voxel_size, patch_size)
+
+
 def build_network(model_cfg: ModelConfig, voxel_size=None, patch_size=(16, 96, 96)) -> nn.Module:
-    """Build the MONAI network described by ``model_cfg``.
+    """Build the network ``model_cfg.name`` of :data:`masktwins_bio.registry.NETWORKS`.
 
     Args:
         model_cfg: The ``model`` config section.
@@ -82,43 +163,14 @@ def build_network(model_cfg: ModelConfig, voxel_size=None, patch_size=(16, 96, 9
     Returns:
         A module mapping ``(B, 1, Z, Y, X)`` to logits ``(B, C, Z, Y, X)`` with C = 2 (softmax) or 1 (sigmoid).
     """
-    from monai.networks import nets
-
+    spec = NETWORKS[model_cfg.name]
     out_ch = 2 if model_cfg.head == "softmax" else 1
     n_levels = len(model_cfg.channels) - 1
     strides = tuple(tuple(s) for s in (model_cfg.strides or default_strides(voxel_size, n_levels, patch_size)))
     if len(strides) != n_levels:
         raise InputError(f"model.strides has {len(strides)} entries; it needs len(model.channels) - 1 = {n_levels}")
     norm = {"instance": "instance", "batch": "batch", "group": ("group", {"num_groups": 8})}[model_cfg.norm]
-    if model_cfg.name == "unet":
-        return nets.UNet(
-            spatial_dims=3, in_channels=1, out_channels=out_ch, channels=tuple(model_cfg.channels),
-            strides=strides, num_res_units=model_cfg.num_res_units, norm=norm, dropout=model_cfg.dropout,
-        )
-    if model_cfg.name == "dynunet":
-        vs = np.asarray(voxel_size if voxel_size is not None else (1.0, 1.0, 1.0), dtype=float)
-        kernels = []
-        for s in ((1, 1, 1),) + strides:
-            # 1x3x3 kernels while z is much coarser than y/x, 3x3x3 once near-isotropic
-            kernels.append(tuple(1 if (a == 0 and vs[0] > 2.5 * vs[1:].min()) else 3 for a in range(3)))
-            vs = vs * np.asarray(s)
-        return nets.DynUNet(
-            spatial_dims=3, in_channels=1, out_channels=out_ch, kernel_size=kernels,
-            strides=((1, 1, 1),) + strides, upsample_kernel_size=strides, filters=list(model_cfg.channels),
-            norm_name=norm if isinstance(norm, str) else ("group", {"num_groups": 8}),
-            dropout=model_cfg.dropout or None, res_block=model_cfg.num_res_units > 0,
-        )
-    if model_cfg.name == "basic_unet":
-        ch = list(model_cfg.channels)
-        features = tuple(ch) if len(ch) == 6 else tuple((ch + [ch[-1]] * 5)[:5]) + (ch[0],)
-        with contextlib.redirect_stdout(io.StringIO()):  # BasicUNet prints its features
-            return nets.BasicUNet(spatial_dims=3, in_channels=1, out_channels=out_ch, features=features,
-                                  norm=norm, dropout=model_cfg.dropout)
-    if model_cfg.name == "segresnet":
-        return nets.SegResNet(spatial_dims=3, in_channels=1, out_channels=out_ch, init_filters=model_cfg.channels[0],
-                              blocks_down=tuple([1, 2, 2, 4, 4][: n_levels + 1]),
-                              blocks_up=tuple([1, 1, 1, 1][:n_levels]), norm=norm, dropout_prob=model_cfg.dropout or None)
-    raise InputError(f"unknown model.name {model_cfg.name!r}; choose unet, basic_unet, dynunet or segresnet")
+    return spec.build(model_cfg, strides, out_ch, norm, voxel_size)
 
 
 def _versions() -> dict:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1] / "masktwins_bio"
 #: docs/architecture.md's table, lowest first
 LAYERS = [
     {"errors", "_version"},
-    {"regions", "files", "devices", "precision"},
+    {"regions", "files", "devices", "precision", "registry"},
     {"blockwise", "config"},
     {"io"},
     {"models", "data"},

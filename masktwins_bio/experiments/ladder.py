@@ -20,8 +20,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .._version import __version__
-from ..config import METHOD_NAMES, Config, apply_overrides, config_from_dict
+from ..config import Config, apply_overrides, config_from_dict
 from ..errors import ConfigError
+from ..registry import METHODS
 from ..training.selection import audit_selection, summarize_audits
 
 __all__ = ["compare", "format_comparison", "evaluate_on_target", "KEY_METRICS", "INSTANCE_METRICS"]
@@ -89,9 +90,6 @@ def evaluate_on_target(cfg: Config, model_path, out_dir, device: str = "auto", p
     return metrics
 
 
-ADAPTATION_METHODS = tuple(m for m in METHOD_NAMES if m != "source_only")
-
-
 def _train_prefix(base: Config, seed: int, prefix: Path, progress: bool, volumes) -> None:
     """Train only the shared source-only prefix of ``seed`` (when no source_only row is compared) into ``prefix``."""
     from ..training.api import train
@@ -135,9 +133,9 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
     from ..training.api import _as_config, train
 
     base = _as_config(config, overrides)
-    unknown = [m for m in methods if m not in METHOD_NAMES]
+    unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ConfigError(f"--methods: unknown method {unknown[0]!r}; choose from {', '.join(METHOD_NAMES)}")
+        raise ConfigError(f"--methods: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
     if not methods:
         raise ConfigError("--methods: give at least one method, e.g. source_only,masktwins")
     seeds = list(seeds) if seeds else [base.seed]
@@ -152,7 +150,7 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
             run_dir = out / method / f"seed{seed}"
             cfg = config_from_dict(apply_overrides(base.resolved(), [f"method.name={method}", f"seed={seed}"]),
                                    f"{method} (seed {seed})")
-            shares_prefix = prefix_step > 0 and method in ("source_only", *ADAPTATION_METHODS)
+            shares_prefix = prefix_step > 0  # every registered method is the source-only step before it
             prefix = Path(prefix_from or out) / "source_only" / f"seed{seed}" / f"step{prefix_step}.pt"
             t0 = time.perf_counter()
             summary_path = run_dir / "summary.json"

@@ -25,19 +25,20 @@ import torch
 from ..config import AugmentConfig, MethodConfig
 from ..data.transforms import strong_intensity_augment
 from ..errors import ConfigError
+from ..registry import METHODS
 from .masks import default_mask_block
 from .losses import build_source_loss, pseudo_label_loss, pseudo_labels
 from .mixing import mix_source_into_target
 
 __all__ = ["UDAMethod", "register", "build_method", "METHODS"]
 
-METHODS: dict[str, type["UDAMethod"]] = {}
 _FROM_CONFIG = object()  # UDAMethod's adapt_start default: read method.adapt_from_step
 
 
 def register(cls: type["UDAMethod"]) -> type["UDAMethod"]:
-    METHODS[cls.name] = cls
-    return cls
+    """Class decorator: add a variant to :data:`masktwins_bio.registry.METHODS` under ``cls.name`` (the config then
+    accepts ``method.name: <cls.name>``)."""
+    return METHODS.register(cls)
 
 
 class UDAMethod:
@@ -150,8 +151,4 @@ def build_method(cfg: MethodConfig, head: str, augment: AugmentConfig, patch_siz
                  source_loss: str = "dice_ce", source_foreground: Optional[float] = None,
                  adapt_start=_FROM_CONFIG) -> UDAMethod:
     """Instantiate the method named ``cfg.name`` (``adapt_start``: see :class:`UDAMethod`)."""
-    from . import variants  # noqa: F401  (registers the variants)
-
-    if cfg.name not in METHODS:
-        raise ConfigError(f"method.name {cfg.name!r} is unknown; choose one of {', '.join(METHODS)}")
     return METHODS[cfg.name](cfg, head, augment, patch_size, voxel_size, source_loss, source_foreground, adapt_start)

@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from masktwins_bio.cli import main
-from masktwins_bio.config import METHOD_NAMES, load_config
+from masktwins_bio.config import load_config
+from masktwins_bio.registry import METHODS
 from masktwins_bio.errors import UserError
 from masktwins_bio.models import load_model
 from masktwins_bio.training import train
 from masktwins_bio.training.runlog import RunLogger
 
 
-@pytest.mark.parametrize("method", METHOD_NAMES)
+@pytest.mark.parametrize("method", METHODS.names())
 def test_each_method_trains_and_exports(tiny_config, method):
     path, _ = tiny_config(method={"name": method}, train={"steps": 3, "val_every": 3})
     result = train(load_config(path), progress=False)

@@ -31,6 +31,7 @@ from ...errors import InputError
 from ...inference import predict
 from ...io import open_volume
 from ...models import load_model
+from ...registry import METHODS as REGISTERED_METHODS
 from ...training import TrainingVolumes, train
 from .._jobs import temporary_folder
 from .._layers import (NM_UNITS, layer_problem, layer_units, layer_volume, layer_voxel_size, output_placement,
@@ -44,8 +45,20 @@ __all__ = ["AdaptWidget"]
 
 log = logging.getLogger("masktwins_bio.napari")
 
-METHODS = [("MaskTwins (complementary masks)", "masktwins"), ("source only (no adaptation)", "source_only"),
-           ("mean teacher", "mean_teacher"), ("MIC (one random mask)", "mic")]
+#: how the method menu shows the built-in names; a method registered later is shown by its name. The random pair is
+#: an ablation of MaskTwins (for the study), not a choice a user needs.
+METHOD_TITLES = {"masktwins": "MaskTwins (complementary masks)", "source_only": "source only (no adaptation)",
+                 "mean_teacher": "mean teacher", "mic": "MIC (one random mask)"}
+HIDDEN_METHODS = {"masktwins_random_pair"}
+
+
+def method_choices() -> list[tuple[str, str]]:
+    """(title, name) for every registered method but the ablations, MaskTwins first."""
+    names = sorted((n for n in REGISTERED_METHODS if n not in HIDDEN_METHODS), key=lambda n: n != "masktwins")
+    return [(METHOD_TITLES.get(n, n), n) for n in names]
+
+
+METHODS = method_choices()  # the built-in menu (kept for compatibility)
 DEFAULT_PATCH = (16, 96, 96)
 PREVIEW_MAX_YX = 512
 PREVIEW_LAYER = "adapt preview"
@@ -120,7 +133,7 @@ class AdaptWidget(JobPanel):
         self.target_path = FileEdit(label="…or path", mode="r", nullable=True)
         self.target_gt = layer_picker(viewer, ["labels"], "Target GT (eval)",
                                       "optional target labels, used only to report metrics, never for training")
-        self.method = ComboBox(label="Method", choices=METHODS, value="masktwins")
+        self.method = ComboBox(label="Method", choices=method_choices(), value="masktwins")
         self.steps = SpinBox(label="Steps", value=500, min=1, max=10**7,
                              tooltip="optimiser steps in all; without a start model the first half trains on the "
                                      "source only (method.adapt_from_step: auto)")
