@@ -51,6 +51,7 @@ re-submitted job continue where a pre-empted one stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -66,7 +67,7 @@ import numpy as np
 from .errors import Cancelled, InputError
 from .files import atomic_file
 
-__all__ = ["Block", "BlockGrid", "DoneMarkers", "StagedTask", "run_blockwise", "track_blocks",
+__all__ = ["Block", "BlockGrid", "DoneMarkers", "StagedTask", "Execution", "run_blockwise", "track_blocks",
            "ProgressCallback", "StopCheck", "EXECUTORS"]
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,61 @@ Result = Optional[dict]
 ProgressCallback = Callable[[str, int, int], None]
 #: ``should_stop() -> bool``: polled between blocks; True stops the call with :class:`~masktwins_bio.errors.Cancelled`
 StopCheck = Callable[[], bool]
+
+
+_OPTIONS = ("executor", "address", "num_workers", "progress", "callback", "should_stop")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How blockwise work runs, never what it computes (daisy's runner beside its Task).
+
+    One object carries the executor, its cluster, progress reporting and cancellation from the CLI, the napari
+    plugin or a notebook through ``predict``, ``segment``, ``label_components`` and ``evaluate`` down to
+    :func:`run_blockwise`. The public functions also take these as separate keyword arguments.
+
+    Attributes:
+        executor: ``serial`` (this process: the debug mode) or ``dask``.
+        address: Scheduler address of an existing dask cluster (``tcp://host:8786``); ``None`` starts a
+            ``LocalCluster``.
+        num_workers: Workers of that ``LocalCluster`` (default: one per GPU, else 2).
+        progress: Show tqdm bars counting voxels.
+        callback: ``callback(desc, done, total)`` in voxels (see the module docstring).
+        should_stop: Polled between blocks; True stops the run cleanly (see the module docstring).
+    """
+
+    executor: str = "serial"
+    address: Optional[str] = None
+    num_workers: Optional[int] = None
+    progress: bool = True
+    callback: Optional[ProgressCallback] = None
+    should_stop: Optional[StopCheck] = None
+
+    def __post_init__(self):
+        if self.executor not in EXECUTORS:
+            raise InputError(f"executor {self.executor!r} is not known; choose one of {', '.join(EXECUTORS)}")
+
+    @property
+    def serial(self) -> bool:
+        return self.executor == "serial"
+
+    def replace(self, **changes) -> "Execution":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def merge(cls, execution: Optional["Execution"], defaults: "Execution", **options) -> "Execution":
+        """``execution``, or ``defaults`` with the keyword ``options`` a public function was called with.
+
+        Raises:
+            InputError: Both ``execution`` and an option that differs from its default were given.
+        """
+        changed = {k: v for k, v in options.items() if v != getattr(defaults, k)}
+        if execution is None:
+            return defaults.replace(**changed)
+        if changed:
+            raise InputError(f"give either execution= or {', '.join(changed)}, not both (Execution holds "
+                             f"{', '.join(_OPTIONS)})")
+        return execution
 
 
 @dataclass(frozen=True)
@@ -309,17 +365,20 @@ def _voxels(block: Block) -> int:
     return int(np.prod(block.write_shape))
 
 
-def track_blocks(blocks: Iterable[Block], desc: str, *, progress: bool = False,
-                 callback: Optional[ProgressCallback] = None,
+def track_blocks(blocks: Iterable[Block], desc: str, *, execution: Optional[Execution] = None,
+                 progress: bool = False, callback: Optional[ProgressCallback] = None,
                  should_stop: Optional[StopCheck] = None) -> Iterator[Block]:
     """Iterate over ``blocks`` in this thread with the hooks of :func:`run_blockwise` (and a transient bar).
 
     ``should_stop`` is polled before each block (True raises :class:`~masktwins_bio.errors.Cancelled`);
     ``callback(desc, done, total)`` (voxels) is called at the start and once the loop body has finished a block.
+    ``execution`` gives all three at once (its executor is not used: the loop runs here).
     """
+    run = Execution.merge(execution, Execution(progress=False), progress=progress, callback=callback,
+                          should_stop=should_stop)
     blocks = list(blocks)
-    with _Progress(desc, sum(map(_voxels, blocks)), progress=progress, leave=False, callback=callback,
-                   should_stop=should_stop) as prog:
+    with _Progress(desc, sum(map(_voxels, blocks)), progress=run.progress, leave=False, callback=run.callback,
+                   should_stop=run.should_stop) as prog:
         for block in blocks:
             if prog.stop_requested():
                 raise prog.cancelled()
@@ -335,6 +394,7 @@ def run_blockwise(
     process_block: Callable[[Block], Result],
     *,
     done: Union[DoneMarkers, str, os.PathLike, None] = None,
+    execution: Optional[Execution] = None,
     executor: str = "serial",
     address: Optional[str] = None,
     num_workers: Optional[int] = None,
@@ -353,6 +413,7 @@ def run_blockwise(
         process_block: ``f(block) -> None | dict[str, np.ndarray]``, or a :class:`StagedTask`. Must be picklable
             for ``executor="dask"``.
         done: Resume markers (:class:`DoneMarkers` or its folder); ``None`` disables resume.
+        execution: How to run (:class:`Execution`), instead of ``executor`` ... ``should_stop`` one by one.
         executor: ``serial`` (this process; prefetch/write-behind threads for staged tasks) or ``dask``.
         address: Scheduler address of an existing dask cluster (``tcp://host:8786``); ``None`` starts a
             ``LocalCluster``.
@@ -374,8 +435,8 @@ def run_blockwise(
     Raises:
         Cancelled: ``should_stop()`` returned True; finished blocks are marked done, the rest can be resumed.
     """
-    if executor not in EXECUTORS:
-        raise InputError(f"executor {executor!r} is not known; choose one of {', '.join(EXECUTORS)}")
+    run = Execution.merge(execution, Execution(), executor=executor, address=address, num_workers=num_workers,
+                          progress=progress, callback=callback, should_stop=should_stop)
     if done is not None and not isinstance(done, DoneMarkers):
         done = DoneMarkers(done)
     if chains is not None:
@@ -396,7 +457,7 @@ def run_blockwise(
             todo.append(b)
     nvox = {b.block_id: _voxels(b) for b in blocks}
     with _Progress(desc, sum(nvox.values()), sum(nvox[b.block_id] for b in blocks if b.block_id in finished),
-                   progress=progress, callback=callback, should_stop=should_stop) as prog:
+                   progress=run.progress, callback=run.callback, should_stop=run.should_stop) as prog:
 
         def finish(block_id: int, result: Result) -> None:
             if result is not None:
@@ -404,11 +465,12 @@ def run_blockwise(
             prog.advance(nvox[block_id])
 
         stopped = False
-        if todo and executor == "serial":
+        if todo and run.serial:
             stopped = _run_serial(process_block, todo, done, finish, prefetch, prog.stop_requested)
         elif todo:
             todo_chains = [c for c in ([b for b in chain if b.block_id not in finished] for chain in chains) if c]
-            stopped = _run_dask(process_block, todo_chains, done, finish, address, num_workers, prog.stop_requested)
+            stopped = _run_dask(process_block, todo_chains, done, finish, run.address, run.num_workers,
+                                prog.stop_requested)
         if stopped:
             raise prog.cancelled()
     return results

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from masktwins_bio.blockwise import BlockGrid, DoneMarkers, run_blockwise, track_blocks
+from masktwins_bio.blockwise import BlockGrid, DoneMarkers, Execution, run_blockwise, track_blocks
 from masktwins_bio.errors import Cancelled, InputError
 
 
@@ -198,6 +198,25 @@ def test_dask_should_stop_cancels_the_rest(tmp_path):
 def test_unknown_executor():
     with pytest.raises(InputError, match="executor"):
         run_blockwise(BlockGrid((2, 2, 2), (2, 2, 2)), _square, executor="ray", progress=False)
+    with pytest.raises(InputError, match="executor 'ray' is not known; choose one of serial, dask"):
+        Execution(executor="ray")
+
+
+def test_one_execution_object_or_the_separate_options_not_both():
+    """Issue 13: the executor/progress/callback/should_stop tail travels as one Execution."""
+    grid = BlockGrid((2, 4, 4), (2, 2, 2))
+    seen: list = []
+    run = Execution(progress=False, callback=lambda desc, done, total: seen.append((desc, done, total)))
+    assert run_blockwise(grid, _square, execution=run, desc="x") == run_blockwise(grid, _square, progress=False)
+    assert seen[0] == ("x", 0, 32) and seen[-1] == ("x", 32, 32) and len(seen) == len(grid) + 1
+    assert len(list(track_blocks(grid, "t", execution=run))) == len(grid) and seen[-1] == ("t", 32, 32)
+    with pytest.raises(InputError, match="give either execution= or executor, num_workers, not both"):
+        run_blockwise(grid, _square, execution=run, executor="dask", num_workers=3)
+    stop = Execution(progress=False, should_stop=lambda: True)
+    with pytest.raises(Cancelled):
+        run_blockwise(grid, _square, execution=stop)
+    assert Execution.merge(None, Execution(progress=False), progress=False, executor="serial") == Execution(
+        progress=False)
 
 
 class ChainRecorder:

@@ -74,3 +74,33 @@ def add_overwrite(p: argparse.ArgumentParser, what: str = "output") -> None:
 
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+
+
+def add_run_arguments(p: argparse.ArgumentParser, what: str, block_default: str) -> None:
+    """--overwrite/--resume, --block-shape, --chunks, --dask, --workers (shared with ``segment``)."""
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true", help=f"replace an existing {what}")
+    mode.add_argument("--resume", action="store_true",
+                      help=f"continue an interrupted run: skip finished blocks of an existing {what} (same settings "
+                           "required; the result equals an uninterrupted run)")
+    p.add_argument("--block-shape", type=int_triple, metavar="Z,Y,X",
+                   help=f"voxels per block (the unit of work and of resume); a multiple of the chunks (default: "
+                        f"{block_default})")
+    p.add_argument("--chunks", type=int_triple, metavar="Z,Y,X", help="output chunk shape (default 32,256,256)")
+    p.add_argument("--dask", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the blocks on dask.distributed: alone, a local cluster; with a scheduler ADDRESS "
+                        "(tcp://host:8786), an existing cluster, e.g. dask-jobqueue's SLURMCluster")
+    p.add_argument("--workers", type=number(int, 1), metavar="N",
+                   help="workers of the local dask cluster (default: one per GPU, else 2)")
+    p.add_argument("--ome-version", choices=("0.4", "0.5"), default="0.4",
+                   help="0.4 = Zarr v2, widest reader support (default); 0.5 = Zarr v3")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def execution_from(args):
+    """The :class:`~masktwins_bio.blockwise.Execution` of ``--dask``, ``--workers`` and ``--no-progress``."""
+    from ..blockwise import Execution
+
+    return Execution(executor="dask" if args.dask else "serial",
+                     address=None if args.dask in (None, "local") else args.dask, num_workers=args.workers,
+                     progress=not args.no_progress)

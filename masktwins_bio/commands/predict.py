@@ -4,34 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_device, int_triple, number, triple
-
-
-def add_run_arguments(p: argparse.ArgumentParser, what: str, block_default: str) -> None:
-    """--overwrite/--resume, --block-shape, --chunks, --dask, --workers (shared with ``segment``)."""
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--overwrite", action="store_true", help=f"replace an existing {what}")
-    mode.add_argument("--resume", action="store_true",
-                      help=f"continue an interrupted run: skip finished blocks of an existing {what} (same settings "
-                           "required; the result equals an uninterrupted run)")
-    p.add_argument("--block-shape", type=int_triple, metavar="Z,Y,X",
-                   help=f"voxels per block (the unit of work and of resume); a multiple of the chunks (default: "
-                        f"{block_default})")
-    p.add_argument("--chunks", type=int_triple, metavar="Z,Y,X", help="output chunk shape (default 32,256,256)")
-    p.add_argument("--dask", nargs="?", const="local", metavar="ADDRESS",
-                   help="run the blocks on dask.distributed: alone, a local cluster; with a scheduler ADDRESS "
-                        "(tcp://host:8786), an existing cluster, e.g. dask-jobqueue's SLURMCluster")
-    p.add_argument("--workers", type=number(int, 1), metavar="N",
-                   help="workers of the local dask cluster (default: one per GPU, else 2)")
-    p.add_argument("--ome-version", choices=("0.4", "0.5"), default="0.4",
-                   help="0.4 = Zarr v2, widest reader support (default); 0.5 = Zarr v3")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def executor_kwargs(args) -> dict:
-    return {"executor": "dask" if args.dask else "serial",
-            "address": None if args.dask in (None, "local") else args.dask,
-            "num_workers": args.workers, "progress": not args.no_progress}
+from ._common import add_device, add_run_arguments, execution_from, int_triple, number, triple
 
 
 def register(sub) -> None:
@@ -75,6 +48,6 @@ def run(args) -> int:
                   resume=args.resume, device=args.device, block_shape=args.block_shape, chunks=args.chunks,
                   overlap=args.overlap, sw_batch_size=args.batch_size, output_dtype=args.dtype,
                   voxel_size=args.voxel_size, window=args.window, ome_version=args.ome_version,
-                  allow_resampling=args.allow_resampling, **executor_kwargs(args))
+                  allow_resampling=args.allow_resampling, execution=execution_from(args))
     print(f"wrote {out}")
     return 0

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import number, triple
-from .predict import add_run_arguments, executor_kwargs
+from ._common import add_run_arguments, execution_from, number, triple
 
 
 def register(sub) -> None:
@@ -41,7 +40,7 @@ def run(args) -> int:
                   seed_distance=args.seed_distance, connectivity=args.connectivity, block_shape=args.block_shape,
                   chunks=args.chunks, overwrite=args.overwrite, resume=args.resume, voxel_size=args.voxel_size,
                   ome_version=args.ome_version, allow_incomplete=args.allow_incomplete,
-                  **executor_kwargs(args))
+                  execution=execution_from(args))
     import zarr
 
     n = dict(zarr.open_group(str(out), mode="r").attrs).get("masktwins_bio", {}).get("n_instances")

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..blockwise import Block, BlockGrid, ProgressCallback, StopCheck, run_blockwise
+from ..blockwise import Block, BlockGrid, Execution, ProgressCallback, StopCheck, run_blockwise
 from ..errors import InputError
 from ..files import plain
 from ..io import Volume, as_volume, read_region
@@ -375,6 +375,7 @@ def predict(
     allow_resampling: bool = False,
     callback: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCheck] = None,
+    execution: Optional[Execution] = None,
 ) -> Path:
     """Foreground probabilities of a volume of any size, written blockwise to OME-Zarr (resumable).
 
@@ -404,6 +405,8 @@ def predict(
             default: a wrong voxel size is the usual cause); beyond 2x it is announced either way.
         callback: ``callback("predict", done, total)`` with output voxels, at the start and after every block.
         should_stop: Polled between blocks; True stops the run (see :func:`~masktwins_bio.blockwise.run_blockwise`).
+        execution: ``executor``, ``address``, ``num_workers``, ``progress``, ``callback`` and ``should_stop`` as
+            one :class:`~masktwins_bio.blockwise.Execution` (give either it or those arguments).
 
     Returns:
         The output path. Its voxel size is the model's (the input is resampled when they differ).
@@ -422,6 +425,8 @@ def predict(
         raise InputError(f"overlap {overlap} must be in [0, 1), e.g. 0.25")
     if sw_batch_size < 1:
         raise InputError(f"batch size {sw_batch_size} must be at least 1")
+    run = Execution.merge(execution, Execution(), executor=executor, address=address, num_workers=num_workers,
+                          progress=progress, callback=callback, should_stop=should_stop)
     dev = resolve_device(device)
 
     loaded = model if isinstance(model, LoadedModel) else load_model(model, "cpu")
@@ -453,7 +458,7 @@ def predict(
         "shape": shape, "window": win, "overlap": overlap, "tta": tta, "block_shape": grid.block_shape,
         "chunks": chunks, "output_dtype": output_dtype, "normalization": norm_mode,
     })
-    if executor != "serial" and not Path(loaded.path).is_file():
+    if not run.serial and not Path(loaded.path).is_file():
         raise InputError(f"{loaded.path}: the dask executor loads the model from its file, which is missing")
     out = ResumableOutput(output, task="predict", settings=settings, inputs=[vol, model], overwrite=overwrite,
                           resume=resume)
@@ -475,20 +480,18 @@ def predict(
                            "output_dtype": output_dtype, "scale": 255 if output_dtype == "uint8" else 1,
                            "package_version": __version__})
         pyramid = out.writer.create_block_levels(grid.block_shape)
-        if executor == "serial":
+        if run.serial:
             loaded.network.to(dev).eval()
         task = PredictTask(
             model_path=str(loaded.path), device=str(dev) if device not in (None, "auto") else "auto", source=source,
             origin=origin, shape=shape, output=pyramid, stats=stats, norm_mode=norm_mode, window=win,
             overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, output_dtype=output_dtype,
-            model=loaded if executor == "serial" else None,
+            model=loaded if run.serial else None,
         )
         done = out.done("predict")
-        chains = _chains(grid, done.done_ids(), None if executor == "serial" else DASK_CHAIN)
+        chains = _chains(grid, done.done_ids(), None if run.serial else DASK_CHAIN)
         if win[0] <= shape[0]:  # (an axis shorter than the window is padded: one window, nothing to carry)
             task.carried = frozenset(b.index for chain in chains for b in chain[1:])
-        run_blockwise(grid, task, done=done, chains=chains, executor=executor, address=address,
-                      num_workers=num_workers, progress=progress, desc="predict", callback=callback,
-                      should_stop=should_stop)
+        run_blockwise(grid, task, done=done, chains=chains, execution=run, desc="predict")
         out.finish()
     return out.path

@@ -23,7 +23,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .._version import __version__
-from ..blockwise import BlockGrid, ProgressCallback, StopCheck, track_blocks
+from ..blockwise import BlockGrid, Execution, ProgressCallback, StopCheck, track_blocks
 from ..errors import InputError
 from .inputs import align_inputs, open_ground_truth, open_prediction
 from .instance import ContingencyAccumulator, instance_metrics
@@ -112,6 +112,7 @@ def evaluate(
     should_stop: Optional[StopCheck] = None,
     allow_incomplete: bool = False,
     allow_resampling: bool = False,
+    execution: Optional[Execution] = None,
 ) -> dict:
     """Evaluate a prediction against ground truth, streamed block by block.
 
@@ -144,6 +145,8 @@ def evaluate(
         allow_incomplete: Evaluate stores an interrupted masktwins-bio job left unfinished (refused by default).
         allow_resampling: Accept a prediction more than 8x finer or coarser than the GT along an axis (refused by
             default: a wrong voxel size is the usual cause).
+        execution: ``progress``, ``callback`` and ``should_stop`` as one :class:`~masktwins_bio.blockwise.Execution`
+            (give either it or those arguments; evaluation runs in this process).
 
     Returns:
         The summary dict (also written to ``output``): ``semantic`` (``per_section_mean``, ``whole_volume``,
@@ -160,6 +163,8 @@ def evaluate(
         raise InputError(f"instance={instance!r}: use 'auto', True or False")
     if connectivity not in (6, 18, 26):
         raise InputError(f"connectivity {connectivity!r} must be 6, 18 or 26")
+    run = Execution.merge(execution, Execution(progress=False), progress=progress, callback=callback,
+                          should_stop=should_stop)
     out_path = resolve_output(output, overwrite)
     started = datetime.datetime.now(datetime.timezone.utc)
 
@@ -193,7 +198,7 @@ def evaluate(
         grid = BlockGrid(shape, block_shape, chunks=chunks)
 
     def blocks(desc: str):
-        return track_blocks(grid, desc, progress=progress, callback=callback, should_stop=should_stop)
+        return track_blocks(grid, desc, execution=run)
 
     sem = SemanticAccumulator(shape, p_src.score_kind, per_section)
     cont = ContingencyAccumulator() if do_instances else None

@@ -41,7 +41,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..blockwise import Block, BlockGrid, DoneMarkers, ProgressCallback, StopCheck, run_blockwise
+from ..blockwise import Block, BlockGrid, DoneMarkers, Execution, ProgressCallback, StopCheck, run_blockwise
 from ..errors import InputError
 from ..files import plain
 from ..io import Volume, as_volume
@@ -243,12 +243,9 @@ def _results(res: dict, n_blocks: int, key: str, empty: np.ndarray) -> list[np.n
 
 
 def _label_blockwise(ctx: _Context, grid: BlockGrid, local, output, *, method: str, connectivity: int,
-                     min_size: int, seed_radius, work: Optional[Path], executor: str, address, num_workers,
-                     progress: bool, out_dtype, callback: Optional[ProgressCallback],
-                     should_stop: Optional[StopCheck]) -> int:
+                     min_size: int, seed_radius, work: Optional[Path], execution: Execution, out_dtype) -> int:
     """The four passes (seeds for watershed, label, merge, relabel); returns the number of objects."""
-    run = partial(run_blockwise, grid, executor=executor, address=address, num_workers=num_workers,
-                  progress=progress, callback=callback, should_stop=should_stop)
+    run = partial(run_blockwise, grid, execution=execution)
 
     def done(name: str) -> Optional[DoneMarkers]:
         return DoneMarkers(work / f"done_{name}") if work is not None else None
@@ -285,8 +282,7 @@ def _check_common(method: str, connectivity: int, min_size: int) -> None:
 
 def _run_to_store(vol: Volume, fg: Foreground, output, *, task: str, settings: dict, provenance: dict, method: str,
                   connectivity: int, min_size: int, seed_distance: float, block_shape, chunks, overwrite: bool,
-                  resume: bool, executor: str, address, num_workers, progress: bool, ome_version: str,
-                  callback: Optional[ProgressCallback], should_stop: Optional[StopCheck]) -> Path:
+                  resume: bool, execution: Execution, ome_version: str) -> Path:
     """Shared by :func:`segment` and :func:`label_components`: output checks, resume, the passes, finalisation."""
     import zarr
 
@@ -315,8 +311,7 @@ def _run_to_store(vol: Volume, fg: Foreground, output, *, task: str, settings: d
         pyramid = writer.create_block_levels(grid.block_shape)
         n = _label_blockwise(_Context(vol, fg, vs), grid, str(work / "local"), pyramid, method=method,
                              connectivity=connectivity, min_size=min_size, seed_radius=radius, work=work,
-                             executor=executor, address=address, num_workers=num_workers, progress=progress,
-                             out_dtype=writer.dtype, callback=callback, should_stop=should_stop)
+                             execution=execution, out_dtype=writer.dtype)
         out.finish(n_instances=n)
     return out.path
 
@@ -351,6 +346,7 @@ def segment(
     callback: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCheck] = None,
     allow_incomplete: bool = False,
+    execution: Optional[Execution] = None,
 ) -> Path:
     """Instances from a probability volume, blockwise, consistent across chunks; writes OME-Zarr labels.
 
@@ -375,6 +371,8 @@ def segment(
         callback: ``callback(desc, done, total)`` per pass (``segment: label``, ...; voxels), at the start of each
             pass and after every block.
         should_stop: Polled between blocks; True stops the run (see :func:`~masktwins_bio.blockwise.run_blockwise`).
+        execution: ``executor`` ... ``should_stop`` as one :class:`~masktwins_bio.blockwise.Execution` (give either
+            it or those arguments).
 
     Returns:
         The output path; its provenance holds ``n_instances``.
@@ -385,6 +383,8 @@ def segment(
         Cancelled: ``should_stop()`` returned True; the output stays ``complete: false``, ``resume=True`` finishes it.
     """
     _check_common(method, connectivity, min_size)
+    run = Execution.merge(execution, Execution(), executor=executor, address=address, num_workers=num_workers,
+                          progress=progress, callback=callback, should_stop=should_stop)
     if not 0 < threshold < 1:
         raise InputError(f"threshold {threshold} must lie strictly between 0 and 1, e.g. 0.5")
     if seed_distance <= 0:
@@ -412,8 +412,7 @@ def segment(
     return _run_to_store(vol, fg, output, task="segment", settings=settings, provenance=provenance, method=method,
                          connectivity=connectivity, min_size=min_size, seed_distance=seed_distance,
                          block_shape=block_shape, chunks=chunks, overwrite=overwrite, resume=resume,
-                         executor=executor, address=address, num_workers=num_workers, progress=progress,
-                         ome_version=ome_version, callback=callback, should_stop=should_stop)
+                         execution=run, ome_version=ome_version)
 
 
 @holds_output_lock("label_components")
@@ -434,6 +433,7 @@ def label_components(
     callback: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCheck] = None,
     allow_incomplete: bool = False,
+    execution: Optional[Execution] = None,
 ) -> Union[Path, np.ndarray]:
     """Connected components of a binary mask (any non-zero voxel is foreground), blockwise.
 
@@ -441,13 +441,15 @@ def label_components(
         mask: Mask volume (path spec, ``Volume`` or array), e.g. binary ground truth.
         output: ``.zarr`` path for the labels; ``None`` returns an in-memory array (small volumes; serial only).
         connectivity: 6, 18 or 26. ``min_size``: remove smaller objects (global sizes).
-        block_shape, chunks, overwrite, resume, executor, address, num_workers, progress, callback, should_stop: as
-            for :func:`segment`.
+        block_shape, chunks, overwrite, resume, executor, address, num_workers, progress, callback, should_stop,
+            execution: as for :func:`segment`.
 
     Returns:
         The output path, or a ``uint32`` (``uint64`` for huge volumes) array with objects ``1..n``.
     """
     _check_common("cc", connectivity, min_size)
+    run = Execution.merge(execution, Execution(progress=False), executor=executor, address=address,
+                          num_workers=num_workers, progress=progress, callback=callback, should_stop=should_stop)
     if isinstance(mask, np.ndarray):
         if mask.ndim != 3:
             raise InputError(f"mask has shape {mask.shape}; expected a 3D (z, y, x) array")
@@ -461,9 +463,8 @@ def label_components(
         return _run_to_store(vol, fg, output, task="label_components", settings=_source_fingerprint(vol),
                              provenance=provenance, method="cc", connectivity=connectivity, min_size=min_size,
                              seed_distance=1.0, block_shape=block_shape, chunks=chunks, overwrite=overwrite,
-                             resume=resume, executor=executor, address=address, num_workers=num_workers,
-                             progress=progress, ome_version="0.4", callback=callback, should_stop=should_stop)
-    if executor != "serial":
+                             resume=resume, execution=run, ome_version="0.4")
+    if not run.serial:
         raise InputError("label_components without an output path runs in memory (serial); give an output .zarr "
                          "path to use the dask executor")
     chunks = output_chunks(vol.shape, chunks, block_shape)
@@ -471,7 +472,5 @@ def label_components(
     local = np.zeros(vol.shape, dtype=np.uint32)
     out = np.zeros(vol.shape, dtype=np.uint32 if vol.size < 2**32 else np.uint64)
     _label_blockwise(_Context(vol, fg, (1.0, 1.0, 1.0)), grid, local, out, method="cc", connectivity=connectivity,
-                     min_size=min_size, seed_radius=(1, 1, 1), work=None, executor="serial", address=None,
-                     num_workers=None, progress=progress, out_dtype=out.dtype, callback=callback,
-                     should_stop=should_stop)
+                     min_size=min_size, seed_radius=(1, 1, 1), work=None, execution=run, out_dtype=out.dtype)
     return out
