@@ -27,14 +27,22 @@ import torch
 
 from ..methods.masks import complementary_masks, default_mask_block
 from ..methods.losses import foreground_probability
+from ..metrics.semantic import confusion_metrics
 
 __all__ = ["LabelFreeMonitor", "TargetEvaluator", "label_free_score", "dice"]
 
 
+def _overlap(tp: float, fp: float, fn: float, metric: str = "f1", empty: float = 1.0) -> float:
+    """``metric`` of :func:`~masktwins_bio.metrics.semantic.confusion_metrics` (the evaluation's definitions), with
+    ``empty`` where both masks are empty (undefined there; a monitor needs a number)."""
+    value = float(confusion_metrics(tp, fp, fn, 0)[metric])
+    return empty if math.isnan(value) else value
+
+
 def dice(a: torch.Tensor, b: torch.Tensor, empty: float = 1.0) -> float:
+    """Dice of two boolean masks (``empty`` when both are empty); the F1 of the metrics module."""
     inter = (a & b).sum().item()
-    total = a.sum().item() + b.sum().item()
-    return empty if total == 0 else 2.0 * inter / total
+    return _overlap(inter, a.sum().item() - inter, b.sum().item() - inter, "f1", empty)
 
 
 def label_free_score(confident_fraction: float, foreground_fraction: float, source_foreground: float,
@@ -81,7 +89,7 @@ class LabelFreeMonitor:
         was_training = student.training
         student.eval()
         sums = {"confident": 0.0, "fg": 0.0, "voxels": 0}
-        inter_v = tot_v = inter_ts = tot_ts = 0.0
+        inter_v = sum_a = sum_b = inter_ts = sum_t = sum_s = 0.0
         for i in range(0, len(self.patches), self.batch_size):
             x = self.patches[i : i + self.batch_size].to(device)
             m1 = self.masks[0][i : i + self.batch_size].to(device)
@@ -97,17 +105,19 @@ class LabelFreeMonitor:
             sums["voxels"] += p_t.numel()
             a, b = p_a >= 0.5, p_b >= 0.5
             inter_v += (a & b).sum().item()
-            tot_v += a.sum().item() + b.sum().item()
+            sum_a, sum_b = sum_a + a.sum().item(), sum_b + b.sum().item()
             t, s = p_t >= 0.5, p_s >= 0.5
             inter_ts += (t & s).sum().item()
-            tot_ts += t.sum().item() + s.sum().item()
+            sum_t, sum_s = sum_t + t.sum().item(), sum_s + s.sum().item()
         student.train(was_training)
         fg = sums["fg"] / max(1, sums["voxels"])
         out = {
             "confident_fraction": sums["confident"] / max(1, sums["voxels"]),
             "foreground_fraction": fg,
-            "view_consistency": 2 * inter_v / tot_v if tot_v else 0.0,
-            "teacher_student_agreement": 2 * inter_ts / tot_ts if tot_ts else 1.0,
+            # Dice of the two masked views' foreground (0 when both are empty: no evidence of agreement), and of
+            # teacher vs student (1 when both are empty: they agree)
+            "view_consistency": _overlap(inter_v, sum_a - inter_v, sum_b - inter_v, "f1", empty=0.0),
+            "teacher_student_agreement": _overlap(inter_ts, sum_t - inter_ts, sum_s - inter_ts, "f1", empty=1.0),
         }
         out["label_free_score"] = label_free_score(out["confident_fraction"], fg, self.source_foreground)
         return out
@@ -154,15 +164,18 @@ class TargetEvaluator:
                                               mode="gaussian", sw_device=device, device="cpu")
         pred = foreground_probability(logits, self.head)[0, 0] >= 0.5
         gt = self.labels
-        tp = (pred & gt).sum(dim=(1, 2)).double()
-        fp = (pred & ~gt).sum(dim=(1, 2)).double()
-        fn = (~pred & gt).sum(dim=(1, 2)).double()
-        iou_s = torch.where(tp + fp + fn > 0, tp / (tp + fp + fn).clamp_min(1), torch.ones_like(tp))
-        f1_s = torch.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn).clamp_min(1), torch.ones_like(tp))
-        TP, FP, FN = tp.sum().item(), fp.sum().item(), fn.sum().item()
+        tp, fp, fn = ((x.sum(dim=(1, 2)).double().numpy()) for x in (pred & gt, pred & ~gt, ~pred & gt))
+        # the evaluation's conventions (metrics.semantic): sections empty in both are left out of the means
+        sections = confusion_metrics(tp, fp, fn, 0)
+        whole = [tp.sum(), fp.sum(), fn.sum()]
         return {
-            "iou": TP / (TP + FP + FN) if TP + FP + FN else 1.0,
-            "f1": 2 * TP / (2 * TP + FP + FN) if TP + FP + FN else 1.0,
-            "iou_per_section": iou_s.mean().item(),
-            "f1_per_section": f1_s.mean().item(),
+            "iou": _overlap(*whole, "iou"),
+            "f1": _overlap(*whole, "f1"),
+            "iou_per_section": _section_mean(sections["iou"]),
+            "f1_per_section": _section_mean(sections["f1"]),
         }
+
+
+def _section_mean(values: np.ndarray) -> float:
+    """Mean over the sections where it is defined; 1 when no section has foreground in prediction or labels."""
+    return float(np.nanmean(values)) if not np.isnan(values).all() else 1.0
