@@ -17,30 +17,38 @@ from masktwins_bio.cli import main
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 
-#: README command prefix -> where it is exercised (file::test, ".ci/run", or "here")
-COVERAGE = {
-    "pip install -e . && masktwins-bio demo": "tests/test_demo.py (tiny budget) and .ci/run (installs)",
-    'pip install -e ".[dev]" && pytest': ".ci/run",
-    "pip install torch --index-url": "documentation of the CUDA build choice (not runnable without a GPU index)",
-    'pip install -e ".[napari]"': "tests/test_packaging.py::test_console_script_and_napari_entry_point",
-    'pip install -e ".[distributed]"': "tests/test_blockwise.py (dask.distributed path)",
-    "masktwins-bio demo": "tests/test_demo.py",
-    "napari --plugin masktwins-bio": "tests/test_demo.py::test_demo_outputs_open_in_the_napari_reader",
-    "napari": "tests/napari (widgets and reader under Xvfb)",
-    "masktwins-bio sample-data": "here",
-    "masktwins-bio train": "here",
-    "masktwins-bio predict": "here",
-    "masktwins-bio segment": "here",
-    "masktwins-bio evaluate": "here",
-    "masktwins-bio convert": "tests/io/test_shared_data.py (VNC III slices) and tests/io/test_convert.py",
-    "masktwins-bio info": "tests/io/test_shared_data.py and tests/test_cli.py",
-    "masktwins-bio benchmark": "tests/training/test_harness.py::test_benchmark_vnc3_to_fafb_small_budget",
-    "torchrun": "tests/training/test_ddp.py (2 processes, gloo)",
-    "python benchmarks/": "run by hand, BENCHMARKS.md records the output; tests/test_benchmarks.py smoke-tests inference.py",
-    "python -m masktwins_bio.docs": "tests/test_docs.py",
-    "xvfb-run -a python scripts/napari_screenshot.py": "tests/napari (the screenshot script's widgets)",
-    "conda env create": "tests/test_packaging.py::test_environment_yml_consistent_with_pyproject",
-    "apt-get install": ".ci/run",
+#: README command prefix -> where it is exercised: test ids (``path::test`` or a test file / folder, checked to exist
+#: by :func:`test_coverage_points_at_tests_that_exist`), ``.ci/run``, ``here`` (this file runs it), or a note
+#: starting with ``doc:`` for commands that cannot run here
+COVERAGE: dict[str, tuple[str, ...]] = {
+    "pip install -e . && masktwins-bio demo": ("tests/experiments/test_demo.py::test_demo_writes_table_figure_and_models",
+                                              ".ci/run"),
+    'pip install -e ".[dev]" && pytest': (".ci/run",),
+    "pip install torch --index-url": ("doc: the CUDA build choice (needs a GPU package index)",),
+    'pip install -e ".[napari]"': ("tests/test_packaging.py::test_console_script_and_napari_entry_point",),
+    'pip install -e ".[distributed]"': ("tests/test_blockwise.py::test_dask_equals_serial",),
+    "masktwins-bio demo": ("tests/experiments/test_demo.py::test_demo_writes_table_figure_and_models",),
+    "napari --plugin masktwins-bio": ("tests/experiments/test_demo.py::test_demo_outputs_open_in_the_napari_reader",),
+    "napari": ("tests/napari",),
+    "masktwins-bio sample-data": ("here",),
+    "masktwins-bio train": ("here",),
+    "masktwins-bio predict": ("here",),
+    "masktwins-bio segment": ("here",),
+    "masktwins-bio evaluate": ("here",),
+    "masktwins-bio convert": ("tests/io/test_shared_data.py::test_vnc3_png_slices_convert_exactly",
+                              "tests/io/test_convert.py::test_info_and_cli"),
+    "masktwins-bio info": ("tests/io/test_convert.py::test_info_and_cli",),
+    "masktwins-bio benchmark": ("tests/experiments/test_harness.py::test_benchmark_vnc3_to_fafb_small_budget",
+                                "tests/experiments/test_harness.py::test_benchmark_cli_on_synthetic_pair"),
+    "torchrun": ("tests/training/test_ddp.py::test_torchrun_two_processes_gloo",),
+    "python benchmarks/": ("tests/test_benchmarks.py::test_inference_benchmark_runs_and_matches_monai",
+                           "tests/test_benchmarks.py::test_train_step_benchmark_prints_fp32_and_auto_side_by_side",
+                           "tests/test_benchmarks.py::test_adaptation_study_dry_run_and_report"),
+    "python -m masktwins_bio.docs": ("tests/test_docs.py::test_configuration_reference_is_current",
+                                     "tests/test_docs.py::test_cli_reference_is_current"),
+    "xvfb-run -a python scripts/napari_screenshot.py": ("tests/napari",),
+    "conda env create": ("tests/test_packaging.py::test_environment_yml_consistent_with_pyproject",),
+    "apt-get install": (".ci/run",),
 }
 
 
@@ -60,7 +68,7 @@ def _commands() -> list[str]:
     return cmds
 
 
-def _covered_by(cmd: str) -> str | None:
+def _covered_by(cmd: str) -> tuple[str, ...] | None:
     for prefix in sorted(COVERAGE, key=len, reverse=True):
         if cmd.startswith(prefix) or prefix in cmd:
             return COVERAGE[prefix]
@@ -70,6 +78,23 @@ def _covered_by(cmd: str) -> str | None:
 def test_every_readme_command_is_covered():
     missing = [c for c in _commands() if _covered_by(c) is None]
     assert not missing, f"README commands without a test: {missing}; add them to COVERAGE in {__file__}"
+
+
+def _test_exists(ref: str) -> bool:
+    path, _, name = ref.partition("::")
+    target = REPO / path
+    if not name:
+        return target.exists()
+    return target.is_file() and re.search(rf"^(async )?def {re.escape(name)}\(", target.read_text(), re.M) is not None
+
+
+def test_coverage_points_at_tests_that_exist():
+    """A moved or renamed test breaks this, not silently the README's promise."""
+    refs = {r for refs in COVERAGE.values() for r in refs}
+    stale = sorted(r for r in refs if r not in (".ci/run", "here") and not r.startswith("doc:")
+                   and not _test_exists(r))
+    assert not stale, f"COVERAGE names tests that do not exist: {stale}"
+    assert (REPO / ".ci" / "run").is_file()
 
 
 def _fast(cmd: str) -> str:
