@@ -24,16 +24,25 @@ VOXEL = (30.0, 8.0, 8.0)  # as in conftest.py
 PATCH = (8, 24, 24)
 
 
-def monai_whole_volume(model_file, data, overlap=0.25, tta="none", window=PATCH) -> np.ndarray:
-    """MONAI sliding_window_inference over the whole in-memory volume, same normalisation and predictor."""
+def monai_whole_volume(model_file, data, overlap=0.25, tta="none", window=PATCH, device="cpu") -> np.ndarray:
+    """MONAI sliding_window_inference over the whole in-memory volume, same normalisation and predictor (on CUDA
+    in bf16 autocast, as predict runs there)."""
+    import contextlib
+
     from monai.inferers import sliding_window_inference
 
-    lm = load_model(model_file)
-    x = torch.from_numpy(normalize(data, volume_statistics(Volume(data, VOXEL))))[None, None]
+    lm = load_model(model_file, device)
+    x = torch.from_numpy(normalize(data, volume_statistics(Volume(data, VOXEL))))[None, None].to(device)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device != "cpu" else contextlib.nullcontext()
+
+    def forward(w):
+        with amp:
+            logits = lm.network(w)
+        return lm.foreground_probability(logits)
+
     with torch.inference_mode():
-        out = sliding_window_inference(x, window, 2, tta_predictor(lambda w: lm.foreground_probability(lm.network(w)),
-                                                                   tta), overlap=overlap, mode="gaussian")
-    return out[0, 0].numpy()
+        out = sliding_window_inference(x, window, 2, tta_predictor(forward, tta), overlap=overlap, mode="gaussian")
+    return out[0, 0].float().cpu().numpy()
 
 
 def read(path) -> np.ndarray:
@@ -70,6 +79,21 @@ def test_equals_monai_whole_volume(tmp_path, model_file, raw, overlap, block_sha
     ref = monai_whole_volume(model_file, data, overlap, tta)
     assert read(out).dtype == np.float16
     np.testing.assert_allclose(read(out).astype(np.float32), ref, atol=1e-3)  # float16 rounding only
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("block_shape,tta", [((4, 16, 16), "none"), ((10, 16, 36), "flips")])
+def test_equals_monai_whole_volume_on_cuda(tmp_path, model_file, raw, block_shape, tta):
+    """Issue 13: the same equality on the GPU (bf16 autocast in both), to bf16 and float16 rounding."""
+    path, data = raw
+    out = predict(model_file, path, tmp_path / "p.zarr", block_shape=block_shape, tta=tta, output_dtype="float16",
+                  progress=False, device="cuda")
+    ref = monai_whole_volume(model_file, data, tta=tta, device="cuda")
+    got = read(out).astype(np.float32)
+    # bf16 logits (8 mantissa bits) and cuDNN's choice of kernels per batch make single voxels differ slightly;
+    # a wrong blend or window placement shows as errors of 0.1 and more
+    np.testing.assert_allclose(got, ref, atol=3e-2)
+    assert np.abs(got - ref).mean() < 3e-3
 
 
 def test_uint8_output_and_provenance(tmp_path, model_file, raw):
