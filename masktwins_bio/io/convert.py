@@ -15,9 +15,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
+from .attributes import ome_attributes, provenance
 from .guard import check_complete
 from .lock import holds_output_lock
-from .ome_zarr import PROVENANCE_KEY, OmeZarrWriter, atomic_output, default_chunks
+from .ome_zarr import OmeZarrWriter, atomic_output, default_chunks
 from .readers import open_volume
 from .volume import Volume
 
@@ -131,12 +132,12 @@ def volume_info(spec: str | os.PathLike | Volume, value_range: bool = True, voxe
         "extent_um": [round(e / 1000, 4) for e in vol.extent_nm] if vol.extent_nm else None,
         "size_bytes": vol.nbytes,
     }
-    ome = vol.attrs.get("ome", vol.attrs) if isinstance(vol.attrs, dict) else {}
-    if isinstance(ome, dict) and "multiscales" in ome:
+    ome = ome_attributes(vol.attrs)
+    if "multiscales" in ome:
         info["pyramid_levels"] = len(ome["multiscales"][0].get("datasets", []))
         info["label_image"] = "image-label" in ome
-    if PROVENANCE_KEY in vol.attrs:
-        info["provenance"] = vol.attrs[PROVENANCE_KEY]
+    if provenance(vol.attrs):
+        info["provenance"] = provenance(vol.attrs)
     if value_range:
         lo, hi = vol.value_range()
         info["value_range"] = [lo, hi]

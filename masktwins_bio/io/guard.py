@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 from ..errors import Cancelled, InputError
+from .attributes import provenance
 
 __all__ = ["MARKER", "write_marker", "made_by_masktwins", "check_not_an_input", "check_replaceable",
            "check_complete", "set_aside", "restore_aside", "discard_asides", "settle_replacement"]
 
 #: the marker file in folders masktwins-bio creates
 MARKER = ".masktwins-bio.json"
-_PROVENANCE_KEY = "masktwins_bio"  # as io.ome_zarr.PROVENANCE_KEY (not imported: this module sits below it)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -59,8 +59,8 @@ def _origin(p: Path) -> Optional[str]:
             return str(json.loads((p / MARKER).read_text()).get("command") or "?")
         except (OSError, ValueError, AttributeError):
             return "?"
-    prov = _zarr_root_attributes(p).get(_PROVENANCE_KEY)
-    if isinstance(prov, dict):
+    prov = provenance(_zarr_root_attributes(p))
+    if prov:
         return str(prov.get("task") or ("convert" if prov.get("converted") else "?"))
     if (p / "config.yaml").is_file() and (p / "config_hash").is_file():  # a run folder from before the marker
         return "train"
@@ -189,8 +189,8 @@ def check_complete(vol, role: str = "input", allow_incomplete: bool = False, the
         allow_incomplete: Accept it anyway (experts: unfinished blocks read as the fill value, 0).
         then: What to do after resuming, appended to the message (e.g. ``", then evaluate"``).
     """
-    prov = (getattr(vol, "attrs", None) or {}).get(_PROVENANCE_KEY)
-    if allow_incomplete or not isinstance(prov, dict) or prov.get("complete") is not False:
+    prov = provenance(getattr(vol, "attrs", None))
+    if allow_incomplete or prov.get("complete") is not False:
         return
     cmd = prov.get("command") or prov.get("task")
     what = f"'masktwins-bio {cmd}'" if isinstance(cmd, str) and cmd else "the masktwins-bio command that wrote it"

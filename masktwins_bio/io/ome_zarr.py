@@ -25,6 +25,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
+from .attributes import PROVENANCE_KEY, ome_attributes, provenance
 from .guard import check_not_an_input, check_replaceable, made_by_masktwins
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
     "PROVENANCE_KEY",
 ]
 
-PROVENANCE_KEY = "masktwins_bio"
 OME_VERSIONS = ("0.4", "0.5")
 
 
@@ -219,7 +219,7 @@ class OmeZarrWriter:
         self.path = Path(path)
         self.group = zarr.open_group(str(self.path), mode="r+")
         attrs = dict(self.group.attrs)
-        ome = attrs.get("ome", attrs)
+        ome = ome_attributes(attrs)
         ms = ome["multiscales"][0]
         self.level0 = self.group["0"]
         self.shape = tuple(int(s) for s in self.level0.shape)
@@ -232,7 +232,7 @@ class OmeZarrWriter:
         scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
         known = ms.get("metadata", {}).get("voxel_size_known", True)
         self.voxel_size = tuple(float(v) for v in scale) if known else None
-        self.attrs = {k: v for k, v in dict(attrs.get(PROVENANCE_KEY, {})).items() if k != "version"}
+        self.attrs = {k: v for k, v in provenance(attrs).items() if k != "version"}
         self.block_levels = 0
         return self
 

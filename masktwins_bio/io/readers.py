@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..regions import roi_slices
+from .attributes import ome_attributes
 from .volume import Volume, normalize_key
 
 __all__ = ["open_volume", "as_volume", "split_h5_spec", "natural_sort_key", "unit_to_nm", "IMAGE_SUFFIXES",
@@ -128,13 +129,6 @@ class _Squeezed:
 # -- Zarr / OME-Zarr -----------------------------------------------------------------------------------------
 
 
-def _ome_attrs(attrs: dict) -> dict:
-    """OME metadata from 0.4 (top level) or 0.5 (under 'ome')."""
-    if "ome" in attrs and isinstance(attrs["ome"], dict):
-        return attrs["ome"]
-    return attrs
-
-
 def _voxel_size_from_multiscales(ms: dict, level: int = 0) -> tuple[Optional[tuple], list]:
     axes = ms.get("axes") or []
     names = [a["name"] if isinstance(a, dict) else str(a) for a in axes]
@@ -171,7 +165,7 @@ def _open_zarr(path: str, kind: str) -> Volume:
     fmt = f"Zarr v{fmt_num}"
     axes_names = None
     if isinstance(node, zarr.Group):
-        ome = _ome_attrs(attrs)
+        ome = ome_attributes(attrs)
         if "multiscales" in ome:
             ms = ome["multiscales"][0]
             version = ome.get("version") or ms.get("version") or "?"
@@ -206,7 +200,7 @@ def _open_zarr(path: str, kind: str) -> Volume:
         parent = Path(path).parent
         try:
             pnode = zarr.open_group(str(parent), mode="r")
-            pome = _ome_attrs(dict(pnode.attrs))
+            pome = ome_attributes(dict(pnode.attrs))
             if "multiscales" in pome:
                 ms = pome["multiscales"][0]
                 names = [d["path"] for d in ms["datasets"]]

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import Volume, as_volume
-from ..io.ome_zarr import PROVENANCE_KEY
+from ..io.attributes import ome_attributes, provenance
 from ..io.volume import check_resampling
 from ..regions import roi_slices
 from .semantic import threshold_lut
@@ -30,11 +30,6 @@ __all__ = ["PredictionSource", "GroundTruthSource", "open_prediction", "open_gro
            "as_volume", "PRED_KINDS"]
 
 PRED_KINDS = ("auto", "probability", "labels")
-
-
-def _provenance(vol: Volume) -> dict:
-    prov = (vol.attrs or {}).get(PROVENANCE_KEY)
-    return prov if isinstance(prov, dict) else {}
 
 
 def check_complete(vol: Volume, role: str, allow_incomplete: bool = False) -> None:
@@ -56,9 +51,7 @@ def _refuse_ambiguous_uint8(vol: Volume, role: str) -> None:
 
 
 def _is_label_store(vol: Volume) -> bool:
-    attrs = vol.attrs or {}
-    ome = attrs.get("ome") if isinstance(attrs.get("ome"), dict) else attrs
-    return "image-label" in ome or _provenance(vol).get("kind") == "labels"
+    return "image-label" in ome_attributes(vol.attrs) or provenance(vol.attrs).get("kind") == "labels"
 
 
 @dataclass
@@ -193,7 +186,7 @@ def open_prediction(pred, voxel_size=None, pred_kind: str = "auto", threshold: f
     if kind == "auto":
         if dt.kind == "f":
             kind = "probability"
-        elif dt == np.uint8 and _provenance(vol) and not _is_label_store(vol):
+        elif dt == np.uint8 and provenance(vol.attrs) and not _is_label_store(vol):
             kind = "probability"
         elif dt == np.uint8 and not _is_label_store(vol) and not isinstance(pred, (np.ndarray, Volume)):
             _refuse_ambiguous_uint8(vol, role)
@@ -219,7 +212,7 @@ def open_prediction(pred, voxel_size=None, pred_kind: str = "auto", threshold: f
         score_kind = "uint8" if dt == np.uint8 else "float"
     info = {"path": vol.path, "format": vol.format, "kind": kind, "dtype": str(dt), "shape": list(vol.shape),
             "voxel_size_nm": list(vol.voxel_size) if vol.voxel_size else None}
-    prov = _provenance(vol)
+    prov = provenance(vol.attrs)
     if prov:
         info["provenance"] = {k: prov[k] for k in ("version", "command", "model_hash", "config_hash", "tta", "complete")
                               if k in prov}
@@ -245,7 +238,7 @@ def open_ground_truth(gt, voxel_size=None, gt_threshold: Optional[float] = None,
         raise InputError(f"{vol.path}: ground truth has dtype {vol.dtype}; GT must be integer labels or a mask")
     vol.kind = "labels"
     check_complete(vol, "ground truth", allow_incomplete)
-    prov = _provenance(vol)
+    prov = provenance(vol.attrs)
     if gt_threshold is None and prov.get("task") == "predict":  # read as ids, p > 0 was the "foreground"
         raise InputError(f"{vol.path}: ground truth is a probability map written by masktwins-bio predict, not labels "
                          "or a mask; give the real labels, or pass --gt-threshold 128 to use p >= 0.5 as the mask")

@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from ..io import open_volume
-from ..io.ome_zarr import PROVENANCE_KEY
+from ..io.attributes import ome_attributes, provenance
 from ..io.readers import SLICE_SUFFIXES, is_zarr_path
 from ._layers import AXIS_LABELS, META_KEY, NM_UNITS
 
@@ -71,9 +71,7 @@ def _is_volume_shape(shape: Sequence[int]) -> bool:
 
 
 def _guess_kind(name: str, dtype, attrs: Optional[dict] = None) -> str:
-    attrs = attrs or {}
-    ome = attrs.get("ome") if isinstance(attrs.get("ome"), dict) else attrs
-    prov = attrs.get(PROVENANCE_KEY) if isinstance(attrs.get(PROVENANCE_KEY), dict) else {}
+    ome, prov = ome_attributes(attrs), provenance(attrs)
     dtype = np.dtype(dtype)
     if "image-label" in ome or prov.get("kind") == "labels" or prov.get("task") in _LABEL_TASKS:
         return "labels"
@@ -86,15 +84,11 @@ def _guess_kind(name: str, dtype, attrs: Optional[dict] = None) -> str:
     return "image"
 
 
-def _ome(attrs: dict) -> dict:
-    return attrs["ome"] if isinstance(attrs.get("ome"), dict) else attrs
-
-
 def _zarr_group_specs(group, path: str, name: str, depth: int, kind: Optional[str] = None) -> list[LayerSpec]:
     import zarr
 
     attrs = dict(group.attrs)
-    ome = _ome(attrs)
+    ome = ome_attributes(attrs)
     if "multiscales" in ome:
         ms = ome["multiscales"][0]
         levels = [f"{path}/{d['path']}" for d in ms.get("datasets", [])]
@@ -109,7 +103,7 @@ def _zarr_group_specs(group, path: str, name: str, depth: int, kind: Optional[st
         # OME label images that belong to this image (image.zarr/labels/<name>)
         try:
             labels_group = group["labels"]
-            names = _ome(dict(labels_group.attrs)).get("labels") or []
+            names = ome_attributes(labels_group.attrs).get("labels") or []
         except (KeyError, TypeError):
             names = []
         for label_name in names:
@@ -229,8 +223,7 @@ def _layer_data(spec: LayerSpec) -> LayerData:
         except Exception as exc:  # a damaged pyramid level: show level 0 only
             log.warning("%s: pyramid levels unreadable (%s); showing level 0 only", spec.spec, exc)
     voxel_size = vol.voxel_size if spec.voxel_size_known else None
-    attrs = vol.attrs if isinstance(vol.attrs, dict) else {}
-    prov = attrs.get(PROVENANCE_KEY) if isinstance(attrs.get(PROVENANCE_KEY), dict) else {}
+    prov = provenance(vol.attrs)
     name = spec.name
     if prov.get("complete") is False:  # shown, but never mistaken for a finished result
         name = f"{name} (incomplete)"

@@ -45,6 +45,7 @@ from ..blockwise import Block, BlockGrid, DoneMarkers, Execution, ProgressCallba
 from ..errors import InputError
 from ..files import plain
 from ..io import Volume, as_volume
+from ..io.attributes import provenance as stored_provenance
 from ..io.guard import check_complete
 from ..io.lock import holds_output_lock
 from ..io.ome_zarr import BlockPyramid
@@ -317,8 +318,7 @@ def _run_to_store(vol: Volume, fg: Foreground, output, *, task: str, settings: d
 
 
 def _source_fingerprint(vol: Volume) -> dict:
-    prov = vol.attrs.get("masktwins_bio") if isinstance(vol.attrs, dict) else None
-    prov = prov if isinstance(prov, dict) else {}
+    prov = stored_provenance(vol.attrs)
     return {"source_shape": vol.shape, "source_dtype": str(vol.dtype), "source_voxel_size": vol.voxel_size,
             "source_settings": prov.get("settings")}
 
@@ -402,9 +402,9 @@ def segment(
     if method == "watershed" and vol.voxel_size is None:
         raise InputError(f"{vol.path}: voxel size unknown, needed for the watershed seed distance (nm); "
                          "give it with --voxel-size Z,Y,X")
-    prov = vol.attrs.get("masktwins_bio") if isinstance(vol.attrs, dict) else None
+    prov = stored_provenance(vol.attrs)
     provenance = {"source": {"path": str(vol.path), **{k: prov[k] for k in ("model", "config_hash", "tta")
-                                                       if isinstance(prov, dict) and k in prov}},
+                                                       if k in prov}},
                   "threshold": threshold, "method": method, "min_size": min_size, "connectivity": connectivity,
                   **({"seed_distance": seed_distance} if method == "watershed" else {})}
     settings = {**_source_fingerprint(vol), "threshold": threshold,
