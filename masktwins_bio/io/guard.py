@@ -21,8 +21,8 @@ from typing import Iterable, Optional, Union
 from ..errors import Cancelled, InputError
 from .attributes import provenance
 
-__all__ = ["MARKER", "write_marker", "made_by_masktwins", "check_not_an_input", "check_replaceable",
-           "check_complete", "set_aside", "restore_aside", "discard_asides", "settle_replacement"]
+__all__ = ["MARKER", "write_marker", "made_by_masktwins", "check_not_an_input", "check_replaceable", "check_parent",
+           "refuse_existing", "check_complete", "set_aside", "restore_aside", "discard_asides", "settle_replacement"]
 
 #: the marker file in folders masktwins-bio creates
 MARKER = ".masktwins-bio.json"
@@ -115,6 +115,20 @@ def check_not_an_input(output: PathLike, inputs: Iterable) -> None:
         if inp in out.parents:
             raise InputError(f"{output}: this output path lies inside the input {os.fspath(spec)}; choose an "
                              "output path outside the inputs")
+
+
+def check_parent(path: PathLike, other: str = "") -> None:
+    """Refuse an output whose parent folder does not exist (outputs never create folders above themselves)."""
+    p = Path(path)
+    if not p.parent.exists():
+        raise InputError(f"{p}: parent folder {p.parent} does not exist; create it first{other}")
+
+
+def refuse_existing(path: PathLike, what: str = "output", *, resumable: bool = False,
+                    other: str = "choose another path") -> None:
+    """The one message for an existing output given neither ``--overwrite`` nor (where possible) ``--resume``."""
+    resume = "--resume to continue an interrupted run, " if resumable else ""
+    raise InputError(f"{path}: {what} already exists; pass --overwrite to replace it, {resume}or {other}")
 
 
 def check_replaceable(path: PathLike, inputs: Iterable = (), what: str = "output",

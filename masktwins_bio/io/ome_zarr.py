@@ -26,7 +26,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import InputError
 from .attributes import PROVENANCE_KEY, ome_attributes, provenance
-from .guard import check_not_an_input, check_replaceable, made_by_masktwins
+from .guard import check_not_an_input, check_parent, check_replaceable, made_by_masktwins, refuse_existing
 
 __all__ = [
     "OmeZarrWriter",
@@ -88,15 +88,11 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, what: st
     """
     p = Path(path)
     check_not_an_input(p, inputs)
-    if p.exists() and not overwrite:
-        hint = ("pass --overwrite to replace it" if made_by_masktwins(p, command)
-                else f"it was not written by masktwins-bio {command or ''}".rstrip() + ", so --overwrite will not "
-                "replace it")
-        raise InputError(f"{p}: {what} already exists; choose another path ({hint})")
-    if p.exists():
-        check_replaceable(p, (), what, command)
-    if not p.parent.exists():
-        raise InputError(f"{p}: parent folder {p.parent} does not exist; create it first")
+    if p.exists() or p.is_symlink():
+        check_replaceable(p, (), what, command)  # not ours: refused, naming whose it is (even with --overwrite)
+        if not overwrite:
+            refuse_existing(p, what)
+    check_parent(p)
     return p
 
 

@@ -38,7 +38,8 @@ from typing import Iterable, Optional, Union
 from ..blockwise import DoneMarkers
 from ..errors import InputError, UserError
 from ..files import plain
-from .guard import check_not_an_input, check_replaceable, discard_asides, set_aside, settle_replacement
+from .guard import (check_not_an_input, check_parent, check_replaceable, discard_asides, refuse_existing, set_aside,
+                    settle_replacement)
 
 __all__ = ["WORK_FOLDER", "ResumableOutput", "check_resumable", "work_folder", "output_chunks", "default_block"]
 
@@ -132,8 +133,7 @@ class ResumableOutput:
             raise InputError(f"{self.path}: --overwrite and --resume exclude each other; choose one")
         inputs = list(inputs)
         check_not_an_input(self.path, inputs)
-        if not self.path.parent.exists():
-            raise InputError(f"{self.path}: parent folder {self.path.parent} does not exist; create it first")
+        check_parent(self.path)
         self._replace = False
         if self.path.exists() or self.path.is_symlink():
             if resume:
@@ -142,8 +142,7 @@ class ResumableOutput:
             else:
                 check_replaceable(self.path, inputs, what, task)  # not ours: refused, naming whose it is
                 if not overwrite:
-                    raise InputError(f"{self.path}: {what} already exists; pass --overwrite to replace it, --resume "
-                                     "to continue an interrupted run, or choose another path")
+                    refuse_existing(self.path, what, resumable=True)
                 self._replace = True
 
     @property

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from ..errors import InputError
 from ..files import atomic_file, plain
+from ..io.guard import check_parent, refuse_existing
 from .instance import AP_CONVENTION
 
 __all__ = ["CONVENTIONS", "to_jsonable", "dumps", "resolve_output", "write_summary", "format_summary"]
@@ -83,11 +84,11 @@ def resolve_output(output, overwrite: bool = False) -> Optional[Path]:
     else:
         if p.exists() and not p.is_dir():
             raise InputError(f"{p}: exists and is not a folder; give a folder or a .json file name for --out")
-        if not p.exists() and not p.parent.exists():
-            raise InputError(f"{p}: parent folder {p.parent} does not exist; create it first")
+        if not p.exists():
+            check_parent(p)
         p = p / "summary.json"
     if p.exists() and not overwrite:
-        raise InputError(f"{p}: already exists; choose another --out or pass --overwrite to replace it")
+        refuse_existing(p, "summary", other="choose another --out")
     return p
 
 

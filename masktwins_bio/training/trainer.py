@@ -207,7 +207,8 @@ class Trainer:
         return [c.resolve_path(s) for s in specs if s] + ([c.train.init] if c.train.init else [])
 
     def prepare_run_dir(self) -> None:
-        from ..io.guard import check_not_an_input, check_replaceable, set_aside, settle_replacement, write_marker
+        from ..io.guard import (check_not_an_input, check_replaceable, refuse_existing, set_aside, settle_replacement,
+                                write_marker)
         from ..io.lock import output_lock
 
         rd = self.run_dir
@@ -224,9 +225,8 @@ class Trainer:
                                      f"first checkpoint, or never ran); {again}")
             elif rd.exists() and any(rd.iterdir()):
                 if not self.overwrite:
-                    resume = "use --resume to continue it, " if (rd / "last.pt").exists() else ""
-                    raise InputError(f"{rd}: run directory already exists; {resume}--overwrite to replace it, or "
-                                     "--set run_dir=another/path")
+                    refuse_existing(rd, "run directory", resumable=(rd / "last.pt").exists(),
+                                    other="--set run_dir=another/path")
                 check_replaceable(rd, (), "training run folder", "train")
                 aside = set_aside(rd)  # the old run stays whole until this one has a checkpoint or fails
                 if held is None:

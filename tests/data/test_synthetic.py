@@ -206,9 +206,10 @@ def test_sample_data_refuses_existing_folder_unless_overwrite(tmp_path):
     out = tmp_path / "sample"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    with pytest.raises(InputError, match="already exists"):
+    # not ours: said at once (--overwrite would not help), and never deleted
+    with pytest.raises(InputError, match="exists and it is not a masktwins-bio sample-data folder"):
         S.sample_data(out, size="tiny")
-    with pytest.raises(InputError, match="not a masktwins-bio sample-data folder"):  # not ours: never deleted
+    with pytest.raises(InputError, match="not a masktwins-bio sample-data folder"):
         S.sample_data(out, size="tiny", overwrite=True)
     assert (out / "keep.txt").exists()
     (out / "keep.txt").unlink()  # an empty folder holds nothing to lose
