@@ -100,7 +100,7 @@ def _submodel(annotation):
 def configuration_reference() -> str:
     """Markdown reference of every config key: type, default and meaning (from the schema's docstrings)."""
     lines = ["# Configuration reference", "",
-             "Generated from `masktwins_bio/config.py` by `python -m masktwins_bio.docs`; do not edit by hand.", "",
+             "Generated from `masktwins_bio/config/schema.py` by `python -m masktwins_bio.docs`; do not edit by hand.", "",
              *[x for p in (inspect.getdoc(config_module) or "").split("\n\n")[1:] for x in (_md(p.replace("\n", " ")), "")],
              "Override any key on the command line with `--set key=value` (YAML syntax), e.g. "
              "`--set train.steps=500 --set data.patch_size=[16,128,128]`.", ""]

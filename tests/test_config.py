@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from masktwins_bio.config import Config, apply_overrides, config_from_dict, load_config, parse_roi
+from masktwins_bio.config import Config, apply_overrides, config_from_dict, load_config
 from masktwins_bio.errors import ConfigError
+from masktwins_bio.regions import parse_roi
 
 MINIMAL = {"source": {"image": "s.zarr", "labels": "l.zarr"}, "target": {"image": "t.zarr"}}
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 from ._common import add_device, add_run_arguments, execution_from, int_triple, number, triple
 
 

@@ -11,7 +11,7 @@ instance metrics.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from ..config import Config, ModelConfig, config_from_dict
 from ..errors import InputError

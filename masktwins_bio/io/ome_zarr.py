@@ -26,7 +26,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import InputError
 from .attributes import PROVENANCE_KEY, ome_attributes, provenance
-from .guard import check_not_an_input, check_parent, check_replaceable, made_by_masktwins, refuse_existing
+from .guard import check_not_an_input, check_parent, check_replaceable, refuse_existing
 
 __all__ = [
     "OmeZarrWriter",

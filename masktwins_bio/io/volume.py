@@ -209,7 +209,7 @@ class Volume:
                 extent take the value at its edge.
         """
         if self.voxel_size is None:
-            from ..errors import Cancelled, InputError, UserError
+            from ..errors import InputError
 
             raise InputError(
                 f"{self.path}: voxel size unknown, cannot resample to {list(voxel_size)} nm; "

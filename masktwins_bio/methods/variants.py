@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from .masks import apply_mask, block_mask, complementary_masks, partition_masks, random_pair_masks
 from .base import UDAMethod, register
-from .losses import consistency_mse, pseudo_label_loss
+from .losses import consistency_mse
+from .masks import apply_mask, block_mask, complementary_masks, partition_masks, random_pair_masks
 
 __all__ = ["SourceOnly", "MeanTeacher", "MIC", "MaskTwinsRandomPair", "MaskTwins"]
 

@@ -20,13 +20,12 @@ adaptation methods; a source-only run never sees the target and keeps its last c
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import torch
 
-from ..methods.masks import complementary_masks, default_mask_block
 from ..methods.losses import foreground_probability
+from ..methods.masks import complementary_masks, default_mask_block
 from ..metrics.semantic import confusion_metrics
 
 __all__ = ["LabelFreeMonitor", "TargetEvaluator", "label_free_score", "dice"]
