@@ -9,6 +9,8 @@ The public API (one library under the CLI, the napari plugin and the notebooks):
     result = mtb.train(cfg)                                         # -> run dir with model.pt
     mtb.predict("runs/demo/model.pt", "target.zarr", "prob.zarr")   # blockwise, resumable
     mtb.segment("prob.zarr", "instances.zarr")                      # chunk-consistent instances
+    table = mtb.measure("instances.zarr", "vol.zarr")               # per-mitochondrion morphology
+    table.save("mito.csv")
     summary = mtb.evaluate("instances.zarr", "gt.zarr")             # streamed metrics, summary.json
 
 Heavy submodules are imported on first use, so ``import masktwins_bio`` stays fast.
@@ -35,6 +37,7 @@ _LAZY = {
     "compare": ("experiments", "compare"),
     "predict": ("inference", "predict"),
     "segment": ("postprocess", "segment"),
+    "measure": ("postprocess", "measure"),
     "evaluate": ("metrics", "evaluate"),
 }
 

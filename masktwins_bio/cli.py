@@ -23,7 +23,7 @@ from .errors import UserError
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # order shown in --help
-COMMANDS = ("demo", "sample_data", "convert", "info", "train", "compare", "predict", "segment", "evaluate",
+COMMANDS = ("demo", "sample_data", "convert", "info", "train", "compare", "predict", "segment", "measure", "evaluate",
             "benchmark")
 
 

@@ -35,6 +35,7 @@ COVERAGE: dict[str, tuple[str, ...]] = {
     "masktwins-bio predict": ("here",),
     "masktwins-bio segment": ("here",),
     "masktwins-bio evaluate": ("here",),
+    "masktwins-bio measure": ("here", "tests/postprocess/test_measure.py::test_cli_measure"),
     "masktwins-bio convert": ("tests/io/test_shared_data.py::test_vnc3_png_slices_convert_exactly",
                               "tests/io/test_convert.py::test_info_and_cli"),
     "masktwins-bio info": ("tests/io/test_convert.py::test_info_and_cli",),
@@ -112,13 +113,14 @@ def in_tmp(tmp_path, monkeypatch):
 def test_quickstart_commands_run_as_written(in_tmp, capsys):
     block = next(b for b in _code_blocks("bash") if "masktwins-bio sample-data" in b)
     lines = [ln.split("  #")[0].strip() for ln in block.splitlines() if ln.startswith("masktwins-bio")]
-    assert [ln.split()[1] for ln in lines] == ["sample-data", "train", "predict", "segment", "evaluate"]
+    assert [ln.split()[1] for ln in lines] == ["sample-data", "train", "predict", "segment", "measure", "evaluate"]
     for line in lines:
         argv = shlex.split(_fast(line))[1:]
         if argv[0] == "train":
             argv += ["--set", "train.device=cpu", "--no-progress"]
         assert main(argv) == 0, line
     assert (in_tmp / "runs" / "demo" / "target_eval" / "summary.json").exists()
+    assert (in_tmp / "runs" / "demo" / "mito.csv").exists() and (in_tmp / "runs" / "demo" / "mito.csv.json").exists()
     assert "iou" in capsys.readouterr().out.lower()
 
 
@@ -128,4 +130,6 @@ def test_python_quickstart_runs_as_written(in_tmp):
     namespace: dict = {}
     exec(compile(code, "README.md (python quickstart)", "exec"), namespace)  # noqa: S102 - our own README
     assert namespace["summary"]["semantic"]["whole_volume"]["iou"] >= 0
+    assert list(namespace["table"].columns)[:3] == ["label", "voxels", "volume_um3"]
+    assert os.path.exists("target_mito.csv")
     assert os.path.exists("target_instances.zarr")

@@ -1,9 +1,10 @@
 """Probabilities to instances: threshold, connected components or seeded watershed, size filter, blockwise with a
-global relabel across block faces (:mod:`.instances`, :mod:`.relabel`)."""
+global relabel across block faces (:mod:`.instances`, :mod:`.relabel`); per-instance morphology (:mod:`.measure`)."""
 
 from __future__ import annotations
 
 from .instances import METHODS, label_components, segment
+from .measure import Measurements, measure
 from .relabel import face_pairs, merge_lut
 
-__all__ = ["segment", "label_components", "METHODS", "face_pairs", "merge_lut"]
+__all__ = ["segment", "label_components", "measure", "Measurements", "METHODS", "face_pairs", "merge_lut"]
