@@ -23,8 +23,8 @@ from .errors import UserError
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # order shown in --help
-COMMANDS = ("demo", "sample_data", "convert", "info", "train", "compare", "predict", "segment", "measure", "evaluate",
-            "benchmark")
+COMMANDS = ("demo", "sample_data", "download", "convert", "info", "train", "compare", "predict", "segment", "measure",
+            "evaluate", "benchmark")
 
 
 class _OneLineParser(argparse.ArgumentParser):

@@ -16,7 +16,7 @@ LAYERS = [
     {"regions", "files", "devices", "precision", "registry"},
     {"blockwise", "config"},
     {"io"},
-    {"models", "data"},
+    {"models", "data", "datasets"},
     {"methods", "metrics", "inference", "postprocess"},
     {"training"},
     {"experiments"},

@@ -61,11 +61,36 @@ class TrainingVolumes:
     eval_labels: Optional[Volume] = None
 
 
+def _check_downloadable(cfg: Config, specs: dict) -> None:
+    """Missing volumes that public datasets provide: name them, and the commands that fetch them, in one line."""
+    from ..datasets import dataset_providing
+    from ..io import split_h5_spec
+
+    missing, needed = [], {}
+    for key, spec in specs.items():
+        if not spec:
+            continue
+        rel = split_h5_spec(spec)[0]
+        path = Path(split_h5_spec(cfg.resolve_path(spec))[0])
+        ds = None if path.exists() or Path(rel).is_absolute() else dataset_providing(rel)
+        if ds is not None:
+            missing.append(f"{path} ({key})")
+            needed[ds.name] = ds
+    if needed:
+        fetch = " && ".join(f"masktwins-bio download {n} {cfg.data_root}" for n in needed)
+        names = ", ".join(ds.title.split(" (")[0] for ds in needed.values())
+        raise InputError(f"missing data: {'; '.join(missing)} - part of {names}; fetch with: {fetch}")
+
+
 def open_training_volumes(cfg: Config) -> TrainingVolumes:
     """Open the volumes named in the config (lazily), applying voxel-size overrides and ROIs."""
     if not cfg.source.labels:
         raise ConfigError("source.labels is missing: the source volume needs labels for training "
                           "(set source.labels to the label volume)")
+    e = cfg.target.eval
+    _check_downloadable(cfg, {"source.image": cfg.source.image, "source.labels": cfg.source.labels,
+                              "target.image": cfg.target.image, "target.eval.image": e and e.image,
+                              "target.eval.labels": e and e.labels})
     src = open_volume(cfg.resolve_path(cfg.source.image), cfg.source.voxel_size, "image", cfg.source.roi)
     lab = open_volume(cfg.resolve_path(cfg.source.labels), cfg.source.voxel_size or src.voxel_size, "labels",
                       cfg.source.roi)
