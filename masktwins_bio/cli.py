@@ -8,9 +8,11 @@ stderr with exit status 2 (argparse's own usage errors also exit 2).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import logging
+import os
 import re
 import signal
 import sys
@@ -46,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f".commands.{name}", __package__)
         module.register(sub)
+    for command in sub.choices.values():  # the same two quietness options on every command
+        if "--no-progress" not in command._option_string_actions:
+            command.add_argument("--no-progress", action="store_true", help="no progress bars")
+        command.add_argument("-q", "--quiet", action="store_true",
+                             help="no progress bars and no output but warnings and errors (for scripts and jobs)")
     return parser
 
 
@@ -85,13 +92,18 @@ def _on_sigterm(signum, frame):  # pragma: no cover - exercised through a subpro
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+                        format="%(message)s")
+    if args.quiet:
+        args.no_progress = True
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     else:  # pragma: no cover - main() called from a worker thread: signals cannot be set there
         previous = None
     try:
-        result = args.handler(args)
+        with open(os.devnull, "w") as sink, (contextlib.redirect_stdout(sink) if args.quiet
+                                              else contextlib.nullcontext()):
+            result = args.handler(args)
     except UserError as exc:
         if args.verbose:
             raise

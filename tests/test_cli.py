@@ -107,3 +107,22 @@ def test_convert_overwrite_replaces(files):
     proc = run_cli("convert", files / "ok.tif", files / "exists.zarr", "--overwrite", "--voxel-size", "30,8,8")
     assert proc.returncode == 0, proc.stderr
     assert "voxel size (nm)  30 x 8 x 8" in proc.stdout
+
+
+def test_every_command_takes_no_progress_and_quiet():
+    """Issue 15: the same quietness options everywhere (convert once refused --no-progress)."""
+    from masktwins_bio.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, parser in sub.choices.items():
+        assert {"--no-progress", "--quiet", "-q"} <= set(parser._option_string_actions), name
+
+
+def test_quiet_prints_nothing_but_errors(tmp_path, capsys):
+    from masktwins_bio.io import write_ome_zarr
+
+    write_ome_zarr(tmp_path / "v.zarr", np.zeros((2, 8, 8), np.uint8), voxel_size=(40, 8, 8))
+    assert main(["info", str(tmp_path / "v.zarr"), "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["info", str(tmp_path / "missing.zarr"), "-q"]) == 2
+    assert "no such file" in capsys.readouterr().err

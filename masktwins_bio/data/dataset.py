@@ -118,9 +118,11 @@ class PatchDataset(Dataset):
         for axis, p, s in zip("zyx", self.patch_size, self.image.shape):
             if p > s:
                 vs = "" if voxel_size is None else f" at {'x'.join(f'{v:g}' for v in voxel_size)} nm"
+                fit = [min(q, n) for q, n in zip(self.patch_size, self.image.shape)]
                 raise InputError(
                     f"{image.path}: patch size {list(self.patch_size)} is larger than the {what} volume "
-                    f"{list(self.image.shape)}{vs} along {axis}; use a smaller data.patch_size"
+                    f"{list(self.image.shape)}{vs} along {axis}; use a smaller data.patch_size, e.g. --set "
+                    f"data.patch_size=[{','.join(map(str, fit))}] (the network may need multiples of its strides)"
                 )
         self.label_threshold = label_threshold
         self.foreground_fraction = foreground_fraction if self.labels is not None else 0.0

@@ -316,3 +316,24 @@ def test_resampling_beyond_8x_is_refused_unless_allowed(tmp_path):
         evaluate(str(pred), str(gt))
     summary = evaluate(str(pred), str(gt), allow_resampling=True, instance=False)
     assert summary["semantic"]["whole_volume"]["iou"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("gt_voxel_size, factor", [((40.0, 8.0, 8.0), 1), ((40.0, 4.0, 4.0), 2)])
+def test_segment_and_evaluate_agree_on_what_an_instance_is(tmp_path, gt_voxel_size, factor):
+    """Issue 15: segment reported 1 instance and evaluate counted 2 on the same output (a {0,1} label volume was
+    re-labelled as a mask after resampling)."""
+    from masktwins_bio.io import write_ome_zarr
+    from masktwins_bio.postprocess import segment
+
+    prob = np.zeros((8, 64, 64), np.uint8)
+    prob[2:6, 10:30, 10:30] = 255
+    prob[1:7, 40:52, 36:60] = 255
+    prob[3, 2:6, 50:54] = 200
+    write_ome_zarr(tmp_path / "prob.zarr", prob, voxel_size=(40, 8, 8))
+    gt = (prob > 0).astype(np.uint8)
+    gt = np.repeat(np.repeat(gt, factor, 1), factor, 2)
+    write_ome_zarr(tmp_path / "gt.zarr", gt, voxel_size=gt_voxel_size, kind="labels")
+    out = segment(tmp_path / "prob.zarr", tmp_path / "inst.zarr", min_size=1, progress=False)
+    n = dict(__import__("zarr").open_group(str(out)).attrs)["masktwins_bio"]["n_instances"]
+    summary = evaluate(out, tmp_path / "gt.zarr")
+    assert n == 3 and summary["instance"]["n_pred"] == n and summary["instance"]["n_gt"] == 3
