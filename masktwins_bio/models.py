@@ -40,10 +40,20 @@ __all__ = [
     "load_model",
     "model_hash",
     "MODEL_FORMAT",
+    "STARTER",
+    "starter_model_path",
 ]
 
 MODEL_FORMAT = "masktwins-bio-model"
 MODEL_FORMAT_VERSION = 1
+#: the name that selects the starter model wherever a model file is expected (``load_model("starter")``)
+STARTER = "starter"
+
+
+def starter_model_path() -> Path:
+    """The starter model shipped with the package: a small source-only UNet trained on the project's synthetic EM
+    (re-created by ``scripts/make_starter_model.py``) - a starting point for adaptation, not a generalist model."""
+    return Path(__file__).resolve().parent / "starter" / "starter_model.pt"
 
 
 def default_strides(voxel_size: Optional[Sequence[float]], n_levels: int, patch_size: Sequence[int]):
@@ -289,10 +299,12 @@ def _network_with_weights(model_cfg: ModelConfig, metadata: dict, state: dict, p
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model file (or a training checkpoint) safely with ``torch.load(weights_only=True)``.
 
+    ``path`` may be :data:`STARTER` (``"starter"``) for the shipped starter model.
+
     Raises:
         InputError: missing file, not a masktwins-bio model, or incompatible weights.
     """
-    path = Path(path)
+    path = starter_model_path() if str(path) == STARTER and not Path(path).exists() else Path(path)
     if not path.exists():
         raise InputError(f"{path}: model file not found; train one with 'masktwins-bio train' (it writes model.pt)")
     if path.is_dir():

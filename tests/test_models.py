@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -95,3 +97,28 @@ def test_a_pickle_with_objects_is_refused_without_unsafe_advice(tmp_path):
 
 class _Arbitrary:
     pass
+
+
+def test_the_starter_model_loads_safely_and_says_what_it_is():
+    """Issue 15: a starter model ships with the package (re-created by scripts/make_starter_model.py)."""
+    from masktwins_bio.models import STARTER, load_model, starter_model_path
+
+    assert starter_model_path().is_file() and starter_model_path().stat().st_size < 5e6
+    lm = load_model(STARTER)
+    assert Path(lm.path) == starter_model_path() and lm.voxel_size and lm.patch_size
+    assert "not a generalist" in lm.metadata["starter"]["description"]
+    assert lm.metadata["starter"]["recreate"] == "python scripts/make_starter_model.py"
+
+
+def test_predict_without_a_model_uses_the_starter(tmp_path, capsys):
+    from masktwins_bio import cli
+    from masktwins_bio.data.synthetic import sample_data
+    from masktwins_bio.io import open_volume
+
+    paths = sample_data(tmp_path / "data", size="tiny", seed=2)
+    out = tmp_path / "prob.zarr"
+    assert cli.main(["predict", str(paths["target_image"]), str(out), "--device", "cpu", "--no-progress"]) == 0
+    assert "starter model" in capsys.readouterr().err
+    prob = open_volume(out)
+    assert prob.attrs["masktwins_bio"]["complete"] is True and prob[:].max() > 0
+    assert cli.main(["predict", str(out)]) == 2  # one path: not enough

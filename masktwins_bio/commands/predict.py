@@ -16,9 +16,11 @@ def register(sub) -> None:
                     "input is resampled on the fly to the model's voxel size; the output is on the model's grid. "
                     "Interrupted runs continue with --resume.",
         epilog="example: masktwins-bio predict runs/demo/model.pt target.zarr prob.zarr --tta flips --resume")
-    p.add_argument("model", help="model file (model.pt written by 'masktwins-bio train')")
-    p.add_argument("input", help="input volume: vol.zarr, file.h5:/key, stack.tif or a folder of slices")
-    p.add_argument("output", help="output .zarr (OME-Zarr probabilities)")
+    p.add_argument("paths", nargs="+", metavar="[MODEL] INPUT OUTPUT",
+                   help="MODEL: model file (model.pt written by 'masktwins-bio train'); left out, the starter model "
+                        "shipped with the package (trained on synthetic EM: a starting point, adapt it to your data). "
+                        "INPUT: vol.zarr, file.h5:/key, stack.tif or a folder of slices. OUTPUT: .zarr (OME-Zarr "
+                        "probabilities)")
     p.add_argument("--tta", choices=("none", "flips"), default="none",
                    help="test-time augmentation: flips = mean over the 8 z/y/x flips of each window "
                         "(z is never swapped with y/x)")
@@ -40,9 +42,20 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..inference import predict
+    import sys
 
-    out = predict(args.model, args.input, args.output, tta=args.tta, roi=args.roi, overwrite=args.overwrite,
+    from ..errors import InputError
+    from ..inference import predict
+    from ..models import STARTER
+
+    if len(args.paths) not in (2, 3):
+        raise InputError(f"give [MODEL] INPUT OUTPUT, got {len(args.paths)} paths: {' '.join(args.paths)}")
+    model, inp, output = args.paths if len(args.paths) == 3 else (STARTER, *args.paths)
+    if model == STARTER:
+        print("no model given: using the starter model, trained on synthetic EM - a starting point, not a model of "
+              "your data; train or adapt one with 'masktwins-bio train' (configs/demo.yaml's network can start "
+              "from it: --set train.init=starter)", file=sys.stderr)
+    out = predict(model, inp, output, tta=args.tta, roi=args.roi, overwrite=args.overwrite,
                   resume=args.resume, device=args.device, block_shape=args.block_shape, chunks=args.chunks,
                   overlap=args.overlap, sw_batch_size=args.batch_size, output_dtype=args.dtype,
                   voxel_size=args.voxel_size, window=args.window, ome_version=args.ome_version,

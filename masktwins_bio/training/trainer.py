@@ -37,7 +37,7 @@ from ..devices import resolve_device, unwrap
 from ..errors import ConfigError, InputError, TrainingDiverged
 from ..io import Volume, open_volume
 from ..methods import EMATeacher, build_method
-from ..models import build_network, export_model, load_model, required_divisor
+from ..models import STARTER, build_network, export_model, load_model, required_divisor
 from ..precision import autocast, autocast_dtype
 from .checkpoint import FORKABLE_CHANGES, config_differences, load_checkpoint, save_checkpoint
 from .distributed import DistContext
@@ -286,8 +286,8 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         net = build_network(self.cfg.model, self.voxel_size, self.patch_size)
         if self.cfg.train.init:
-            init = load_model(self.cfg.resolve_path(self.cfg.train.init) if not Path(self.cfg.train.init).exists()
-                              else self.cfg.train.init)
+            given = self.cfg.train.init
+            init = load_model(given if Path(given).exists() or given == STARTER else self.cfg.resolve_path(given))
             try:
                 net.load_state_dict(init.network.state_dict())
             except RuntimeError:
