@@ -45,7 +45,12 @@ def test_complementary_masks_on_current_patch(widget, pair_viewer, model_file):
     assert (m2 != m).any() and len([layer for layer in pair_viewer.layers if layer.name == MASK_LAYER]) == 1
 
 
-def test_instance_table_and_jump(widget, pair_viewer, tiny_pair, wait_job):
+def test_instance_table_sort_jump_and_export(widget, pair_viewer, tiny_pair, wait_job, tmp_path):
+    """The table is masktwins_bio.measure's (issue 14): sortable, click-to-jump by id, exported as CSV."""
+    import csv
+
+    from masktwins_bio.postprocess import measure
+
     gt = pair_viewer.layers["target ground truth"]
     widget.labels_layer.value = gt
     widget.measure()
@@ -57,14 +62,27 @@ def test_instance_table_and_jump(widget, pair_viewer, tiny_pair, wait_job):
     voxels = [(tiny_pair["target_labels"] == i).sum() for i in ids]
     assert [row[1] for row in table] == voxels
     assert float(table[0][2]) == pytest.approx(voxels[0] * 25 * 10 * 10 / 1e9, rel=1e-3)
+    ref = measure(tiny_pair["target_labels"], voxel_size=(25.0, 10.0, 10.0)).columns
+    assert [row[3] for row in table] == pytest.approx(ref["surface_um2"].tolist(), rel=1e-3)
     assert f"{len(ids)} instances" in widget.table_note.value
-    row = len(ids) - 1
-    widget.table.native.cellClicked.emit(row, 0)  # clicking a row jumps there
-    world = gt.data_to_world(widget.rows["centroid"][row])
-    assert gt.selected_label == ids[row]
+    # sort by voxels (descending), then click the first row: the largest instance
+    from qtpy.QtCore import Qt
+
+    widget.table.native.sortItems(1, Qt.SortOrder.DescendingOrder)
+    assert [int(float(widget.table.native.item(r, 1).text())) for r in range(len(ids))] == sorted(voxels)[::-1]
+    largest = int(ids[int(np.argmax(voxels))])
+    world_point = widget.jump_to(0)
+    assert gt.selected_label == largest
+    index = int(np.flatnonzero(widget.rows["id"] == largest)[0])
+    world = gt.data_to_world(widget.rows["centroid"][index])
     step = pair_viewer.dims.range[0].step
     assert abs(pair_viewer.dims.point[0] - world[0]) <= step
     np.testing.assert_allclose(np.asarray(pair_viewer.scene.camera.center)[-2:], world[-2:], atol=1e-6)
+    np.testing.assert_allclose(world_point, world)
+    widget.export_path.value = tmp_path / "mito.csv"
+    out = widget.export_table()
+    rows = list(csv.DictReader(out.open()))
+    assert [int(r["label"]) for r in rows] == ids.tolist() and (tmp_path / "mito.csv.json").exists()
 
 
 def test_metrics_for_labels_and_probabilities(widget, pair_viewer, tiny_pair, wait_job):

@@ -14,7 +14,6 @@ from masktwins_bio.io import Volume  # noqa: E402
 from masktwins_bio.napari._jobs import Cancelled, library_hooks, run_job  # noqa: E402
 from masktwins_bio.napari._layers import (layer_problem, layer_volume, layer_voxel_size, output_placement,  # noqa: E402
                                           parse_overrides, parse_triple)
-from masktwins_bio.napari._measure import instance_table  # noqa: E402
 
 
 def drain(gen):
@@ -103,28 +102,3 @@ def test_layer_helpers():
     assert parse_overrides("train.lr=1e-3; model.channels=[4,8]\n") == ["train.lr=1e-3", "model.channels=[4,8]"]
     with pytest.raises(InputError, match="key=value"):
         parse_overrides("train.lr")
-
-
-def test_instance_table_matches_cc3d(tiny_pair):
-    import cc3d
-
-    labels = tiny_pair["target_labels"]
-    table = instance_table(Volume(labels, (25.0, 10.0, 10.0)), slab_depth=3)
-    stats = cc3d.statistics(labels.astype(np.uint32))
-    ids = np.flatnonzero(stats["voxel_counts"])[1:]
-    np.testing.assert_array_equal(table["id"], ids)
-    np.testing.assert_array_equal(table["voxels"], stats["voxel_counts"][ids])
-    np.testing.assert_allclose(table["centroid"], stats["centroids"][ids])
-    boxes = [stats["bounding_boxes"][i] for i in ids]
-    assert table["bbox_start"].tolist() == [[s.start for s in b] for b in boxes]
-    assert table["bbox_stop"].tolist() == [[s.stop for s in b] for b in boxes]
-    np.testing.assert_allclose(table["volume_um3"], table["voxels"] * 25 * 10 * 10 / 1e9)
-    assert len(instance_table(Volume(np.zeros((2, 4, 4), np.uint8), None))["id"]) == 0
-    calls = []
-    vol = Volume(labels, None)
-    instance_table(vol, slab_depth=5, callback=lambda *a: calls.append(a))
-    plane = labels[0].size
-    assert calls == [("measure instances", z * plane, labels.size) for z in range(0, labels.shape[0], 5)] + \
-        [("measure instances", labels.size, labels.size)]
-    with pytest.raises(Cancelled):
-        instance_table(vol, slab_depth=5, should_stop=lambda: True)

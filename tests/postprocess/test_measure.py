@@ -122,3 +122,15 @@ def test_cli_measure(tmp_path, capsys, refusal):
     refusal("already exists", "--overwrite")
     assert cli.main(["measure", str(tmp_path / "inst.zarr"), "--out", str(tmp_path / "t.txt")]) == 2
     refusal(".csv or .parquet")
+
+
+def test_progress_and_stop_hooks():
+    """The napari Inspect widget runs measure in a worker with these hooks."""
+    from masktwins_bio.errors import Cancelled
+
+    labels, _ = _scene()
+    calls = []
+    measure(labels, voxel_size=VS, block_shape=(7, 60, 52), callback=lambda *a: calls.append(a))
+    assert calls[0] == ("measure", 0, labels.size) and calls[-1] == ("measure", labels.size, labels.size)
+    with pytest.raises(Cancelled):
+        measure(labels, voxel_size=VS, should_stop=lambda: True)

@@ -1,11 +1,13 @@
 """The Inspect widget: MaskTwins' complementary masks on the current patch, a per-instance table and metrics.
 
-* **Masks:** the pair (M, 1 - M) of :func:`masktwins_bio.methods.masks.complementary_masks` on the patch of the chosen image
-  around the current view (the block size of :func:`masktwins_bio.methods.masks.default_mask_block` unless given), shown as a
-  label layer (1 = seen by view M, 2 = seen by view 1 - M) and the two masked views as (hidden) image layers, with
-  masked voxels at the patch mean (what the network sees: 0 after normalisation).
-* **Instances:** id, size in voxels and um^3 (voxel size from the layer), bounding box; clicking a row moves the viewer
-  to the instance (dims point and camera centre) and selects its label. Measured in a worker, slab by slab.
+* **Masks:** the pair (M, 1 - M) of :func:`masktwins_bio.methods.masks.complementary_masks` on the patch of the chosen
+  image around the current view (the block size of :func:`masktwins_bio.methods.masks.default_mask_block` unless
+  given), shown as a label layer (1 = seen by view M, 2 = seen by view 1 - M) and the two masked views as (hidden)
+  image layers, with masked voxels at the patch mean (what the network sees: 0 after normalisation).
+* **Instances:** :func:`masktwins_bio.measure` of an instance layer (voxel size from the layer): volume, surface,
+  elongation, sphericity, border contact per instance, in a sortable table; clicking a row moves the viewer to the
+  instance (dims point and camera centre) and selects its label; *Export CSV* writes the whole table with its column
+  sidecar (the same files as ``masktwins-bio measure``). Measured in a worker, block by block.
 * **Metrics:** :func:`masktwins_bio.metrics.evaluate` of a prediction layer (probabilities or instance labels) against
   a ground-truth label layer, shown with :func:`masktwins_bio.metrics.format_summary`; runs when a ground truth is
   chosen or on *Evaluate*.
@@ -24,7 +26,7 @@ from ...methods.masks import complementary_masks, default_mask_block
 from ...metrics import evaluate, format_summary
 from .._jobs import library_hooks
 from .._layers import layer_problem, layer_units, layer_volume, parse_triple, path_text, viewer_camera
-from .._measure import instance_table
+from ...postprocess import Measurements, measure
 from ._base import JobPanel, layer_picker, notify_error, notify_info
 
 if TYPE_CHECKING:
@@ -33,6 +35,45 @@ if TYPE_CHECKING:
 __all__ = ["InspectWidget"]
 
 DEFAULT_PATCH = (16, 96, 96)
+#: measure's columns shown in the table (all of them go to the exported CSV)
+TABLE_COLUMNS = {"label": "id", "voxels": "voxels", "volume_um3": "µm³", "surface_um2": "surface µm²",
+                 "elongation": "elongation", "sphericity": "sphericity", "touches_border": "border"}
+
+
+def _numeric_item(text: str):
+    """A table item that sorts numbers by value (text that is not a number sorts after them, by text)."""
+    from qtpy.QtWidgets import QTableWidgetItem
+
+    class NumericItem(QTableWidgetItem):
+        def __lt__(self, other):
+            a, b = _number(self.text()), _number(other.text())
+            return (a is None, a if a is not None else self.text()) < (b is None, b if b is not None else other.text())
+
+    item = NumericItem(text)
+    item.setFlags(item.flags() & ~_editable())
+    return item
+
+
+def _number(text: str) -> Optional[float]:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _editable():
+    from qtpy.QtCore import Qt
+
+    return Qt.ItemFlag.ItemIsEditable
+
+
+def _cell(value):
+    """Table cell: ints as ints (sortable), floats to 4 significant digits, NaN as n/a."""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else ""
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return float(f"{value:.4g}") if np.isfinite(value) else "n/a"
 MAX_ROWS = 2000
 MASK_LAYER = "MaskTwins masks (1 = M, 2 = 1-M)"
 VIEW_LAYERS = ("view M", "view 1-M")
@@ -73,12 +114,16 @@ class InspectWidget(JobPanel):
         self.labels_layer = layer_picker(viewer, ["labels"], "Instances", "instance label layer to measure")
         self.measure_button = PushButton(text="Measure instances")
         self.measure_button.changed.connect(self.measure)
-        self.table = Table(value={"id": [], "voxels": [], "µm³": [], "bbox (z, y, x)": []})
+        self.table = Table(value={c: [] for c in TABLE_COLUMNS.values()})
         self.table.native.setMinimumHeight(150)
         self.table.native.setEditTriggers(self.table.native.EditTrigger.NoEditTriggers)
         self.table.native.setSelectionBehavior(self.table.native.SelectionBehavior.SelectRows)
         self.table.native.cellClicked.connect(lambda row, _col: self.jump_to(row))
+        self.table.native.setSortingEnabled(True)  # click a header to sort; rows are found again by their id
         self.table_note = Label(value="")
+        self.export_path = FileEdit(label="Table file", mode="w", filter="*.csv", value="instances.csv")
+        self.export_button = PushButton(text="Export CSV")
+        self.export_button.changed.connect(self.export_table)
         # metrics
         self.prediction = layer_picker(viewer, ["image", "labels"], "Prediction",
                                        "probability (image) or instance (labels) layer")
@@ -93,10 +138,12 @@ class InspectWidget(JobPanel):
             Label(value="<b>Complementary masks</b>"), self.mask_image, self.mask_model, self.patch_size,
             self.mask_block, self.keep_ratio, self.seed, self.masks_button,
             Label(value="<b>Instances</b>"), self.labels_layer, self.measure_button, self.table, self.table_note,
+            Container(widgets=[self.export_path, self.export_button], layout="horizontal", labels=False),
             Label(value="<b>Metrics</b>"), self.prediction, self.ground_truth, self.threshold, buttons, self.reason,
             self.status, self.metrics,
         ])
         self.rows: dict[str, np.ndarray] = {}
+        self.measurements: Optional[Measurements] = None
         self._rows_layer = None
         self.mask_layers: list = []
         self.watch(self.mask_image, self.mask_model, self.patch_size, self.mask_block, self.labels_layer,
@@ -216,34 +263,53 @@ class InspectWidget(JobPanel):
         self._rows_layer = layer
         cancel = self.cancel_requested
 
+        unscaled = vol.voxel_size is None  # measured in voxels (nm columns then count voxels): said in the note
+
         def job(emit):
-            return "measure", instance_table(vol, **library_hooks(emit, cancel))
+            table = measure(vol, voxel_size=(1.0, 1.0, 1.0) if unscaled else None, **library_hooks(emit, cancel))
+            return "measure", (table, unscaled)
 
         return self.start_job(job, desc=f"measure {layer.name}")
 
-    def _fill_table(self, rows: dict) -> None:
-        self.rows = rows
-        n = len(rows["id"])
+    def _fill_table(self, table: Measurements, unscaled: bool = False) -> None:
+        self.measurements = table
+        cols = table.columns
+        vs = np.asarray(table.voxel_size)
+        self.rows = {"id": cols["label"], "voxels": cols["voxels"],
+                     "centroid": np.stack([cols[f"centroid_{a}_nm"] for a in "zyx"], axis=1) / vs
+                     if len(table) else np.zeros((0, 3))}
+        n = len(table)
         shown = min(n, MAX_ROWS)
-        bbox = [f"{a[0]}:{b[0]}, {a[1]}:{b[1]}, {a[2]}:{b[2]}"
-                for a, b in zip(rows["bbox_start"][:shown].tolist(), rows["bbox_stop"][:shown].tolist())]
-        self.table.value = {
-            "id": [int(i) for i in rows["id"][:shown]],
-            "voxels": [int(v) for v in rows["voxels"][:shown]],
-            "µm³": [f"{v:.4g}" if np.isfinite(v) else "n/a" for v in rows["volume_um3"][:shown]],
-            "bbox (z, y, x)": bbox,
-        }
+        native = self.table.native
+        native.setSortingEnabled(False)  # filling a sorted table scrambles the rows
+        cells = {title: [_cell(cols[key][i]) for i in range(shown)] for key, title in TABLE_COLUMNS.items()}
+        self.table.value = cells
+        for c in range(len(cells)):  # items that sort by number (magicgui's sort by text: "922" > "2391")
+            for r in range(shown):
+                native.setItem(r, c, _numeric_item(native.item(r, c).text()))
+        native.setSortingEnabled(True)
         note = f"{n} instances" + (f" (first {shown} shown)" if shown < n else "") + "; click a row to go there"
-        if n and not np.isfinite(rows["volume_um3"][0]):
-            note += "; µm³ needs the layer's voxel size"
+        if unscaled:
+            note += "; the layer has no voxel size (nm), so sizes are in voxels"
         self.table_note.value = note
+
+    def _row_index(self, row: int) -> Optional[int]:
+        """The instance shown in visual table row ``row`` (the table may be sorted)."""
+        item = self.table.native.item(row, 0)
+        if item is None or not len(self.rows.get("id", ())):
+            return None
+        hits = np.flatnonzero(self.rows["id"] == int(float(item.text())))
+        return int(hits[0]) if hits.size else None
 
     def jump_to(self, row: int) -> Optional[np.ndarray]:
         """Centre the viewer on the instance in table row ``row`` and select its label; returns its world position."""
         layer = self._rows_layer
         if layer is None or not self.rows or not 0 <= row < min(len(self.rows["id"]), MAX_ROWS):
             return None
-        centroid = self.rows["centroid"][row]
+        index = self._row_index(row)
+        if index is None:
+            return None
+        centroid = self.rows["centroid"][index]
         data_point = np.zeros(layer.ndim)
         data_point[-3:] = centroid
         world = np.asarray(layer.data_to_world(data_point), dtype=float)
@@ -251,11 +317,25 @@ class InspectWidget(JobPanel):
         for axis in range(dims.ndim - 3, dims.ndim):
             dims.set_point(axis, float(world[axis - dims.ndim + len(world)]))
         viewer_camera(self.viewer).center = tuple(world[-3:])
-        layer.selected_label = int(self.rows["id"][row])
+        layer.selected_label = int(self.rows["id"][index])
         self.table.native.selectRow(row)
-        self.status.value = (f"instance {int(self.rows['id'][row])}: {int(self.rows['voxels'][row])} voxels, "
+        self.status.value = (f"instance {int(self.rows['id'][index])}: {int(self.rows['voxels'][index])} voxels, "
                              f"centre at voxel {tuple(round(float(c), 1) for c in centroid)}")
         return world
+
+    def export_table(self, *_args) -> Optional[Path]:
+        """Write the measured table (all rows) and its column sidecar to the chosen file."""
+        if self.measurements is None:
+            notify_error("measure the instances first")
+            return None
+        path = path_text(self.export_path.value)
+        try:
+            out = self.measurements.save(path, overwrite=True)
+        except UserError as exc:
+            notify_error(str(exc))
+            return None
+        self.status.value = f"wrote {out} ({len(self.measurements)} instances) and {out.name}.json"
+        return out
 
     # -- metrics (worker) -------------------------------------------------------------------------------------
     def _auto_evaluate(self, *_args) -> None:
@@ -285,7 +365,7 @@ class InspectWidget(JobPanel):
     def on_result(self, value) -> None:
         kind, payload = value
         if kind == "measure":
-            self._fill_table(payload)
+            self._fill_table(*payload)
             self.status.value = self.table_note.value
         else:
             self.summary = payload
