@@ -33,15 +33,13 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..errors import InputError
-    from ..io.guard import check_parent, refuse_existing
     from ..postprocess import measure
+    from ..postprocess.measure import check_table_path
 
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise InputError(f"--out {out}: give a .csv or .parquet file name")
-    check_parent(out)
-    if out.exists() and not args.overwrite:  # before the work, not after it
-        refuse_existing(out, "table", other="choose another --out")
+    check_table_path(out, args.overwrite)  # before the work, not after it
     table = measure(args.labels, args.image, voxel_size=args.voxel_size, image_voxel_size=args.image_voxel_size,
                     block_shape=args.block_shape, allow_incomplete=args.allow_incomplete,
                     progress=not args.no_progress)

@@ -110,9 +110,7 @@ class Measurements:
         fmt = format or ("parquet" if p.suffix.lower() == ".parquet" else "csv")
         if fmt not in TABLE_FORMATS:
             raise InputError(f"table format {fmt!r} is not known; choose csv or parquet")
-        check_parent(p)
-        if p.exists() and not overwrite:
-            refuse_existing(p, "table", other="choose another --out")
+        check_table_path(p, overwrite)
         if fmt == "parquet":
             try:
                 import pyarrow  # noqa: F401
@@ -129,6 +127,15 @@ class Measurements:
                                              "columns": {c: COLUMN_DOCS[c] for c in self.columns},
                                              **self.source, "version": __version__}, finite=True), indent=2))
         return p
+
+
+def check_table_path(path: Union[str, os.PathLike], overwrite: bool = False) -> None:
+    """Refuse a table path whose table - or whose ``.json`` sidecar - exists, unless ``overwrite``."""
+    p = Path(path)
+    check_parent(p)
+    for q, what in ((p, "table"), (p.with_name(p.name + ".json"), "table sidecar")):
+        if q.exists() and not overwrite:
+            refuse_existing(q, what, other="choose another --out")
 
 
 COLUMN_DOCS = {

@@ -93,6 +93,10 @@ def test_save_writes_csv_and_sidecar_atomically_and_refuses_an_existing_table(tm
         table.save(out)
     table.save(out, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mito.csv", "mito.csv.json"]  # no temporary leftovers
+    (tmp_path / "other.csv.json").write_text("{}")  # somebody's file where the sidecar would go: kept
+    with pytest.raises(InputError, match="table sidecar already exists"):
+        table.save(tmp_path / "other.csv")
+    assert (tmp_path / "other.csv.json").read_text() == "{}" and not (tmp_path / "other.csv").exists()
     assert table.to_pandas().shape == (len(table), len(table.columns))
 
 
