@@ -17,7 +17,8 @@ LAYERS = [
     {"blockwise", "config"},
     {"io"},
     {"models", "data", "datasets"},
-    {"methods", "metrics", "inference", "postprocess"},
+    {"methods", "inference", "postprocess"},
+    {"metrics"},
     {"training"},
     {"experiments"},
     {"napari", "commands", "docs", "cli", "(root)", "__main__", "masking", "demo"},  # masking, demo: deprecated aliases

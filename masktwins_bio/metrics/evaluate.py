@@ -7,24 +7,30 @@ histograms per section) and, for label predictions, a
 plus the per-section counters and the overlap table, whatever the volume size.
 
 Binary masks as instances: when the ground truth (or the prediction) turns out to hold a single foreground value -
-a 0/1 or 0/255 mask, or any GT given ``gt_threshold`` - its instances are its connected components. Those are
-labelled with cc3d on the whole mask **in memory** for now (at most ``max_label_voxels`` voxels, default
-:data:`MAX_LABEL_VOXELS`) and the overlap table is rebuilt in a second pass. A blockwise labeller
-(``masktwins_bio.postprocess``) can replace this later; until then, label large masks first with
-``masktwins-bio segment``.
+a 0/1 or 0/255 mask, or any GT given ``gt_threshold`` - its instances are its connected components, labelled by the
+blockwise labeller (:func:`masktwins_bio.postprocess.label_components`, exact across blocks): in memory up to
+``max_label_voxels`` voxels, beyond that into a temporary Zarr store under ``$TMPDIR``, deleted afterwards. The
+overlap table is then rebuilt in a last pass.
+
+The passes, each a function here: :func:`_semantic_pass` (the first read; also the overlap table of label volumes),
+:func:`_instance_pass` (relabel binary masks, second overlap table, instance metrics) and :func:`_summary`.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-from typing import Optional, Sequence, Union
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from .._version import __version__
 from ..blockwise import BlockGrid, Execution, ProgressCallback, StopCheck, track_blocks
 from ..errors import InputError
+from ..io import Volume, as_volume
+from ..io.outputs import default_block
 from .inputs import align_inputs, open_ground_truth, open_prediction
 from .instance import ContingencyAccumulator, instance_metrics
 from .semantic import SemanticAccumulator
@@ -34,9 +40,12 @@ __all__ = ["evaluate", "default_block_shape", "MAX_LABEL_VOXELS"]
 
 log = logging.getLogger(__name__)
 
-#: largest binary mask labelled in memory (voxels): ~5 bytes per voxel at peak (mask + uint32 labels)
+#: largest binary mask labelled in memory (voxels; ~8 bytes per voxel at peak: provisional and final uint32 ids);
+#: larger masks are labelled into a temporary Zarr store
 MAX_LABEL_VOXELS = 512 * 2**20
 
+#: evaluation blocks: whole chunks, about 4 Mi voxels (the same rounding to chunks as predict's and segment's outputs)
+_DEFAULT_BLOCK = (8, 512, 1024)
 
 
 def _mask_ids(ids: np.ndarray, sizes: np.ndarray, stray_values: bool = True) -> bool:
@@ -50,43 +59,115 @@ def _mask_ids(ids: np.ndarray, sizes: np.ndarray, stray_values: bool = True) -> 
         return True
     return stray_values and ids.size > 0 and sizes.max() >= 0.99 * sizes.sum()
 
+
 def default_block_shape(shape: Sequence[int], chunks: Optional[Sequence[int]] = None,
-                        target_voxels: int = 2**22) -> tuple[int, int, int]:
-    """Blocks of whole chunks, grown in-plane (y, then x) up to about ``target_voxels`` (4 Mi voxels by default).
-
-    Without chunks the base is (8, 256, 256) clipped to the volume.
-    """
+                        target: Sequence[int] = _DEFAULT_BLOCK) -> tuple[int, int, int]:
+    """Evaluation blocks: ``target`` (z, y, x voxels; 8 x 512 x 1024 = 4 Mi by default) rounded up to whole chunks and
+    clipped to the volume (:func:`masktwins_bio.io.outputs.default_block`, the rule of predict's and segment's
+    outputs). Without chunks the blocks are ``target`` itself."""
     shape = tuple(int(s) for s in shape)
-    base = tuple(int(c) for c in chunks) if chunks else (8, 256, 256)
-    base = tuple(max(1, min(b, s)) for b, s in zip(base, shape))
-    block = list(base)
-    while True:
-        grown = False
-        for axis in (1, 2):  # doubling keeps whole chunks; clipping to the volume is allowed by BlockGrid
-            if block[axis] < shape[axis] and 2 * int(np.prod(block)) <= target_voxels:
-                block[axis] = min(2 * block[axis], shape[axis])
-                grown = True
-        if not grown:
-            break
-    return tuple(block)  # type: ignore[return-value]
+    return default_block(shape, tuple(chunks) if chunks else (1, 1, 1), target)
 
 
-def _label_mask(read_fg, grid: BlockGrid, what: str, path: str, connectivity: int, max_voxels: int,
-                blocks) -> np.ndarray:
-    """Connected components of a binary mask held in memory (see the module docstring for the limit)."""
-    import cc3d
+class _Foreground:
+    """The foreground of a prediction or ground truth on the evaluated grid (after ROI and resampling), read block by
+    block: the array :func:`~masktwins_bio.postprocess.label_components` labels."""
 
-    n = int(np.prod(grid.shape))
-    if n > max_voxels:
-        raise InputError(
-            f"{path}: the {what} is a binary mask of {n} voxels; its instances (connected components) are labelled in "
-            f"memory, limited to {max_voxels} voxels - label it first (masktwins-bio segment), evaluate a --roi, or "
-            "pass --no-instances"
-        )
-    mask = np.zeros(grid.shape, dtype=bool)
-    for block in blocks(f"reading {what} mask"):
-        mask[block.write_slices] = read_fg(block.write_slices)
-    return cc3d.connected_components(mask, connectivity=connectivity)
+    dtype = np.dtype(bool)
+    ndim = 3
+
+    def __init__(self, read: Callable[[tuple], np.ndarray], shape: Sequence[int]):
+        self._read = read
+        self.shape = tuple(shape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return self._read(key)
+
+
+def _components(read_fg, shape, what: str, max_voxels: int, connectivity: int, run: Execution,
+                work: Path) -> np.ndarray | Volume:
+    """Connected components of a binary mask, blockwise: in memory up to ``max_voxels``, else into ``work``."""
+    from ..postprocess import label_components
+
+    mask = Volume(array=_Foreground(read_fg, shape), voxel_size=None, path=f"<{what} mask>")
+    desc = f"{what} mask"
+    if mask.size <= max_voxels:
+        return label_components(mask, connectivity=connectivity, execution=run, desc=desc)
+    out = label_components(mask, work / f"{what.replace(' ', '_')}.zarr", connectivity=connectivity, execution=run,
+                           desc=desc)
+    return as_volume(str(out), role=f"{what} components")
+
+
+def _semantic_pass(grid: BlockGrid, p_src, g_src, s_src, per_section: bool, instances: bool, blocks):
+    """First read of both volumes: per-section confusion counts and score histograms, and the overlap table of the
+    label values as they are (rebuilt by :func:`_instance_pass` when either side is a binary mask)."""
+    sem = SemanticAccumulator(grid.shape, p_src.score_kind, per_section)
+    cont = ContingencyAccumulator() if instances else None
+    for block in blocks("evaluate"):
+        sl = block.write_slices
+        scores, pred_fg, pred_ids = p_src.read(sl)
+        gt_fg, gt_ids = g_src.read(sl)
+        sem.add(block.write_start[0], scores, pred_fg, gt_fg)
+        if cont is not None:
+            cont.add(pred_ids, gt_ids, None if s_src is None else s_src.probabilities(sl))
+    return sem.result(), cont
+
+
+def _instance_pass(table, grid: BlockGrid, p_src, g_src, s_src, connectivity: int, max_voxels: int,
+                   run: Execution, blocks) -> dict:
+    """Instance metrics; a binary-mask side is first split into its connected components and the table rebuilt."""
+    sources = {"prediction": "labels", "ground_truth": "labels"}
+    relabel_pred = _mask_ids(*table.sizes("pred"), stray_values=False)
+    relabel_gt = _mask_ids(*table.sizes("gt"))
+    if relabel_pred or relabel_gt:
+        cc_text = f"connected components of the binary mask (cc3d, connectivity {connectivity}, blockwise)"
+        with tempfile.TemporaryDirectory(prefix="masktwins-evaluate-") as tmp:
+            pred_lab = gt_lab = None
+            if relabel_pred:
+                pred_lab = _components(lambda s: p_src.read(s)[1], grid.shape, "prediction", max_voxels,
+                                       connectivity, run, Path(tmp))
+                sources["prediction"] = cc_text
+            if relabel_gt:
+                gt_lab = _components(lambda s: g_src.read(s)[0], grid.shape, "ground truth", max_voxels,
+                                     connectivity, run, Path(tmp))
+                sources["ground_truth"] = cc_text
+            cont = ContingencyAccumulator()
+            for block in blocks("instances"):
+                sl = block.write_slices
+                pi = pred_lab[sl] if pred_lab is not None else p_src.read(sl)[2]
+                gi = gt_lab[sl] if gt_lab is not None else g_src.read(sl)[1]
+                cont.add(pi, gi, None if s_src is None else s_src.probabilities(sl))
+            table = cont.result()
+            del pred_lab, gt_lab
+    inst = instance_metrics(table)
+    inst["instances_from"] = sources
+    return inst
+
+
+def _summary(*, started, p_src, g_src, s_src, roi_sl, shape, grid: BlockGrid, per_section: bool, instance,
+             connectivity: int, max_voxels: int, semantic: dict, inst: dict, notes: list) -> dict:
+    if "n_gt" in inst and inst["n_gt"] == 0:
+        notes.append("the ground truth has no instances: instance AP, recall and ARAND are undefined (null)")
+    if semantic["counts"]["tp"] + semantic["counts"]["fn"] == 0:
+        notes.append("the ground truth has no foreground: pixel AP is undefined (null)")
+    inputs = {"prediction": p_src.info, "ground_truth": g_src.info,
+              "roi": None if roi_sl is None else ", ".join(f"{s.start}:{s.stop}" for s in roi_sl),
+              "evaluated_shape": list(shape)}
+    if s_src is not None:
+        inputs["probability"] = s_src.info
+    return {
+        "tool": "masktwins-bio evaluate",
+        "version": __version__,
+        "date": started.isoformat(timespec="seconds"),
+        "inputs": inputs,
+        "settings": {"threshold": p_src.threshold, "gt_threshold": g_src.gt_threshold, "per_section": per_section,
+                     "instance": instance, "score_binning": p_src.score_kind, "block_shape": list(grid.block_shape),
+                     "n_blocks": len(grid), "connectivity": connectivity, "max_label_voxels": max_voxels},
+        "semantic": semantic,
+        "instance": inst,
+        "conventions": CONVENTIONS,
+        "notes": notes,
+    }
 
 
 def evaluate(
@@ -130,16 +211,18 @@ def evaluate(
             instance's score for AP; default score is the instance size.
         pred_kind: ``auto``, ``probability`` or ``labels`` (see :mod:`masktwins_bio.metrics.inputs`).
         roi: Region of the GT to evaluate, ``"z0:z1,y0:y1,x0:x1"`` or three slices (GT voxels).
-        block_shape: Block shape (z, y, x) in voxels; must be whole chunks of the prediction. Default: chunk-aligned,
-            about 4 Mi voxels.
+        block_shape: Block shape (z, y, x) in voxels; must be whole chunks of the prediction. Default:
+            :func:`default_block_shape` (whole chunks, about 4 Mi voxels).
         pred_voxel_size, gt_voxel_size: Voxel sizes in nm overriding the metadata. When they differ and the shapes do
             too, the prediction is resampled lazily onto the GT grid.
         connectivity: cc3d connectivity (6, 18 or 26) for instances of binary masks.
-        max_label_voxels: Largest binary mask labelled in memory.
+        max_label_voxels: Largest binary mask labelled in memory; larger ones are labelled blockwise into a temporary
+            Zarr store under ``$TMPDIR`` (about 4-5 bytes per voxel of disk, compressed much less).
         overwrite: Replace an existing summary.json.
         progress: Show progress bars.
-        callback: ``callback(desc, done, total)`` in voxels, per pass (``evaluate``, then for binary masks
-            ``reading ... mask`` and ``instances``), at the start of each pass and after every block.
+        callback: ``callback(desc, done, total)`` in voxels, per pass (``evaluate``; for binary masks the labeller's
+            ``ground truth mask: label`` / ``: merge`` / ``: relabel`` (``prediction mask: ...``), then
+            ``instances``), at the start of each pass and after every block.
         should_stop: Polled between blocks; True stops with :class:`~masktwins_bio.errors.Cancelled` and writes
             nothing.
         allow_incomplete: Evaluate stores an interrupted masktwins-bio job left unfinished (refused by default).
@@ -163,8 +246,11 @@ def evaluate(
         raise InputError(f"instance={instance!r}: use 'auto', True or False")
     if connectivity not in (6, 18, 26):
         raise InputError(f"connectivity {connectivity!r} must be 6, 18 or 26")
+    if int(max_label_voxels) < 0:
+        raise InputError(f"max_label_voxels {max_label_voxels!r} must be >= 0 (0: always label on disk)")
     run = Execution.merge(execution, Execution(progress=False), progress=progress, callback=callback,
                           should_stop=should_stop)
+    run = run.replace(executor="serial", address=None, num_workers=None)  # the passes stream in this process
     out_path = resolve_output(output, overwrite)
     started = datetime.datetime.now(datetime.timezone.utc)
 
@@ -187,85 +273,28 @@ def evaluate(
             )
         skip_reason = ("the prediction is a probability map; segment it (masktwins-bio segment) and evaluate the "
                        "label volume for instance metrics")
-    do_instances = skip_reason is None
 
     shape = g_src.volume.shape
     chunks = p_src.volume.chunks
     if block_shape is None:
-        block_shape = default_block_shape(shape, chunks or g_src.volume.chunks)
-        grid = BlockGrid(shape, block_shape)
+        grid = BlockGrid(shape, default_block_shape(shape, chunks or g_src.volume.chunks))
     else:
         grid = BlockGrid(shape, block_shape, chunks=chunks)
 
     def blocks(desc: str):
         return track_blocks(grid, desc, execution=run)
 
-    sem = SemanticAccumulator(shape, p_src.score_kind, per_section)
-    cont = ContingencyAccumulator() if do_instances else None
-    for block in blocks("evaluate"):
-        sl = block.write_slices
-        scores, pred_fg, pred_ids = p_src.read(sl)
-        gt_fg, gt_ids = g_src.read(sl)
-        sem.add(block.write_start[0], scores, pred_fg, gt_fg)
-        if cont is not None:
-            cont.add(pred_ids, gt_ids, None if s_src is None else s_src.probabilities(sl))
-    semantic = sem.result()
-
-    inst: dict
-    if do_instances:
-        table = cont.result()
-        sources = {"prediction": "labels", "ground_truth": "labels"}
-        relabel_pred = _mask_ids(*table.sizes("pred"), stray_values=False)
-        relabel_gt = _mask_ids(*table.sizes("gt"))
-        if relabel_pred or relabel_gt:
-            cc_text = f"connected components of the binary mask (cc3d, connectivity {connectivity}, in memory)"
-            pred_lab = gt_lab = None
-            if relabel_pred:
-                pred_lab = _label_mask(lambda s: p_src.read(s)[1], grid, "prediction", p_src.volume.path,
-                                       connectivity, max_label_voxels, blocks)
-                sources["prediction"] = cc_text
-            if relabel_gt:
-                gt_lab = _label_mask(lambda s: g_src.read(s)[0], grid, "ground truth", g_src.volume.path,
-                                     connectivity, max_label_voxels, blocks)
-                sources["ground_truth"] = cc_text
-            cont = ContingencyAccumulator()
-            for block in blocks("instances"):
-                sl = block.write_slices
-                pi = pred_lab[sl] if pred_lab is not None else p_src.read(sl)[2]
-                gi = gt_lab[sl] if gt_lab is not None else g_src.read(sl)[1]
-                cont.add(pi, gi, None if s_src is None else s_src.probabilities(sl))
-            table = cont.result()
-            del pred_lab, gt_lab
-        inst = instance_metrics(table)
-        inst["instances_from"] = sources
-        if inst["n_gt"] == 0:
-            notes.append("the ground truth has no instances: instance AP, recall and ARAND are undefined (null)")
+    semantic, cont = _semantic_pass(grid, p_src, g_src, s_src, per_section, skip_reason is None, blocks)
+    if cont is None:
+        inst: dict = {"skipped": skip_reason}
     else:
-        inst = {"skipped": skip_reason}
-    if semantic["counts"]["tp"] + semantic["counts"]["fn"] == 0:
-        notes.append("the ground truth has no foreground: pixel AP is undefined (null)")
-
-    inputs = {"prediction": p_src.info, "ground_truth": g_src.info,
-              "roi": None if roi_sl is None else ", ".join(f"{s.start}:{s.stop}" for s in roi_sl),
-              "evaluated_shape": list(shape)}
-    if s_src is not None:
-        inputs["probability"] = s_src.info
-    summary = {
-        "tool": "masktwins-bio evaluate",
-        "version": __version__,
-        "date": started.isoformat(timespec="seconds"),
-        "inputs": inputs,
-        "settings": {"threshold": p_src.threshold, "gt_threshold": g_src.gt_threshold, "per_section": per_section,
-                     "instance": instance, "score_binning": p_src.score_kind, "block_shape": list(grid.block_shape),
-                     "n_blocks": len(grid), "connectivity": connectivity, "max_label_voxels": max_label_voxels},
-        "semantic": semantic,
-        "instance": inst,
-        "conventions": CONVENTIONS,
-        "notes": notes,
-    }
+        inst = _instance_pass(cont.result(), grid, p_src, g_src, s_src, connectivity, int(max_label_voxels), run,
+                              blocks)
+    summary = _summary(started=started, p_src=p_src, g_src=g_src, s_src=s_src, roi_sl=roi_sl, shape=shape,
+                       grid=grid, per_section=per_section, instance=instance, connectivity=connectivity,
+                       max_voxels=int(max_label_voxels), semantic=semantic, inst=inst, notes=notes)
     if out_path is not None:
         summary["output"] = str(out_path)
         write_summary(summary, out_path)
         log.debug("wrote %s", out_path)
     return summary
-

@@ -52,7 +52,8 @@ CONVENTIONS = {
                             "1 and 255 only (a mask saved partly as 1-bit, partly as 8-bit images), a GT with one "
                             "value on >= 99 % of its foreground voxels (a drawn mask with stray anti-aliasing "
                             "values), or GT given gt_threshold - is split into its connected components (cc3d, "
-                            "connectivity in settings) held in memory for now (limit max_label_voxels)",
+                            "connectivity in settings) by the blockwise labeller, in memory up to max_label_voxels voxels and in "
+                            "a temporary Zarr store beyond",
 }
 
 

@@ -244,8 +244,10 @@ def _results(res: dict, n_blocks: int, key: str, empty: np.ndarray) -> list[np.n
 
 
 def _label_blockwise(ctx: _Context, grid: BlockGrid, local, output, *, method: str, connectivity: int,
-                     min_size: int, seed_radius, work: Optional[Path], execution: Execution, out_dtype) -> int:
-    """The four passes (seeds for watershed, label, merge, relabel); returns the number of objects."""
+                     min_size: int, seed_radius, work: Optional[Path], execution: Execution, out_dtype,
+                     desc: str = "segment") -> int:
+    """The four passes (seeds for watershed, label, merge, relabel), reported as ``"{desc}: {pass}"``; returns the
+    number of objects."""
     run = partial(run_blockwise, grid, execution=execution)
 
     def done(name: str) -> Optional[DoneMarkers]:
@@ -254,21 +256,21 @@ def _label_blockwise(ctx: _Context, grid: BlockGrid, local, output, *, method: s
     n = len(grid)
     label_task = LabelTask(ctx=ctx, local=local, method=method, connectivity=connectivity, grid=grid)
     if method == "watershed":
-        res = run(SeedTask(ctx=ctx, radius=seed_radius), done=done("seeds"), desc="segment: seeds")
+        res = run(SeedTask(ctx=ctx, radius=seed_radius), done=done("seeds"), desc=f"{desc}: seeds")
         seeds = _results(res, n, "seeds", _EMPTY3)
         label_task.seeds = np.concatenate(seeds).astype(np.int64)
         label_task.seed_ptr = np.concatenate([[0], np.cumsum([len(s) for s in seeds])]).astype(np.int64)
-    res = run(label_task, done=done("label"), desc="segment: label")
+    res = run(label_task, done=done("label"), desc=f"{desc}: label")
     sizes = _results(res, n, "sizes", np.zeros(0, dtype=np.int64))
     seed_of = _results(res, n, "seed_of", np.zeros(0, dtype=np.int64))
     offsets = block_offsets(grid, {b: len(s) for b, s in enumerate(sizes)})
     res = run(MergeTask(local=local, grid=grid, offsets=offsets, connectivity=connectivity), done=done("merge"),
-              desc="segment: merge")
+              desc=f"{desc}: merge")
     pairs = np.concatenate([np.zeros((0, 2), dtype=np.int64)] + _results(res, n, "pairs", np.zeros((0, 2), np.int64)))
     lut, n_objects = merge_lut(np.concatenate(sizes), pairs, np.concatenate(seed_of) if method == "watershed" else None,
                                min_size, out_dtype)
     run(RelabelTask(local=local, output=output, offsets=offsets, lut=lut), done=done("relabel"),
-        desc="segment: relabel")
+        desc=f"{desc}: relabel")
     return n_objects
 
 
@@ -283,7 +285,7 @@ def _check_common(method: str, connectivity: int, min_size: int) -> None:
 
 def _run_to_store(vol: Volume, fg: Foreground, output, *, task: str, settings: dict, provenance: dict, method: str,
                   connectivity: int, min_size: int, seed_distance: float, block_shape, chunks, overwrite: bool,
-                  resume: bool, execution: Execution, ome_version: str) -> Path:
+                  resume: bool, execution: Execution, ome_version: str, desc: str = "segment") -> Path:
     """Shared by :func:`segment` and :func:`label_components`: output checks, resume, the passes, finalisation."""
     import zarr
 
@@ -312,7 +314,7 @@ def _run_to_store(vol: Volume, fg: Foreground, output, *, task: str, settings: d
         pyramid = writer.create_block_levels(grid.block_shape)
         n = _label_blockwise(_Context(vol, fg, vs), grid, str(work / "local"), pyramid, method=method,
                              connectivity=connectivity, min_size=min_size, seed_radius=radius, work=work,
-                             execution=execution, out_dtype=writer.dtype)
+                             execution=execution, out_dtype=writer.dtype, desc=desc)
         out.finish(n_instances=n)
     return out.path
 
@@ -434,6 +436,7 @@ def label_components(
     should_stop: Optional[StopCheck] = None,
     allow_incomplete: bool = False,
     execution: Optional[Execution] = None,
+    desc: str = "segment",
 ) -> Union[Path, np.ndarray]:
     """Connected components of a binary mask (any non-zero voxel is foreground), blockwise.
 
@@ -443,6 +446,7 @@ def label_components(
         connectivity: 6, 18 or 26. ``min_size``: remove smaller objects (global sizes).
         block_shape, chunks, overwrite, resume, executor, address, num_workers, progress, callback, should_stop,
             execution: as for :func:`segment`.
+        desc: Progress label of the passes (``"{desc}: label"``, ``"{desc}: merge"``, ``"{desc}: relabel"``).
 
     Returns:
         The output path, or a ``uint32`` (``uint64`` for huge volumes) array with objects ``1..n``.
@@ -463,7 +467,7 @@ def label_components(
         return _run_to_store(vol, fg, output, task="label_components", settings=_source_fingerprint(vol),
                              provenance=provenance, method="cc", connectivity=connectivity, min_size=min_size,
                              seed_distance=1.0, block_shape=block_shape, chunks=chunks, overwrite=overwrite,
-                             resume=resume, execution=run, ome_version="0.4")
+                             resume=resume, execution=run, ome_version="0.4", desc=desc)
     if not run.serial:
         raise InputError("label_components without an output path runs in memory (serial); give an output .zarr "
                          "path to use the dask executor")
@@ -472,5 +476,6 @@ def label_components(
     local = np.zeros(vol.shape, dtype=np.uint32)
     out = np.zeros(vol.shape, dtype=np.uint32 if vol.size < 2**32 else np.uint64)
     _label_blockwise(_Context(vol, fg, (1.0, 1.0, 1.0)), grid, local, out, method="cc", connectivity=connectivity,
-                     min_size=min_size, seed_radius=(1, 1, 1), work=None, execution=run, out_dtype=out.dtype)
+                     min_size=min_size, seed_radius=(1, 1, 1), work=None, execution=run, out_dtype=out.dtype,
+                     desc=desc)
     return out
