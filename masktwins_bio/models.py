@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import io
 import itertools
 import os
 import pickle
 import platform
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -33,11 +35,13 @@ from .registry import NETWORKS
 
 __all__ = [
     "build_network",
+    "network_architecture",
     "default_strides",
     "required_divisor",
     "LoadedModel",
     "export_model",
     "load_model",
+    "check_model_file",
     "model_hash",
     "MODEL_FORMAT",
     "STARTER",
@@ -76,48 +80,61 @@ def _stride_divisor(model_cfg: ModelConfig, voxel_size, patch_size) -> tuple[int
     return tuple(int(np.prod([s[a] for s in strides])) for a in range(3))  # type: ignore[return-value]
 
 
+def _instantiate(import_from: str, name: str, kwargs: dict) -> nn.Module:
+    """``import_from.name(**kwargs)``: the library architecture a spec describes (also what bioimage.io records)."""
+    module = importlib.import_module(import_from)
+    with contextlib.redirect_stdout(io.StringIO()):  # BasicUNet prints its features
+        return getattr(module, name)(**kwargs)
+
+
+class _LibrarySpec:
+    """A network that is a library class built from plain keyword arguments (:meth:`architecture`), so that a model
+    file or a bioimage.io package can name it (``monai.networks.nets.UNet`` and its kwargs) instead of our code."""
+
+    @classmethod
+    def build(cls, model_cfg: ModelConfig, strides, out_channels: int, norm, voxel_size) -> nn.Module:
+        return _instantiate(*cls.architecture(model_cfg, strides, out_channels, norm, voxel_size))
+
+
 @NETWORKS.register
-class UNetSpec:
+class UNetSpec(_LibrarySpec):
     """``model.name: unet``: MONAI's residual UNet with anisotropy-aware strides."""
 
     name = "unet"
     divisor = staticmethod(_stride_divisor)
 
     @staticmethod
-    def build(model_cfg: ModelConfig, strides, out_channels: int, norm, voxel_size) -> nn.Module:
-        from monai.networks import nets
-
-        return nets.UNet(spatial_dims=3, in_channels=1, out_channels=out_channels, channels=tuple(model_cfg.channels),
-                         strides=strides, num_res_units=model_cfg.num_res_units, norm=norm,
-                         dropout=model_cfg.dropout)
+    def architecture(model_cfg: ModelConfig, strides, out_channels: int, norm, voxel_size):
+        return "monai.networks.nets", "UNet", dict(
+            spatial_dims=3, in_channels=1, out_channels=out_channels, channels=list(model_cfg.channels),
+            strides=[list(s) for s in strides], num_res_units=model_cfg.num_res_units, norm=norm,
+            dropout=model_cfg.dropout)
 
 
 @NETWORKS.register
-class DynUNetSpec:
+class DynUNetSpec(_LibrarySpec):
     """``model.name: dynunet``: MONAI's DynUNet, 1x3x3 kernels while z is much coarser than y/x."""
 
     name = "dynunet"
     divisor = staticmethod(_stride_divisor)
 
     @staticmethod
-    def build(model_cfg: ModelConfig, strides, out_channels: int, norm, voxel_size) -> nn.Module:
-        from monai.networks import nets
-
+    def architecture(model_cfg: ModelConfig, strides, out_channels: int, norm, voxel_size):
         vs = np.asarray(voxel_size if voxel_size is not None else (1.0, 1.0, 1.0), dtype=float)
         kernels = []
         for s in ((1, 1, 1),) + strides:
             # 1x3x3 kernels while z is much coarser than y/x, 3x3x3 once near-isotropic
-            kernels.append(tuple(1 if (a == 0 and vs[0] > 2.5 * vs[1:].min()) else 3 for a in range(3)))
+            kernels.append([1 if (a == 0 and vs[0] > 2.5 * vs[1:].min()) else 3 for a in range(3)])
             vs = vs * np.asarray(s)
-        return nets.DynUNet(
+        return "monai.networks.nets", "DynUNet", dict(
             spatial_dims=3, in_channels=1, out_channels=out_channels, kernel_size=kernels,
-            strides=((1, 1, 1),) + strides, upsample_kernel_size=strides, filters=list(model_cfg.channels),
-            norm_name=norm, dropout=model_cfg.dropout or None, res_block=model_cfg.num_res_units > 0,
-        )
+            strides=[[1, 1, 1]] + [list(s) for s in strides], upsample_kernel_size=[list(s) for s in strides],
+            filters=list(model_cfg.channels), norm_name=norm, dropout=model_cfg.dropout or None,
+            res_block=model_cfg.num_res_units > 0)
 
 
 @NETWORKS.register
-class BasicUNetSpec:
+class BasicUNetSpec(_LibrarySpec):
     """``model.name: basic_unet``: MONAI's BasicUNet (isotropic, five levels; ``channels`` padded to six)."""
 
     name = "basic_unet"
@@ -126,18 +143,16 @@ class BasicUNetSpec:
         return (16, 16, 16)
 
     @staticmethod
-    def build(model_cfg: ModelConfig, strides, out_channels: int, norm, voxel_size) -> nn.Module:
-        from monai.networks import nets
-
+    def architecture(model_cfg: ModelConfig, strides, out_channels: int, norm, voxel_size):
         ch = list(model_cfg.channels)
-        features = tuple(ch) if len(ch) == 6 else tuple((ch + [ch[-1]] * 5)[:5]) + (ch[0],)
-        with contextlib.redirect_stdout(io.StringIO()):  # BasicUNet prints its features
-            return nets.BasicUNet(spatial_dims=3, in_channels=1, out_channels=out_channels, features=features,
-                                  norm=norm, dropout=model_cfg.dropout)
+        features = ch if len(ch) == 6 else (ch + [ch[-1]] * 5)[:5] + [ch[0]]
+        return "monai.networks.nets", "BasicUNet", dict(
+            spatial_dims=3, in_channels=1, out_channels=out_channels, features=features, norm=norm,
+            dropout=model_cfg.dropout)
 
 
 @NETWORKS.register
-class SegResNetSpec:
+class SegResNetSpec(_LibrarySpec):
     """``model.name: segresnet``: MONAI's SegResNet (isotropic down-sampling by 2 per level)."""
 
     name = "segresnet"
@@ -147,19 +162,27 @@ class SegResNetSpec:
         return (d, d, d)
 
     @staticmethod
-    def build(model_cfg: ModelConfig, strides, out_channels: int, norm, voxel_size) -> nn.Module:
-        from monai.networks import nets
-
+    def architecture(model_cfg: ModelConfig, strides, out_channels: int, norm, voxel_size):
         n_levels = len(model_cfg.channels) - 1
-        return nets.SegResNet(spatial_dims=3, in_channels=1, out_channels=out_channels,
-                              init_filters=model_cfg.channels[0], blocks_down=tuple([1, 2, 2, 4, 4][: n_levels + 1]),
-                              blocks_up=tuple([1, 1, 1, 1][:n_levels]), norm=norm,
-                              dropout_prob=model_cfg.dropout or None)
+        return "monai.networks.nets", "SegResNet", dict(
+            spatial_dims=3, in_channels=1, out_channels=out_channels, init_filters=model_cfg.channels[0],
+            blocks_down=[1, 2, 2, 4, 4][: n_levels + 1], blocks_up=[1, 1, 1, 1][:n_levels], norm=norm,
+            dropout_prob=model_cfg.dropout or None)
 
 
 def required_divisor(model_cfg: ModelConfig, voxel_size=None, patch_size=(16, 96, 96)) -> tuple[int, int, int]:
     """Input sizes along each axis must be multiples of this (the product of the strides)."""
     return NETWORKS[model_cfg.name].divisor(model_cfg, voxel_size, patch_size)
+
+
+def _spec_arguments(model_cfg: ModelConfig, voxel_size, patch_size):
+    out_ch = 2 if model_cfg.head == "softmax" else 1
+    n_levels = len(model_cfg.channels) - 1
+    strides = tuple(tuple(s) for s in (model_cfg.strides or default_strides(voxel_size, n_levels, patch_size)))
+    if len(strides) != n_levels:
+        raise InputError(f"model.strides has {len(strides)} entries; it needs len(model.channels) - 1 = {n_levels}")
+    norm = {"instance": "instance", "batch": "batch", "group": ["group", {"num_groups": 8}]}[model_cfg.norm]
+    return model_cfg, strides, out_ch, norm, voxel_size
 
 
 def build_network(model_cfg: ModelConfig, voxel_size=None, patch_size=(16, 96, 96)) -> nn.Module:
@@ -173,14 +196,22 @@ def build_network(model_cfg: ModelConfig, voxel_size=None, patch_size=(16, 96, 9
     Returns:
         A module mapping ``(B, 1, Z, Y, X)`` to logits ``(B, C, Z, Y, X)`` with C = 2 (softmax) or 1 (sigmoid).
     """
+    return NETWORKS[model_cfg.name].build(*_spec_arguments(model_cfg, voxel_size, patch_size))
+
+
+def network_architecture(model_cfg: ModelConfig, voxel_size=None, patch_size=(16, 96, 96)) -> tuple[str, str, dict]:
+    """The library class :func:`build_network` instantiates: ``(import_from, callable, kwargs)`` with plain
+    (JSON-able) kwargs, e.g. ``("monai.networks.nets", "UNet", {...})``.
+
+    Raises:
+        InputError: the network was registered with a ``build`` of its own (no library architecture).
+    """
     spec = NETWORKS[model_cfg.name]
-    out_ch = 2 if model_cfg.head == "softmax" else 1
-    n_levels = len(model_cfg.channels) - 1
-    strides = tuple(tuple(s) for s in (model_cfg.strides or default_strides(voxel_size, n_levels, patch_size)))
-    if len(strides) != n_levels:
-        raise InputError(f"model.strides has {len(strides)} entries; it needs len(model.channels) - 1 = {n_levels}")
-    norm = {"instance": "instance", "batch": "batch", "group": ("group", {"num_groups": 8})}[model_cfg.norm]
-    return spec.build(model_cfg, strides, out_ch, norm, voxel_size)
+    if not hasattr(spec, "architecture"):
+        raise InputError(f"model.name {model_cfg.name!r}: the network is built by its own code, not from a library "
+                         "class with keyword arguments, so it cannot be described by name (bioimage.io export)")
+    import_from, name, kwargs = spec.architecture(*_spec_arguments(model_cfg, voxel_size, patch_size))
+    return import_from, name, plain(kwargs)
 
 
 def _versions() -> dict:
@@ -299,7 +330,8 @@ def _network_with_weights(model_cfg: ModelConfig, metadata: dict, state: dict, p
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model file (or a training checkpoint) safely with ``torch.load(weights_only=True)``.
 
-    ``path`` may be :data:`STARTER` (``"starter"``) for the shipped starter model.
+    ``path`` may be :data:`STARTER` (``"starter"``) for the shipped starter model, or a bioimage.io package (zip or
+    folder) written by :func:`masktwins_bio.bioimageio.export_bioimageio`.
 
     Raises:
         InputError: missing file, not a masktwins-bio model, or incompatible weights.
@@ -311,8 +343,12 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
         cand = path / "model.pt"
         if cand.exists():
             path = cand
+        elif any((path / n).is_file() for n in _PACKAGE_RDF):
+            return _load_package(path, device)
         else:
             raise InputError(f"{path}: is a folder without model.pt; pass the model file")
+    if _is_package(path):
+        return _load_package(path, device)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -340,3 +376,109 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     net = _network_with_weights(model_cfg, metadata, state, path)
     net.eval().to(device)
     return LoadedModel(network=net, model_cfg=model_cfg, metadata=metadata, path=str(path), sha256=model_hash(path))
+
+
+def check_model_file(path: str | os.PathLike) -> Optional[str]:
+    """Why ``path`` cannot be used as a model, in one line, or ``None`` when it can - cheaply, for a GUI to ask
+    before a run: a model file's tensors are memory-mapped, not read (``torch.load(mmap=True, weights_only=True)``),
+    a bioimage.io package's description is read without its weights."""
+    p = Path(path)
+    if str(path) == STARTER and not p.exists():
+        return None
+    if not p.exists():
+        return f"{p}: not found; choose a model.pt written by masktwins-bio train, or a bioimage.io package"
+    if p.is_dir():
+        if (p / "model.pt").is_file():
+            p = p / "model.pt"
+        elif not any((p / n).is_file() for n in _PACKAGE_RDF):
+            return f"{p}: is a folder without model.pt; choose the model file"
+    if p.is_dir() or _is_package(p):
+        import yaml
+
+        try:
+            if p.is_dir():
+                rdf_file = next(p / n for n in _PACKAGE_RDF if (p / n).is_file())
+                rdf = yaml.safe_load(rdf_file.read_text())
+            else:
+                with zipfile.ZipFile(p) as zf:
+                    name = next((n for n in _PACKAGE_RDF if n in zf.namelist()), None)
+                    if name is None:
+                        return f"{p}: is a zip file but not a bioimage.io package (no rdf.yaml)"
+                    rdf = yaml.safe_load(zf.read(name))
+        except Exception as exc:
+            return f"{p}: cannot be read as a bioimage.io package ({type(exc).__name__})"
+        ours = ((rdf or {}).get("config") or {}).get("masktwins_bio") if isinstance(rdf, dict) else None
+        if not isinstance(ours, dict) or ours.get("format") != MODEL_FORMAT:
+            return f"{p}: is a bioimage.io package not written by masktwins-bio; export one with export-bioimageio"
+        return None
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return (f"{p}: is not a masktwins-bio model file (it cannot be read as one safely); choose a model.pt "
+                "written by masktwins-bio train or the Adapt widget")
+    if not isinstance(blob, dict) or blob.get("format") not in (MODEL_FORMAT, "masktwins-bio-checkpoint"):
+        return f"{p}: is a PyTorch file but not a masktwins-bio model (no '{MODEL_FORMAT}' header)"
+    return None
+
+
+#: the description file of a bioimage.io package (spec 0.5 names it bioimageio.yaml or rdf.yaml)
+_PACKAGE_RDF = ("rdf.yaml", "bioimageio.yaml")
+
+
+def _is_package(path: Path) -> bool:
+    """A zip holding a bioimage.io description (torch's own files are zips too, without one)."""
+    if path.suffix.lower() != ".zip" and not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return path.suffix.lower() == ".zip"  # a damaged .zip: the package reader names the problem
+    return path.suffix.lower() == ".zip" or bool(names & set(_PACKAGE_RDF))
+
+
+def _load_package(path: Path, device) -> LoadedModel:
+    """A bioimage.io model package (zip or unpacked folder) written by :func:`masktwins_bio.bioimageio.export_bioimageio`:
+    the network and metadata come from ``config.masktwins_bio`` and the ``pytorch_state_dict`` weights (checked
+    against their sha256), read with ``yaml.safe_load`` and ``torch.load(weights_only=True)``: no code runs."""
+    import yaml
+
+    def read(name: str) -> bytes:
+        if path.is_dir():
+            return (path / name).read_bytes()
+        with zipfile.ZipFile(path) as zf:
+            return zf.read(name)
+
+    try:
+        names = [p.name for p in path.iterdir()] if path.is_dir() else zipfile.ZipFile(path).namelist()
+        rdf_name = next((n for n in _PACKAGE_RDF if n in names), None)
+        if rdf_name is None:
+            raise InputError(f"{path}: is a zip file but not a bioimage.io package (no rdf.yaml); pass a model.pt "
+                             "or a package written by masktwins-bio export-bioimageio")
+        rdf = yaml.safe_load(read(rdf_name))
+        ours = ((rdf or {}).get("config") or {}).get("masktwins_bio") if isinstance(rdf, dict) else None
+        if not isinstance(ours, dict) or ours.get("format") != MODEL_FORMAT:
+            raise InputError(f"{path}: is a bioimage.io package not written by masktwins-bio (no "
+                             "config.masktwins_bio); run it with bioimageio.core, or pass a masktwins-bio model")
+        weights = ((rdf.get("weights") or {}).get("pytorch_state_dict") or {})
+        source = weights.get("source")
+        if not isinstance(source, str) or "/" in source.strip("./") or ".." in source:
+            raise InputError(f"{path}: its pytorch_state_dict weights are not a file inside the package")
+        data = read(source)
+    except (OSError, KeyError, zipfile.BadZipFile, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: cannot read the bioimage.io package ({type(exc).__name__}: {exc}); the file is "
+                         "damaged or incomplete") from None
+    if weights.get("sha256") and hashlib.sha256(data).hexdigest() != weights["sha256"]:
+        raise InputError(f"{path}: the weights file {source} does not match its sha256 in the package; the package "
+                         "is damaged - export or download it again")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        model_cfg = ModelConfig.model_validate(ours["model"])
+        metadata = dict(ours["metadata"])
+    except Exception as exc:
+        raise InputError(f"{path}: the package's masktwins-bio model cannot be read ({type(exc).__name__}); export "
+                         "it again with masktwins-bio export-bioimageio") from None
+    net = _network_with_weights(model_cfg, metadata, state, path)
+    net.eval().to(device)
+    digest = model_hash(path) if path.is_file() else hashlib.sha256(data).hexdigest()[:16]
+    return LoadedModel(network=net, model_cfg=model_cfg, metadata=metadata, path=str(path), sha256=digest)

@@ -17,7 +17,7 @@ LAYERS = [
     {"blockwise", "config"},
     {"io"},
     {"models", "data", "datasets"},
-    {"methods", "inference", "postprocess"},
+    {"methods", "inference", "postprocess", "bioimageio"},
     {"metrics"},
     {"training"},
     {"experiments"},

@@ -51,6 +51,25 @@ def error_message(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}: {text} (details in the log)"
 
 
+_MODEL_CHECKS: dict = {}
+
+
+def model_problem(path: str) -> Optional[str]:
+    """:func:`masktwins_bio.models.check_model_file`, remembered per file version (validation runs on every edit)."""
+    import os
+
+    from ...models import check_model_file
+
+    try:
+        st = os.stat(path)
+        key = (str(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = (str(path), None, None)
+    if key not in _MODEL_CHECKS:
+        _MODEL_CHECKS[key] = check_model_file(path)
+    return _MODEL_CHECKS[key]
+
+
 def layer_picker(viewer, kinds: Iterable[str], label: str, tooltip: str = "", nullable: bool = True) -> ComboBox:
     """A ComboBox listing the viewer's layers of the given kinds (``image``, ``labels``), refreshed on changes."""
     import napari.layers

@@ -36,7 +36,7 @@ from ...training import TrainingVolumes, train
 from .._jobs import temporary_folder
 from .._layers import (NM_UNITS, layer_problem, layer_units, layer_volume, layer_voxel_size, output_placement,
                        parse_overrides, parse_triple, path_text, spec_exists, viewer_camera)
-from ._base import JobPanel, layer_picker, notify_error, notify_info
+from ._base import JobPanel, layer_picker, model_problem, notify_error, notify_info
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -125,8 +125,9 @@ class AdaptWidget(JobPanel):
         self.source_image_path = FileEdit(label="…or path", mode="r", nullable=True)
         self.source_labels = layer_picker(viewer, ["labels"], "Source labels", "mitochondria labels of the source")
         self.source_labels_path = FileEdit(label="…or path", mode="r", nullable=True)
-        self.init_model = FileEdit(label="Start from model", mode="r", filter="*.pt", nullable=True,
-                                   tooltip="optional model.pt to adapt (e.g. trained on the source): adaptation "
+        self.init_model = FileEdit(label="Start from model", mode="r", filter="*.pt *.zip", nullable=True,
+                                   tooltip="optional model.pt or bioimage.io package (.zip) to adapt (e.g. "
+                                           "trained on the source): adaptation "
                                            "starts at once; blank: the first half of the steps trains on the "
                                            "source only, the second half adapts (two-stage)")
         self.target_image = layer_picker(viewer, ["image"], "Target image", "unlabelled image of the new microscope")
@@ -219,6 +220,8 @@ class AdaptWidget(JobPanel):
         init = path_text(self.init_model.value)
         if init is not None and not Path(init).exists():
             return f"start model {init} not found; choose a model.pt or clear the field"
+        if init is not None and model_problem(init):
+            return f"start model: {model_problem(init)}"
         parse_triple(self.patch_size.value, "patch size", integer=True)
         parse_overrides(self.extra.value)
         run_dir = path_text(self.run_dir.value)

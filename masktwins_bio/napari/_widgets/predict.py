@@ -25,7 +25,7 @@ from .. import _reader
 from .._jobs import library_hooks, temporary_folder
 from .._layers import (layer_problem, layer_units, layer_volume, layer_voxel_size, output_placement, parse_triple,
                        path_text, spec_exists)
-from ._base import JobPanel, layer_picker, notify_info
+from ._base import JobPanel, layer_picker, model_problem, notify_info
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -58,8 +58,9 @@ class PredictWidget(JobPanel):
         self.input_path = FileEdit(label="…or input path", mode="r", nullable=True,
                                    tooltip="A volume on disk, read block by block (out of core): .zarr store, "
                                            "file.h5:/dataset, multi-page .tif, or a folder of slices (type it)")
-        self.model = FileEdit(label="Model (.pt)", mode="r", filter="*.pt", nullable=True,
-                              tooltip="model.pt written by 'masktwins-bio train' or the Adapt widget")
+        self.model = FileEdit(label="Model", mode="r", filter="*.pt *.zip", nullable=True,
+                              tooltip="model.pt written by 'masktwins-bio train' or the Adapt widget, or a "
+                                      "bioimage.io package (.zip) written by 'masktwins-bio export-bioimageio'")
         self.tta = ComboBox(label="Test-time aug.", choices=[("none", "none"), ("8 flips (slower)", "flips")],
                             value="none")
         self.voxel_size = LineEdit(label="Voxel size (nm)", value="",
@@ -107,11 +108,11 @@ class PredictWidget(JobPanel):
         model = path_text(self.model.value)
         if model is None:
             return "choose a model file (.pt)"
-        mp = Path(model)
-        if not mp.exists():
+        if not Path(model).exists():
             return f"model file {model} not found; choose a model.pt (train one with the Adapt widget or the CLI)"
-        if mp.is_dir() and not (mp / "model.pt").exists():
-            return f"model {model} is a folder without model.pt; choose the model file"
+        problem = model_problem(model)
+        if problem:
+            return problem
         out = path_text(self.output.value)
         if out is not None and not Path(out).parent.exists():
             return f"output folder {out}: its parent folder does not exist; create it or choose another"
