@@ -137,6 +137,15 @@ def test_invalid_inputs_disable_run_with_a_reason(widget, pair_viewer, tmp_path,
     assert "voxel size" in widget.reason.value
     widget.voxel_size.value = "30,8,8"
     assert "voxel size" not in widget.reason.value
+    # a .pt that is not a model: refused before Run, never with torch's "weights_only=False" advice
+    import torch
+
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    widget.model.value = tmp_path / "other.pt"
+    assert not widget.run_button.enabled and "not a masktwins-bio model" in widget.reason.value
+    (tmp_path / "notes.pt").write_text("text")
+    widget.model.value = tmp_path / "notes.pt"
+    assert not widget.run_button.enabled and "weights_only" not in widget.reason.value
 
 
 @pytest.mark.parametrize("error", ["user", "bug"])
