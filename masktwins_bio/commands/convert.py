@@ -1,4 +1,5 @@
-"""``masktwins-bio convert SRC DST.zarr``: stream any volume into chunked, compressed OME-Zarr."""
+"""``masktwins-bio convert SRC DST.zarr``: stream any volume into chunked, compressed OME-Zarr (or export it as
+OME-TIFF / HDF5)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ from ._common import add_overwrite, int_triple, number, triple
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "convert", help="convert a volume to OME-Zarr (streamed, bounded memory)",
+        "convert", help="convert a volume to OME-Zarr, or export one as OME-TIFF / HDF5 (streamed, bounded memory)",
         description="Convert Zarr, HDF5 (file.h5:/key), multi-page TIFF or a folder of PNG/TIFF slices to chunked, "
-                    "compressed OME-Zarr with multiscale metadata. Reads one chunk-deep slab at a time.")
+                    "compressed OME-Zarr with multiscale metadata; or export any of them (e.g. predict's "
+                    "probabilities, segment's labels) to an OME-TIFF (.tif) or HDF5 file (.h5[:/key]) with the "
+                    "voxel size in its metadata, for tools that want those. Reads one chunk-deep slab at a time.",
+        epilog="examples: masktwins-bio convert slices/ raw.zarr --voxel-size 50,4.6,4.6; "
+               "masktwins-bio convert instances.zarr instances.tif; masktwins-bio convert prob.zarr prob.h5:/prob")
     p.add_argument("src", help="source path spec")
-    p.add_argument("dst", help="output .zarr path")
+    p.add_argument("dst", help="output: .zarr, .tif/.tiff (OME-TIFF) or .h5[:/key] (HDF5)")
+    p.add_argument("--format", choices=("zarr", "tiff", "h5"), help="output format (default: from DST's suffix)")
     p.add_argument("--voxel-size", type=triple, metavar="Z,Y,X", help="voxel size in nm (overrides metadata)")
     p.add_argument("--ome-version", choices=("0.4", "0.5"), default="0.4",
                    help="0.4 = Zarr v2, widest reader support (default); 0.5 = Zarr v3")
@@ -37,6 +43,6 @@ def run(args) -> int:
                          chunks=args.chunks, labels=args.labels, binarize=args.binarize,
                          resample_to=args.resample_to, levels=args.levels, overwrite=args.overwrite,
                          memory_budget=args.memory_budget_mb * 2**20, progress=not args.no_progress,
-                         allow_incomplete=args.allow_incomplete)
+                         allow_incomplete=args.allow_incomplete, format=args.format)
     print(format_info(volume_info(str(out), value_range=False)))
     return 0

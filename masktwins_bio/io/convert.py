@@ -1,4 +1,5 @@
-"""Streaming conversion of any readable volume to OME-Zarr, and volume summaries (``masktwins-bio info``).
+"""Streaming conversion of any readable volume to OME-Zarr (or, to export, OME-TIFF / HDF5), and volume summaries
+(``masktwins-bio info``).
 
 Conversion reads the source one z-slab (one chunk deep) at a time and writes it to the output, so peak memory is
 about ``chunk_z x Y x X`` voxels, independent of the number of sections. The slab depth is capped so that one slab
@@ -22,7 +23,11 @@ from .ome_zarr import OmeZarrWriter, atomic_output, default_chunks
 from .readers import open_volume
 from .volume import Volume
 
-__all__ = ["convert_volume", "volume_info", "format_info"]
+__all__ = ["convert_volume", "volume_info", "format_info", "OUTPUT_FORMATS"]
+
+#: what ``convert`` writes: OME-Zarr (the working format), and for tools that want them OME-TIFF and HDF5
+OUTPUT_FORMATS = ("zarr", "tiff", "h5")
+_SUFFIXES = {".zarr": "zarr", ".tif": "tiff", ".tiff": "tiff", ".h5": "h5", ".hdf5": "h5", ".hdf": "h5"}
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -46,12 +51,16 @@ def convert_volume(
     memory_budget: int = 256 * 2**20,
     progress: bool = False,
     allow_incomplete: bool = False,
+    format: Optional[str] = None,
 ) -> Path:
-    """Convert a volume to chunked, compressed OME-Zarr, streaming slab by slab.
+    """Convert a volume to chunked, compressed OME-Zarr (or export it as OME-TIFF / HDF5), streaming slab by slab.
 
     Args:
         src: Source path spec (any format :func:`~masktwins_bio.io.open_volume` reads) or an open Volume.
-        dst: Output ``.zarr`` path. Written atomically (temporary sibling, renamed when complete).
+        dst: Output path: ``.zarr``; or, to export, ``.tif``/``.tiff`` (BigTIFF OME-TIFF, zlib, with the voxel size
+            as OME PhysicalSize in nm) or ``.h5``/``.hdf5`` with an optional ``:/key`` (default ``/data``; gzip
+            chunks, voxel size as ``voxel_size`` (nm) and ``element_size_um`` attributes, as ilastik and Fiji read
+            them). Written atomically (temporary sibling, renamed when complete).
         voxel_size: Voxel size in nm (z, y, x); overrides the source metadata.
         ome_version: ``"0.4"`` (Zarr v2, widest reader support) or ``"0.5"`` (Zarr v3).
         chunks: Output chunk shape (z, y, x); default ``(32, 256, 256)`` clipped to the volume and to the memory
@@ -64,9 +73,10 @@ def convert_volume(
         overwrite: Replace an existing output.
         memory_budget: Upper bound in bytes of one source slab held in memory.
         progress: Show a progress bar.
+        format: ``zarr``, ``tiff`` or ``h5``; default from the suffix of ``dst``.
 
     Returns:
-        The output path.
+        The output path (for HDF5 the file, without the key).
     """
     kind = "labels" if labels or binarize is not None else "image"
     vol = open_volume(src, voxel_size=voxel_size, kind=kind) if not isinstance(src, Volume) else src
@@ -76,9 +86,19 @@ def convert_volume(
     out_dtype = vol.dtype  # resampled images are cast back (rounded, clipped) to the source dtype
     if resample_to is not None:
         vol = vol.resampled(resample_to)
-    dst = Path(dst)
-    if dst.suffix.lower() != ".zarr":
-        raise InputError(f"{dst}: output must be a .zarr path (OME-Zarr), e.g. {dst.with_suffix('.zarr').name}")
+    from .readers import split_h5_spec
+
+    dst_file, h5_key = split_h5_spec(os.fspath(dst))
+    dst = Path(dst_file)
+    fmt = format or _SUFFIXES.get(dst.suffix.lower())
+    if format is not None and _SUFFIXES.get(dst.suffix.lower()) != format:  # readers go by the suffix too
+        wanted = {"zarr": ".zarr", "tiff": ".tif", "h5": ".h5"}.get(format, ".zarr")
+        raise InputError(f"{dst}: --format {format} writes a {wanted} file; name the output {dst.stem}{wanted}")
+    if fmt not in OUTPUT_FORMATS:
+        raise InputError(f"{dst}: unknown output format; name it .zarr (OME-Zarr), .tif (OME-TIFF) or .h5 (HDF5), "
+                         "or pass --format zarr|tiff|h5")
+    if fmt != "zarr" and levels is not None:
+        raise InputError(f"--levels: {fmt} exports hold one resolution level; drop --levels or write .zarr")
     if binarize is not None:
         if not float(binarize) > 0:  # labels are non-negative: every voxel would be foreground
             raise InputError(f"--binarize {binarize:g}: must be > 0 (foreground = labels >= T; {binarize:g} makes "
@@ -96,10 +116,7 @@ def convert_volume(
         provenance["resampled_to_nm"] = [float(v) for v in resample_to]
     if binarize is not None:
         provenance["binarized_at"] = float(binarize)
-    with atomic_output(dst, overwrite, inputs=[src], command="convert", locked=True) as tmp:
-        writer = OmeZarrWriter(tmp, shape, out_dtype, vol.voxel_size, chunks=chunks, ome_version=ome_version,
-                               kind=kind, name=dst.stem, attrs=provenance)
-        depth = writer.chunks[0]
+    def slabs(depth: int):
         with _progress(vol.size, f"convert {Path(str(vol.path)).name}", progress) as bar:
             for z0 in range(0, shape[0], depth):
                 slab = vol[z0 : z0 + depth]
@@ -112,11 +129,59 @@ def convert_volume(
                 elif slab.dtype != out_dtype:
                     info = np.iinfo(out_dtype) if np.issubdtype(out_dtype, np.integer) else None
                     slab = np.clip(np.round(slab), info.min, info.max) if info is not None else slab
-                writer.write((z0, 0, 0), slab.astype(out_dtype, copy=False))
+                yield z0, slab.astype(out_dtype, copy=False)
                 bar.update(slab.size)
                 del slab
+
+    if fmt != "zarr":
+        _export_file(dst, fmt, h5_key, slabs, shape, np.dtype(out_dtype), vol, chunks, overwrite, src, provenance)
+        return dst
+    with atomic_output(dst, overwrite, inputs=[src], command="convert", locked=True) as tmp:
+        writer = OmeZarrWriter(tmp, shape, out_dtype, vol.voxel_size, chunks=chunks, ome_version=ome_version,
+                               kind=kind, name=dst.stem, attrs=provenance)
+        for z0, slab in slabs(writer.chunks[0]):
+            writer.write((z0, 0, 0), slab)
         writer.finalize(levels)
     return dst
+
+
+def _export_file(dst: Path, fmt: str, h5_key: Optional[str], slabs, shape, dtype: np.dtype, vol: Volume, chunks,
+                 overwrite: bool, src, provenance: dict) -> None:
+    """Stream the slabs into one OME-TIFF or HDF5 file, written to a temporary sibling and renamed when complete."""
+    import json
+
+    from ..files import atomic_file
+    from .guard import check_not_an_input, check_parent, refuse_existing
+
+    check_not_an_input(dst, [src])
+    if dst.exists() and not overwrite:
+        refuse_existing(dst, f"{fmt} file")
+    check_parent(dst)
+    vs = vol.voxel_size
+    with atomic_file(dst) as tmp:
+        if fmt == "tiff":
+            import tifffile
+
+            meta: dict = {"axes": "ZYX", "Name": dst.stem, "Description": json.dumps({"masktwins_bio": provenance})}
+            if vs is not None:  # OME PhysicalSize in nm: read back by masktwins-bio, Fiji/Bio-Formats, napari
+                meta.update({"PhysicalSizeZ": vs[0], "PhysicalSizeY": vs[1], "PhysicalSizeX": vs[2],
+                             "PhysicalSizeZUnit": "nm", "PhysicalSizeYUnit": "nm", "PhysicalSizeXUnit": "nm"})
+            pages = (section for _, slab in slabs(max(1, int(chunks[0]))) for section in slab)
+            with tifffile.TiffWriter(tmp, bigtiff=True, ome=True) as tif:
+                tif.write(pages, shape=shape, dtype=dtype, compression="zlib", metadata=meta)
+        else:
+            import h5py
+
+            key = h5_key or "/data"
+            with h5py.File(tmp, "w") as f:
+                ds = f.create_dataset(key, shape=shape, dtype=dtype, compression="gzip", compression_opts=4,
+                                      chunks=tuple(int(min(c, s)) for c, s in zip(chunks, shape)))
+                if vs is not None:
+                    ds.attrs["voxel_size"] = np.asarray(vs, dtype=np.float64)  # nm, z y x
+                    ds.attrs["element_size_um"] = np.asarray(vs, dtype=np.float64) / 1000.0
+                ds.attrs["masktwins_bio"] = json.dumps(provenance)
+                for z0, slab in slabs(max(1, int(chunks[0]))):
+                    ds[z0 : z0 + slab.shape[0]] = slab
 
 
 def volume_info(spec: str | os.PathLike | Volume, value_range: bool = True, voxel_size=None) -> dict:

@@ -101,8 +101,11 @@ def _input_path(spec) -> Optional[Path]:
     return None  # nothing on disk (an array, or a path that does not exist): nothing an output could destroy
 
 
-def check_not_an_input(output: PathLike, inputs: Iterable) -> None:
-    """Refuse an output path that is, contains or lies inside any of ``inputs`` (path specs or open volumes)."""
+def check_not_an_input(output: PathLike, inputs: Iterable, labels_group: bool = False) -> None:
+    """Refuse an output path that is, contains or lies inside any of ``inputs`` (path specs or open volumes).
+
+    ``labels_group``: a label output may be ``<input>/labels/<name>``, the OME-Zarr place for an image's labels
+    (writing there leaves the image's own arrays untouched)."""
     out = Path(output).expanduser().resolve()
     for spec in inputs:
         inp = _input_path(spec)
@@ -112,6 +115,8 @@ def check_not_an_input(output: PathLike, inputs: Iterable) -> None:
         if out == inp or out in inp.parents:
             raise InputError(f"{output}: this output path is (or contains) the input {os.fspath(spec)}; writing "
                              "there would destroy the input - choose an output path outside the inputs")
+        if labels_group and out.parent.name == "labels" and out.parent.parent == inp:
+            continue
         if inp in out.parents:
             raise InputError(f"{output}: this output path lies inside the input {os.fspath(spec)}; choose an "
                              "output path outside the inputs")

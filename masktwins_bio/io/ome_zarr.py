@@ -11,6 +11,7 @@ the lower pyramid levels with each block (:meth:`OmeZarrWriter.create_block_leve
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import shutil
@@ -175,11 +176,14 @@ class OmeZarrWriter:
         name: Name stored in the metadata.
         attrs: Extra provenance stored under the ``masktwins_bio`` attribute.
         fill_value: Value of chunks never written.
+        source_image: Labels only: relative path from this store to the OME-Zarr image the labels belong to
+            (``image-label.source.image``; ``"../../"`` for ``<image>.zarr/labels/<name>``), so that viewers find
+            it (see :func:`label_placement`).
     """
 
     def __init__(self, path, shape, dtype, voxel_size=None, chunks=None, ome_version: str = "0.4",
                  kind: str = "image", name: Optional[str] = None, attrs: Optional[dict] = None, fill_value=0,
-                 overwrite: bool = False):
+                 overwrite: bool = False, source_image: Optional[str] = None):
         import zarr
 
         if ome_version not in OME_VERSIONS:
@@ -195,6 +199,7 @@ class OmeZarrWriter:
         self.kind = kind
         self.name = name or self.path.stem
         self.attrs = dict(attrs or {})
+        self.source_image = source_image if kind == "labels" else None
         self.group = zarr.open_group(str(self.path), mode="w" if overwrite else "w-", zarr_format=self.zarr_format)
         self.level0 = self._create_level(0, self.shape, fill_value)
         self.block_levels = 0  # pyramid levels written by the blocks themselves (create_block_levels)
@@ -224,6 +229,7 @@ class OmeZarrWriter:
         self.zarr_format = self.group.metadata.zarr_format
         self.ome_version = "0.4" if self.zarr_format == 2 else "0.5"
         self.kind = "labels" if "image-label" in ome else "image"
+        self.source_image = ((ome.get("image-label") or {}).get("source") or {}).get("image")
         self.name = ms.get("name", self.path.stem)
         scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
         known = ms.get("metadata", {}).get("voxel_size_known", True)
@@ -280,6 +286,8 @@ class OmeZarrWriter:
         ome: dict = {"multiscales": [ms]}
         if self.kind == "labels":
             ome["image-label"] = {"version": self.ome_version} if self.ome_version == "0.4" else {}
+            if self.source_image:
+                ome["image-label"]["source"] = {"image": self.source_image}
         prov = {"version": __version__, **self.attrs}
         if self.zarr_format == 2:
             self.group.attrs.update({**ome, PROVENANCE_KEY: prov})
@@ -425,6 +433,78 @@ def _downsample(data: np.ndarray, step, kind: str, out_shape) -> np.ndarray:
     total += n // 2
     total //= n
     return total.astype(data.dtype)
+
+
+def _ome_image_version(path: Path) -> Optional[str]:
+    """The OME-Zarr version of the multiscale image at ``path``, or ``None`` when it is not one."""
+    import zarr
+
+    if not path.is_dir():
+        return None
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception:
+        return None
+    ome = ome_attributes(dict(group.attrs))
+    if "multiscales" not in ome or "image-label" in ome:
+        return None
+    return "0.4" if group.metadata.zarr_format == 2 else "0.5"
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelPlacement:
+    """Where a label output sits relative to its image (:func:`label_placement`).
+
+    Attributes:
+        source_image: Relative path from the labels to their image (``image-label.source.image``), or ``None``.
+        parent: The OME-Zarr image whose ``labels/`` group holds the output (register the name there), or ``None``.
+        ome_version: The parent's OME-Zarr version, which the labels must share; ``None`` without a parent.
+    """
+
+    source_image: Optional[str] = None
+    parent: Optional[Path] = None
+    ome_version: Optional[str] = None
+
+
+def label_placement(output, source=None) -> LabelPlacement:
+    """How label ``output`` refers to an image, as OME-Zarr viewers expect (``ome_zarr info`` warns "no parent found
+    for Label" otherwise).
+
+    ``<image>.zarr/labels/<name>`` is the spec's place: the labels belong to that image (``"../../"``) and are listed
+    in its ``labels`` group. A standalone output refers to ``source`` (e.g. the probability map it was segmented
+    from) when that is an OME-Zarr image, by a relative path.
+    """
+    out = Path(output).expanduser().resolve()
+    if out.parent.name == "labels":
+        version = _ome_image_version(out.parent.parent)
+        if version is not None:
+            return LabelPlacement("../../", out.parent.parent, version)
+    if source is not None:
+        src = Path(os.fspath(source)).expanduser().resolve()
+        if _ome_image_version(src) is not None:
+            return LabelPlacement(os.path.relpath(src, out).replace(os.sep, "/"))
+    return LabelPlacement()
+
+
+def register_label(image: Path, name: str) -> None:
+    """List label image ``name`` in ``image``'s ``labels`` group (created when missing), as OME-Zarr readers find
+    labels: ``{"labels": [...]}`` (0.4) or ``{"ome": {"version": "0.5", "labels": [...]}}`` (0.5)."""
+    import zarr
+
+    version = _ome_image_version(Path(image))
+    if version is None:
+        raise InputError(f"{image}: is not an OME-Zarr image; labels can only be listed in an image's labels group")
+    group = zarr.open_group(str(Path(image) / "labels"), mode="a", zarr_format=2 if version == "0.4" else 3)
+    attrs = dict(group.attrs)
+    if version == "0.4":
+        names = list(attrs.get("labels", []))
+        if name not in names:
+            group.attrs["labels"] = names + [name]
+    else:
+        ome = dict(attrs.get("ome", {}))
+        names = list(ome.get("labels", []))
+        if name not in names:
+            group.attrs["ome"] = {**ome, "version": "0.5", "labels": names + [name]}
 
 
 def create_ome_zarr(path, shape, dtype, voxel_size=None, **kwargs) -> OmeZarrWriter:

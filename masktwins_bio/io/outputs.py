@@ -113,6 +113,7 @@ class ResumableOutput:
         overwrite: Replace an existing output of ``task``.
         resume: Continue an interrupted output written with the same ``settings``.
         what: What the output is, for messages.
+        labels: A label output, which may go into an input image's ``labels/`` group.
 
     Raises:
         InputError: ``overwrite`` with ``resume``, the output is or holds an input, its folder is missing, it exists
@@ -120,7 +121,7 @@ class ResumableOutput:
     """
 
     def __init__(self, path: Union[str, os.PathLike], *, task: str, settings: dict, inputs: Iterable = (),
-                 overwrite: bool = False, resume: bool = False, what: str = "output"):
+                 overwrite: bool = False, resume: bool = False, what: str = "output", labels: bool = False):
         self.path = Path(path)
         self.task = task
         self.settings = plain(settings)
@@ -132,15 +133,19 @@ class ResumableOutput:
         if overwrite and resume:
             raise InputError(f"{self.path}: --overwrite and --resume exclude each other; choose one")
         inputs = list(inputs)
-        check_not_an_input(self.path, inputs)
-        check_parent(self.path)
+        check_not_an_input(self.path, inputs, labels_group=labels)
+        from .ome_zarr import label_placement
+
+        if not (labels and label_placement(self.path).parent is not None):  # an image's labels/ group is made
+            check_parent(self.path)
         self._replace = False
         if self.path.exists() or self.path.is_symlink():
             if resume:
                 self._prov = check_resumable(self.path, self.settings, task)
                 self.resuming = True
             else:
-                check_replaceable(self.path, inputs, what, task)  # not ours: refused, naming whose it is
+                # not ours: refused, naming whose it is (the input check ran above, with the labels-group rule)
+                check_replaceable(self.path, (), what, task)
                 if not overwrite:
                     refuse_existing(self.path, what, resumable=True)
                 self._replace = True

@@ -48,7 +48,7 @@ from ..io import Volume, as_volume
 from ..io.attributes import provenance as stored_provenance
 from ..io.guard import check_complete
 from ..io.lock import holds_output_lock
-from ..io.ome_zarr import BlockPyramid
+from ..io.ome_zarr import BlockPyramid, label_placement, register_label
 from ..io.outputs import ResumableOutput, default_block, output_chunks
 from .relabel import CONNECTIVITIES, apply_lut, block_offsets, face_pairs, merge_lut
 
@@ -300,13 +300,17 @@ def _run_to_store(vol: Volume, fg: Foreground, output, *, task: str, settings: d
     out_dtype = np.uint32 if vol.size < 2**32 else np.uint64
     settings = plain({**settings, "method": method, "connectivity": connectivity, "min_size": min_size,
                          "block_shape": grid.block_shape, "chunks": chunks, "shape": shape})
-    out = ResumableOutput(output, task=task, settings=settings, inputs=[vol], overwrite=overwrite, resume=resume)
+    out = ResumableOutput(output, task=task, settings=settings, inputs=[vol], overwrite=overwrite, resume=resume,
+                          labels=True)
     if out.complete:
         log.info("%s: already complete, nothing to resume", out.path)
         return out.path
+    # viewers find the image the labels belong to: <image>.zarr/labels/<name>, or the source store itself
+    place = label_placement(output, vol.path if isinstance(vol.path, str) and not vol.path.startswith("<") else None)
     with out:
         writer = out.writer or out.create(shape, out_dtype, vol.voxel_size, chunks=chunks, kind="labels",
-                                          ome_version=ome_version, name="instances", attrs=provenance)
+                                          ome_version=place.ome_version or ome_version, name="instances",
+                                          attrs=provenance, source_image=place.source_image)
         work = out.work
         # provisional per-block ids (created once; kept on resume)
         zarr.open_array(str(work / "local"), mode="a", shape=shape, chunks=chunks, dtype="uint32", fill_value=0,
@@ -316,6 +320,8 @@ def _run_to_store(vol: Volume, fg: Foreground, output, *, task: str, settings: d
                              connectivity=connectivity, min_size=min_size, seed_radius=radius, work=work,
                              execution=execution, out_dtype=writer.dtype, desc=desc)
         out.finish(n_instances=n)
+    if place.parent is not None:
+        register_label(place.parent, out.path.name)
     return out.path
 
 

@@ -143,3 +143,46 @@ def test_convert_accepts_no_progress_like_the_other_commands(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "s.tif"), str(tmp_path / "o.zarr"), "--voxel-size", "40,8,8",
                  "--no-progress"]) == 0
     assert "vox/s" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dst", ["out.tif", "out.tiff", "out.h5", "out.h5:/prob/level0", "out.hdf5"])
+@pytest.mark.parametrize("labels", [False, True])
+def test_export_to_tiff_and_hdf5_round_trips_with_the_voxel_size(tmp_path, dst, labels):
+    """Issue 15: probabilities and labels exported for tools that want TIFF or HDF5, voxel size included."""
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 7, (5, 20, 24)).astype(np.uint32) if labels else \
+        rng.integers(0, 255, (5, 20, 24)).astype(np.uint8)
+    src = tmp_path / "src.zarr"
+    from masktwins_bio.io import write_ome_zarr
+
+    write_ome_zarr(src, data, voxel_size=(40, 8, 8), kind="labels" if labels else "image")
+    out = convert_volume(str(src), tmp_path / dst, labels=labels, chunks=(2, 8, 8))
+    back = open_volume(str(tmp_path / dst))
+    np.testing.assert_array_equal(back[:], data)
+    assert back.voxel_size == (40.0, 8.0, 8.0) and back.dtype == data.dtype
+    assert not list(tmp_path.glob(".*tmp"))  # the temporary sibling is gone
+    if out.suffix.startswith(".tif"):
+        with tifffile.TiffFile(out) as tf:  # what Fiji / Bio-Formats read
+            assert tf.is_ome and 'PhysicalSizeX="8.0"' in tf.ome_metadata and 'PhysicalSizeXUnit="nm"' in tf.ome_metadata
+    else:
+        with h5py.File(out, "r") as f:
+            ds = f[dst.partition(":")[2] or "/data"]
+            np.testing.assert_allclose(ds.attrs["element_size_um"], [0.04, 0.008, 0.008])
+    with pytest.raises(InputError, match="already exists"):
+        convert_volume(str(src), tmp_path / dst, labels=labels)
+    convert_volume(str(src), tmp_path / dst, labels=labels, overwrite=True)
+
+
+def test_export_refusals(tmp_path):
+    src = tmp_path / "src.zarr"
+    from masktwins_bio.io import write_ome_zarr
+
+    write_ome_zarr(src, np.zeros((2, 8, 8), np.uint8), voxel_size=(40, 8, 8))
+    with pytest.raises(InputError, match="unknown output format"):
+        convert_volume(str(src), tmp_path / "out.png")
+    with pytest.raises(InputError, match="one resolution level"):
+        convert_volume(str(src), tmp_path / "out.tif", levels=2)
+    assert main(["convert", str(src), str(tmp_path / "x.n5"), "-q"]) == 2
+    assert main(["convert", str(src), str(tmp_path / "x.n5"), "--format", "tiff", "-q"]) == 2  # names x.tif
+    assert main(["convert", str(src), str(tmp_path / "x.tif"), "--format", "tiff", "-q"]) == 0
+    assert open_volume(str(tmp_path / "x.tif")).format == "TIFF" and not (tmp_path / "x.n5").exists()

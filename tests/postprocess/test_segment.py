@@ -269,3 +269,44 @@ def test_label_pyramid_written_with_the_blocks_equals_finalize(tmp_path):
     for level in ("1", "2"):
         np.testing.assert_array_equal(zarr.open_array(str(out / level))[:],
                                       zarr.open_array(str(tmp_path / "ref.zarr" / level))[:])
+
+
+def _ome_zarr_warnings(path, caplog) -> list[str]:
+    """What ome-zarr-py's reader (``ome_zarr info``) warns about when it reads ``path``."""
+    import logging
+
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ome_zarr"):
+        list(Reader(parse_url(str(path)))())
+    return [r.getMessage() for r in caplog.records if "version mismatch" not in r.getMessage()]
+
+
+@pytest.mark.parametrize("ome_version", ["0.4", "0.5"])
+def test_labels_go_where_ome_zarr_viewers_find_their_image(tmp_path, caplog, ome_version):
+    """Issue 15: standalone labels point at the probability map they came from; labels written to
+    <image>.zarr/labels/<name> are listed in the image's labels group; ome-zarr-py warns about neither."""
+    prob = (np.random.default_rng(0).random((4, 32, 32)) > 0.7).astype(np.uint8) * 255
+    p = write_ome_zarr(tmp_path / "prob.zarr", prob, voxel_size=(40, 8, 8), ome_version=ome_version)
+    raw = write_ome_zarr(tmp_path / "raw.zarr", prob, voxel_size=(40, 8, 8), ome_version=ome_version)
+    alone = segment(str(p), tmp_path / "labels.zarr", ome_version=ome_version)
+    label_attrs = open_volume(str(alone)).attrs
+    image_label = label_attrs.get("image-label") or label_attrs.get("ome", {}).get("image-label")
+    assert image_label["source"]["image"] == "../prob.zarr"
+    assert _ome_zarr_warnings(alone, caplog) == []
+    nested = segment(str(p), raw / "labels" / "mito")  # the parent's OME-Zarr version wins
+    also = segment(str(p), p / "labels" / "mito")  # the input's own labels group is allowed
+    for image in (raw, p):
+        group = zarr.open_group(str(image / "labels"), mode="r")
+        names = group.attrs["labels"] if ome_version == "0.4" else group.attrs["ome"]["labels"]
+        assert names == ["mito"] and group.metadata.zarr_format == (2 if ome_version == "0.4" else 3)
+        assert _ome_zarr_warnings(image, caplog) == []
+    np.testing.assert_array_equal(open_volume(str(nested))[:], open_volume(str(alone))[:])
+    np.testing.assert_array_equal(open_volume(str(also))[:], open_volume(str(alone))[:])
+    segment(str(p), raw / "labels" / "mito", overwrite=True)  # replacing keeps one entry
+    group = zarr.open_group(str(raw / "labels"), mode="r")
+    assert (group.attrs["labels"] if ome_version == "0.4" else group.attrs["ome"]["labels"]) == ["mito"]
+    with pytest.raises(InputError, match="inside the input"):
+        segment(str(p), p / "other" / "mito")
