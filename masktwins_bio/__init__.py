@@ -11,6 +11,8 @@ The public API (one library under the CLI, the napari plugin and the notebooks):
     mtb.segment("prob.zarr", "instances.zarr")                      # chunk-consistent instances
     table = mtb.measure("instances.zarr", "vol.zarr")               # per-mitochondrion morphology
     table.save("mito.csv")
+    pr = mtb.Proofreader("instances.zarr"); pr.merge([3, 8]); pr.save()  # proofreading with undo
+    mtb.export_bioimageio("runs/demo/model.pt", "model.zip")        # share as a bioimage.io package
     summary = mtb.evaluate("instances.zarr", "gt.zarr")             # streamed metrics, summary.json
 
 Heavy submodules are imported on first use, so ``import masktwins_bio`` stays fast.
@@ -38,6 +40,8 @@ _LAZY = {
     "predict": ("inference", "predict"),
     "segment": ("postprocess", "segment"),
     "measure": ("postprocess", "measure"),
+    "Proofreader": ("postprocess", "Proofreader"),
+    "export_bioimageio": ("bioimageio", "export_bioimageio"),
     "evaluate": ("metrics", "evaluate"),
 }
 

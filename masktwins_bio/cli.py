@@ -26,7 +26,7 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 
 # order shown in --help
 COMMANDS = ("demo", "sample_data", "download", "convert", "info", "train", "compare", "predict", "segment", "measure",
-            "evaluate", "benchmark", "export_bioimageio")
+            "proofread", "evaluate", "benchmark", "export_bioimageio")
 
 
 class _OneLineParser(argparse.ArgumentParser):

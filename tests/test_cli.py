@@ -90,7 +90,7 @@ def files(tmp_path):
         (["convert", "{d}/corrupt", "{d}/o.zarr"], ["1.png", "corrupt"]),
         (["convert", "{d}/bad.tif", "{d}/o.zarr"], ["bad.tif: cannot be read as TIFF"]),
         (["convert", "{d}/ok.tif", "{d}/exists.zarr"], ["already exists", "--overwrite"]),
-        (["convert", "{d}/ok.tif", "{d}/o.h5"], ["must be a .zarr path"]),
+        (["convert", "{d}/ok.tif", "{d}/o.png"], ["unknown output format", ".tif (OME-TIFF)"]),
         (["info", "{d}/missing.zarr"], ["no such file"]),
         (["train", "{d}/missing.yaml"], ["config file not found"]),
         (["frobnicate"], ["invalid choice"]),

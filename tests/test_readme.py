@@ -38,6 +38,7 @@ COVERAGE: dict[str, tuple[str, ...]] = {
     "masktwins-bio evaluate": ("here",),
     "masktwins-bio measure": ("here", "tests/postprocess/test_measure.py::test_cli_measure"),
     'pip install -e ".[bioimageio]"': ("tests/test_bioimageio.py::test_the_package_passes_bioimageio_core_test",),
+    "masktwins-bio proofread": ("tests/postprocess/test_proofread.py::test_cli_proofread",),
     "masktwins-bio export-bioimageio": ("tests/test_bioimageio.py::test_cli_exports_and_refuses_with_one_line",),
     "bioimageio test": ("tests/test_bioimageio.py::test_the_package_passes_bioimageio_core_test",),
     "masktwins-bio download": ("tests/test_datasets.py::test_download_fetches_verifies_and_converts",

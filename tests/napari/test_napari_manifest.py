@@ -31,7 +31,7 @@ def test_manifest_contributions():
     assert len(c.readers) == 1 and c.readers[0].accepts_directories
     assert {"*.zarr", "*.h5", "*.hdf5", "*.tif", "*.tiff"} <= set(c.readers[0].filename_patterns)
     assert sorted(w.layer_types[0] for w in c.writers) == ["image", "labels"]
-    assert [w.display_name for w in c.widgets] == ["Predict", "Adapt (MaskTwins)", "Inspect"]
+    assert [w.display_name for w in c.widgets] == ["Predict", "Adapt (MaskTwins)", "Inspect", "Proofread"]
     assert len(c.sample_data) == 2
 
 
