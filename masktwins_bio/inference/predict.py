@@ -55,10 +55,10 @@ from .._version import __version__
 from ..blockwise import Block, BlockGrid, Execution, ProgressCallback, StopCheck, run_blockwise
 from ..errors import InputError
 from ..files import plain
-from ..io import Volume, as_volume, read_region
+from ..io import Volume, as_volume, open_volume, read_region
 from ..io.lock import holds_output_lock
 from ..io.ome_zarr import BlockPyramid
-from ..io.outputs import ResumableOutput, default_block, output_chunks
+from ..io.outputs import ResumableOutput, default_block, output_chunks, temporary_store
 from ..io.volume import check_resampling
 from ..models import LoadedModel, load_model
 from ..regions import roi_slices
@@ -353,7 +353,7 @@ def _roi_on_grid(roi, in_vs, out_vs, out_shape) -> tuple[slice, slice, slice]:
 def predict(
     model: Union[str, os.PathLike, LoadedModel],
     input: Union[str, os.PathLike, Volume, np.ndarray],
-    output: Union[str, os.PathLike],
+    output: Union[str, os.PathLike, None],
     *,
     tta: str = "none",
     roi=None,
@@ -384,7 +384,8 @@ def predict(
             ``device``; the dask executor re-loads it from ``model.path`` on every worker).
         input: Volume path spec (any format :func:`~masktwins_bio.io.open_volume` reads), a ``Volume``, or an
             in-memory (z, y, x) array (give its ``voxel_size``).
-        output: Output ``.zarr`` path.
+        output: Output ``.zarr`` path; ``None`` computes blockwise into a temporary store and returns the
+            probabilities as a (z, y, x) numpy array on the model's grid (``output_dtype``; fits in memory only).
         tta: ``none`` or ``flips`` (8 flips; z is never swapped with y/x).
         roi: Sub-region in *input* voxels, ``"z0:z1,y0:y1,x0:x1"`` or three slices (negative = from the end).
         overwrite: Replace an existing output. ``resume``: continue an interrupted run with the same settings.
@@ -409,7 +410,8 @@ def predict(
             one :class:`~masktwins_bio.blockwise.Execution` (give either it or those arguments).
 
     Returns:
-        The output path. Its voxel size is the model's (the input is resampled when they differ).
+        The output path (or, for ``output=None``, the array). Its voxel size is the model's (the input is resampled
+        when they differ).
 
     Raises:
         InputError: missing model/input, output exists without ``overwrite``/``resume``, resume with other
@@ -417,6 +419,10 @@ def predict(
             the volume, block shape not a multiple of the chunks.
         Cancelled: ``should_stop()`` returned True; the output stays ``complete: false``, ``resume=True`` finishes it.
     """
+    if output is None:  # an array back: the same blockwise run, into a store that is removed afterwards
+        args = {k: v for k, v in locals().items() if k not in ("output", "model", "input")}
+        with temporary_store("predict") as tmp:
+            return open_volume(str(predict(model, input, tmp, **args)))[:]
     if tta not in TTA_MODES:
         raise InputError(f"tta {tta!r} is not known; choose one of {', '.join(TTA_MODES)}")
     if output_dtype not in OUTPUT_DTYPES:

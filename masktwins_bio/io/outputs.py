@@ -28,12 +28,14 @@ One policy for errors inside ``with``:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import shutil
+import tempfile
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Iterable, Iterator, Optional, Union
 
 from ..blockwise import DoneMarkers
 from ..errors import InputError, UserError
@@ -41,7 +43,8 @@ from ..files import plain
 from .guard import (check_not_an_input, check_parent, check_replaceable, discard_asides, refuse_existing, set_aside,
                     settle_replacement)
 
-__all__ = ["WORK_FOLDER", "ResumableOutput", "check_resumable", "work_folder", "output_chunks", "default_block"]
+__all__ = ["WORK_FOLDER", "ResumableOutput", "check_resumable", "work_folder", "output_chunks", "default_block",
+           "temporary_store"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,14 @@ def output_chunks(shape, chunks=None, block_shape=None) -> tuple[int, int, int]:
 def default_block(shape, chunks, target) -> tuple[int, int, int]:
     """``target`` (voxels) rounded up to whole chunks and clipped to the volume."""
     return tuple(int(min(s, -(-int(t) // c) * c)) for s, t, c in zip(shape, target, chunks))  # type: ignore
+
+
+@contextlib.contextmanager
+def temporary_store(name: str) -> Iterator[Path]:
+    """A store path in a temporary folder (under ``$TMPDIR``), removed afterwards: API calls given no output path
+    compute into it blockwise and return the result as an array."""
+    with tempfile.TemporaryDirectory(prefix=f"masktwins-{name}-") as tmp:
+        yield Path(tmp) / f"{name}.zarr"
 
 
 def work_folder(store: Union[str, os.PathLike], zarr_format: int = 2) -> Path:

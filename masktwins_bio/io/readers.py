@@ -660,16 +660,24 @@ def as_volume(obj, voxel_size=None, kind: str = "image", role: str = "input") ->
     """A path spec, :class:`Volume` or in-memory (z, y, x) array as a Volume - what every API function accepts.
 
     Args:
-        obj: Path spec (see :func:`open_volume`), Volume, or a 3D numpy array (napari layers, notebooks).
+        obj: Path spec (see :func:`open_volume`), Volume, or an in-memory or lazy (z, y, x) array: numpy, dask,
+            a zarr or h5py array, anything with ``shape``, ``dtype`` and slicing (napari layers, notebooks).
         voxel_size: nm (z, y, x), overriding (or, for arrays, supplying) the voxel size.
         kind: ``image`` or ``labels``.
         role: What the volume is to the caller, for messages (an array is named ``<role array>``).
     """
     if isinstance(obj, Volume):
         return obj.with_voxel_size(voxel_size)
-    if isinstance(obj, np.ndarray):
-        if obj.ndim != 3:
-            raise InputError(f"{role} array has shape {obj.shape}; expected a 3D (z, y, x) volume")
-        return Volume(array=obj, voxel_size=_as_triple(voxel_size, f"<{role} array>", "voxel size")
-                      if voxel_size is not None else None, path=f"<{role} array>", kind=kind, format="array")
+    if isinstance(obj, np.ndarray) or _is_array_like(obj):
+        what = "array" if isinstance(obj, np.ndarray) else f"{type(obj).__module__.split('.')[0]} array"
+        if len(obj.shape) != 3:
+            raise InputError(f"{role} {what} has shape {tuple(obj.shape)}; expected a 3D (z, y, x) volume")
+        return Volume(array=obj, voxel_size=_as_triple(voxel_size, f"<{role} {what}>", "voxel size")
+                      if voxel_size is not None else None, path=f"<{role} {what}>", kind=kind, format=what)
     return open_volume(obj, voxel_size=voxel_size, kind=kind)
+
+
+def _is_array_like(obj) -> bool:
+    """A lazy array (dask, zarr, h5py, xarray, ...): shape, dtype and slicing, not a path."""
+    return (not isinstance(obj, (str, os.PathLike)) and hasattr(obj, "shape") and hasattr(obj, "dtype")
+            and hasattr(obj, "__getitem__"))

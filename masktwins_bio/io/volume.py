@@ -147,8 +147,11 @@ class Volume:
 
     @property
     def chunks(self) -> Optional[tuple[int, int, int]]:
-        chunks = getattr(self.array, "chunks", None)
-        return tuple(int(c) for c in chunks) if chunks is not None else None
+        chunks = getattr(self.array, "chunksize", None) or getattr(self.array, "chunks", None)  # dask: chunksize
+        if chunks is None or len(chunks) != 3:
+            return None
+        # dask's .chunks lists every block's size per axis; the first is the regular one
+        return tuple(int(c[0]) if isinstance(c, tuple) else int(c) for c in chunks)
 
     def __getitem__(self, key) -> np.ndarray:
         sl = normalize_key(key, self.shape)

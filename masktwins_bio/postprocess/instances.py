@@ -49,7 +49,7 @@ from ..io.attributes import provenance as stored_provenance
 from ..io.guard import check_complete
 from ..io.lock import holds_output_lock
 from ..io.ome_zarr import BlockPyramid, label_placement, register_label
-from ..io.outputs import ResumableOutput, default_block, output_chunks
+from ..io.outputs import ResumableOutput, default_block, output_chunks, temporary_store
 from .relabel import CONNECTIVITIES, apply_lut, block_offsets, face_pairs, merge_lut
 
 __all__ = ["segment", "label_components", "METHODS", "Foreground"]
@@ -334,7 +334,7 @@ def _source_fingerprint(vol: Volume) -> dict:
 @holds_output_lock("segment")
 def segment(
     prob: Union[str, os.PathLike, Volume, np.ndarray],
-    output: Union[str, os.PathLike],
+    output: Union[str, os.PathLike, None],
     *,
     threshold: float = 0.5,
     method: str = "cc",
@@ -363,7 +363,8 @@ def segment(
     Args:
         prob: Probabilities: ``uint8`` (``p * 255``, as written by ``predict``) or float in [0, 1]; a path spec or
             a ``Volume``.
-        output: Output ``.zarr`` path (a label image; 0 = background, objects 1..n).
+        output: Output ``.zarr`` path (a label image; 0 = background, objects 1..n); ``None`` segments blockwise
+            into a temporary store and returns the labels as a (z, y, x) numpy array (fits in memory only).
         threshold: Foreground is ``p >= threshold`` (``value >= threshold * 255`` for ``uint8``).
         method: ``cc`` (connected components) or ``watershed`` (seeded, splits touching mitochondria).
         min_size: Objects with fewer voxels (whole-volume size, summed over blocks) are removed.
@@ -383,13 +384,17 @@ def segment(
             it or those arguments).
 
     Returns:
-        The output path; its provenance holds ``n_instances``.
+        The output path; its provenance holds ``n_instances``. For ``output=None``, the label array.
 
     Raises:
         InputError: output exists without ``overwrite``/``resume``, wrong dtype, probabilities outside [0, 1],
             block shape not a multiple of the chunks, bad settings.
         Cancelled: ``should_stop()`` returned True; the output stays ``complete: false``, ``resume=True`` finishes it.
     """
+    if output is None:  # an array back: the same blockwise run, into a store that is removed afterwards
+        args = {k: v for k, v in locals().items() if k not in ("output", "prob")}
+        with temporary_store("segment") as tmp:
+            return as_volume(str(segment(prob, tmp, **args)))[:]
     _check_common(method, connectivity, min_size)
     run = Execution.merge(execution, Execution(), executor=executor, address=address, num_workers=num_workers,
                           progress=progress, callback=callback, should_stop=should_stop)
