@@ -43,19 +43,25 @@ class WindowBlender:
         return (slice(None), slice(None)) + tuple(slice(s, s + w) for s, w in zip(start, self.window))
 
     def accumulate(self, x: torch.Tensor, starts_per_axis: Sequence[Sequence[int]], num: torch.Tensor,
-                   den: torch.Tensor) -> int:
+                   den: torch.Tensor, should_stop=None) -> int:
         """Add the windows at every combination of ``starts_per_axis`` (C order) into ``num`` and ``den``.
 
         Args:
             x: Normalised input (1, 1, Z, Y, X) on the compute device; ``num`` (1, C, Z, Y, X) and ``den``
                 (1, 1, Z, Y, X) float32 sums over the same voxels. Window starts are relative to ``x``.
             starts_per_axis: Window starts along z, y and x.
+            should_stop: Polled before every batch of windows; True raises
+                :class:`~masktwins_bio.errors.Cancelled` (a block of many windows stops within one batch).
 
         Returns:
             The number of windows evaluated.
         """
         starts = list(itertools.product(*starts_per_axis))
         for first in range(0, len(starts), self.batch_size):
+            if should_stop is not None and should_stop():
+                from ..errors import Cancelled
+
+                raise Cancelled("stopped between windows")
             batch = starts[first:first + self.batch_size]
             windows = torch.cat([x[self._slices(s)] for s in batch])
             p = self.predictor(windows)

@@ -131,6 +131,8 @@ class PredictTask:
         stats: Input intensity statistics; ``norm_mode``: ``zscore`` or ``percentile``.
         window, overlap, sw_batch_size, tta, output_dtype: Inference settings.
         model: A model already loaded in this process (serial runs); never pickled.
+        should_stop: Serial runs: polled between batches of windows too, so that a big block stops within a
+            batch (:class:`~masktwins_bio.errors.Cancelled`); never pickled.
         carried: Grid indices of the blocks that take over the window sums of the block below them, computed just
             before them in the same thread (every block of a chain but the first, see :func:`predict`). They read
             and run only their own windows; the others compute their z halo.
@@ -151,11 +153,13 @@ class PredictTask:
     output_dtype: str
     model: Optional[LoadedModel] = None
     carried: frozenset = frozenset()
+    should_stop: Optional[StopCheck] = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state["model"] = None
+        state["should_stop"] = None  # a callable of this process (the dask path stops between blocks)
         state["_cache"] = {}
         return state
 
@@ -245,7 +249,7 @@ class PredictTask:
                 num[:, :, z_from - start[0]:z_from - start[0] + c_num.shape[2]] = c_num
                 den[:, :, z_from - start[0]:z_from - start[0] + c_den.shape[2]] = c_den
             WindowBlender(self.window, self._predictor(model), self.sw_batch_size,
-                          self._importance_map(model.device)).accumulate(x, starts, num, den)
+                          self._importance_map(model.device)).accumulate(x, starts, num, den, self.should_stop)
             core = (slice(None), slice(None)) + tuple(slice(a - r + lo, b - r + lo) for a, b, r, lo in
                                                       zip(block.write_start, block.write_stop, start, low))
             prob = (num[core] / den[core])[0, 0]
@@ -492,7 +496,7 @@ def predict(
             model_path=str(loaded.path), device=str(dev) if device not in (None, "auto") else "auto", source=source,
             origin=origin, shape=shape, output=pyramid, stats=stats, norm_mode=norm_mode, window=win,
             overlap=overlap, sw_batch_size=sw_batch_size, tta=tta, output_dtype=output_dtype,
-            model=loaded if run.serial else None,
+            model=loaded if run.serial else None, should_stop=run.should_stop if run.serial else None,
         )
         done = out.done("predict")
         chains = _chains(grid, done.done_ids(), None if run.serial else DASK_CHAIN)

@@ -311,6 +311,34 @@ def test_callback_and_should_stop_then_resume_identical(tmp_path, model_file, ra
     np.testing.assert_array_equal(read(out), read(reference))
 
 
+def test_should_stop_is_polled_between_windows_of_a_block(tmp_path, model_file, raw, monkeypatch):
+    """Issue 14 (Cancel took 9.6 s): one big block of many windows stops within a batch of windows, not at the
+    block's end; the output stays resumable and resume gives the uninterrupted result."""
+    from masktwins_bio.inference.blend import WindowBlender
+
+    path, data = raw
+    kw = {"block_shape": tuple(data.shape), "progress": False, "device": "cpu", "sw_batch_size": 1}  # one block
+    reference = predict(model_file, path, tmp_path / "ref.zarr", **kw)
+    batches = []
+    real = WindowBlender.accumulate
+
+    def counting(self, x, starts, num, den, should_stop=None):
+        def stop():
+            batches.append(1)
+            return len(batches) > 2  # after two batches of windows
+        return real(self, x, starts, num, den, stop if should_stop is not None else None)
+
+    monkeypatch.setattr(WindowBlender, "accumulate", counting)
+    out = tmp_path / "p.zarr"
+    with pytest.raises(Cancelled):
+        predict(model_file, path, out, should_stop=lambda: False, **kw)
+    assert len(batches) == 3  # stopped at the third poll, inside the block
+    monkeypatch.undo()
+    assert provenance(out)["complete"] is False
+    predict(model_file, path, out, resume=True, **kw)
+    np.testing.assert_array_equal(read(out), read(reference))
+
+
 def test_resume_after_interrupted_pyramid(tmp_path, model_file, raw, monkeypatch):
     """Killed after the blocks but before 'complete': resume rebuilds the pyramid only, same result."""
     from masktwins_bio.io.outputs import ResumableOutput

@@ -85,3 +85,29 @@ def test_invalid_settings_and_library_errors(widget, pair_viewer, wait_job, note
     assert result.status == "error" and "patch_size" in str(result.error)
     assert any("patch_size" in n for n in notes())
     assert widget.run_button.enabled
+
+
+def test_stop_responds_within_two_seconds_with_a_slow_step(widget, qtbot, wait_job, monkeypatch):
+    """Issue 14: Stop took 15.7 s. With a step of 0.5 s, the job ends (model kept) within 2 s of the click."""
+    import time
+
+    from masktwins_bio.training.trainer import Trainer
+
+    real_step = Trainer.train_step
+
+    def slow_step(self, batch, step):
+        time.sleep(0.5)
+        return real_step(self, batch, step)
+
+    monkeypatch.setattr(Trainer, "train_step", slow_step)
+    widget.steps.value = 100_000
+    widget.val_every.value = 100_000
+    widget.preview.value = False
+    widget.run()
+    qtbot.waitUntil(lambda: "step 2:" in widget.log.value, timeout=120_000)
+    clicked = time.perf_counter()
+    widget.cancel_button.clicked.emit()  # Stop
+    result = wait_job(widget)
+    latency = time.perf_counter() - clicked
+    assert result.status == "ok" and result.value.model_path.exists()
+    assert latency <= 2.0, f"Stop took {latency:.1f} s"
