@@ -51,6 +51,26 @@ def error_message(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}: {text} (details in the log)"
 
 
+#: the screen every widget must fit in (issue 14: a 1000 x 800 laptop or remote desktop at the default font)
+MAX_WIDGET_SIZE = (460, 700)
+
+
+def add_tabs(container: Container, pages: dict) -> Any:
+    """Add a tab bar to ``container`` with one page per entry of ``pages`` (title -> widgets, laid out with their
+    labels as a magicgui Container); returns the QTabWidget. Keeps tall widgets within :data:`MAX_WIDGET_SIZE`."""
+    from qtpy.QtWidgets import QTabWidget
+
+    tabs = QTabWidget()
+    tabs.setDocumentMode(True)
+    for title, widgets in pages.items():
+        page = Container(widgets=[w for w in widgets if w is not None], labels=True)
+        page.margins = (4, 4, 4, 4)
+        tabs.addTab(page.native, title)
+        container._tab_pages = getattr(container, "_tab_pages", []) + [page]  # keep the magicgui objects alive
+    container.native.layout().addWidget(tabs)
+    return tabs
+
+
 _MODEL_CHECKS: dict = {}
 
 
@@ -135,6 +155,12 @@ class JobPanel(Container):
             w.changed.connect(self.refresh)
 
     # -- layer lists ------------------------------------------------------------------------------------------
+    def reset_choices(self, *args) -> None:
+        """Refresh every layer picker, those on tab pages (:func:`add_tabs`) included."""
+        super().reset_choices(*args)
+        for page in getattr(self, "_tab_pages", []):
+            page.reset_choices(*args)
+
     def _on_layers_changed(self, event=None) -> None:
         layer = getattr(event, "value", None)
         if layer is not None and hasattr(layer, "events") and getattr(event, "type", "") == "inserted":

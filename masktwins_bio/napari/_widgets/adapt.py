@@ -36,7 +36,7 @@ from ...training import TrainingVolumes, train
 from .._jobs import temporary_folder
 from .._layers import (NM_UNITS, layer_problem, layer_units, layer_volume, layer_voxel_size, output_placement,
                        parse_overrides, parse_triple, path_text, spec_exists, viewer_camera)
-from ._base import JobPanel, layer_picker, model_problem, notify_error, notify_info
+from ._base import JobPanel, add_tabs, layer_picker, model_problem, notify_error, notify_info
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -159,16 +159,23 @@ class AdaptWidget(JobPanel):
         self.log.native.setMinimumHeight(110)
         buttons = Container(widgets=[self.run_button, self.cancel_button, self.save_button], layout="horizontal",
                             labels=False)
-        self.extend([self.source_image, self.source_image_path, self.source_labels, self.source_labels_path,
-                     self.init_model, self.target_image, self.target_path, self.target_gt, self.method, self.steps,
-                     self.val_every, self.patch_size, self.device, self.extra, self.run_dir, self.overwrite,
-                     self.preview, self.save_as, buttons, self.reason, self.status, self.log])
         self.plot = None
         try:
             self.plot = _LossPlot()
-            self.native.layout().addWidget(self.plot.canvas)
         except Exception as exc:  # no matplotlib Qt backend: the text log is enough
             log.info("masktwins-bio: no loss plot (%s)", exc)
+        # four pages so that the widget fits a 1000 x 800 screen: what to adapt, how, where to, and the run's log
+        self.tabs = add_tabs(self, {
+            "Data": [self.source_image, self.source_image_path, self.source_labels, self.source_labels_path,
+                     self.target_image, self.target_path, self.target_gt],
+            "Method": [self.init_model, self.method, self.steps, self.val_every, self.patch_size, self.device,
+                       self.extra],
+            "Output": [self.run_dir, self.overwrite, self.preview, self.save_as],
+            "Progress": [self.log],
+        })
+        if self.plot is not None:
+            self.tabs.widget(3).layout().addWidget(self.plot.canvas)
+        self.extend([buttons, self.reason, self.status])
         self.watch(self.source_image, self.source_image_path, self.source_labels, self.source_labels_path,
                    self.init_model, self.target_image, self.target_path, self.target_gt, self.patch_size, self.extra,
                    self.run_dir)
@@ -287,6 +294,7 @@ class AdaptWidget(JobPanel):
         self._temporary_run = run_text is None
         overwrite = bool(self.overwrite.value)
         preview = bool(self.preview.value)
+        self.tabs.setCurrentIndex(3)  # show the run's log and plot
         self._target_info = {"shape": tgt.shape, "layer": tgt_layer, "voxel_size": tgt.voxel_size}
         self._update_preview_location()
         placement = ((tuple(tgt_layer.scale[-3:]), tuple(tgt_layer.translate[-3:]), layer_units(tgt_layer))

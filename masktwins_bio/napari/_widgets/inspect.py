@@ -27,7 +27,7 @@ from ...metrics import evaluate, format_summary
 from .._jobs import library_hooks
 from .._layers import layer_problem, layer_units, layer_volume, parse_triple, path_text, viewer_camera
 from ...postprocess import Measurements, measure
-from ._base import JobPanel, layer_picker, notify_error, notify_info
+from ._base import JobPanel, add_tabs, layer_picker, notify_error, notify_info
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -134,14 +134,16 @@ class InspectWidget(JobPanel):
         self.metrics.native.setMinimumHeight(160)
         _font(self.metrics)
         buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
-        self.extend([
-            Label(value="<b>Complementary masks</b>"), self.mask_image, self.mask_model, self.patch_size,
-            self.mask_block, self.keep_ratio, self.seed, self.masks_button,
-            Label(value="<b>Instances</b>"), self.labels_layer, self.measure_button, self.table, self.table_note,
-            Container(widgets=[self.export_path, self.export_button], layout="horizontal", labels=False),
-            Label(value="<b>Metrics</b>"), self.prediction, self.ground_truth, self.threshold, buttons, self.reason,
-            self.status, self.metrics,
-        ])
+        # one page per tool, so that the widget fits a 1000 x 800 screen
+        self.tabs = add_tabs(self, {
+            "Masks": [self.mask_image, self.mask_model, self.patch_size, self.mask_block, self.keep_ratio, self.seed,
+                      self.masks_button],
+            "Instances": [self.labels_layer, self.measure_button, self.table, self.table_note,
+                          Container(widgets=[self.export_path, self.export_button], layout="horizontal",
+                                    labels=False)],
+            "Metrics": [self.prediction, self.ground_truth, self.threshold, buttons, self.metrics],
+        })
+        self.extend([self.reason, self.status])
         self.rows: dict[str, np.ndarray] = {}
         self.measurements: Optional[Measurements] = None
         self._rows_layer = None
