@@ -63,3 +63,12 @@ def test_adaptation_study_dry_run_and_report(tmp_path):
     report = subprocess.run([sys.executable, str(study), "--report", "--out", str(tmp_path)], capture_output=True,
                             text=True, timeout=60, check=True).stdout
     assert "| fafb2vnc | base | masktwins | 3 | 60.1 +- 1.2 |" in report and "| 10.0 |" in report, report
+
+
+def test_measure_memory_benchmark_runs_and_reports(tmp_path):
+    import json
+
+    out = subprocess.run([sys.executable, str(BENCH.parent / "measure_memory.py"), "--size", "16,128,128",
+                          "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=600, check=True).stdout
+    row = json.loads(out.strip().splitlines()[-1])
+    assert row["rows"] > 0 and row["peak_rss_gib"] > 0 and row["shape"] == [16, 128, 128]
