@@ -38,6 +38,8 @@ COVERAGE: dict[str, tuple[str, ...]] = {
     "masktwins-bio evaluate": ("here",),
     "masktwins-bio measure": ("here", "tests/postprocess/test_measure.py::test_cli_measure"),
     'pip install -e ".[bioimageio]"': ("tests/test_bioimageio.py::test_the_package_passes_bioimageio_core_test",),
+    'xvfb-run -a -s "-screen 0 1280x1024x24" python scripts/napari_tour.py': (
+        "tests/napari/test_tour.py::test_the_tour_passes_its_checks",),
     "masktwins-bio proofread": ("tests/postprocess/test_proofread.py::test_cli_proofread",),
     "masktwins-bio export-bioimageio": ("tests/test_bioimageio.py::test_cli_exports_and_refuses_with_one_line",),
     "bioimageio test": ("tests/test_bioimageio.py::test_the_package_passes_bioimageio_core_test",),

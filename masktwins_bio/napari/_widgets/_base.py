@@ -55,6 +55,18 @@ def error_message(exc: BaseException) -> str:
 MAX_WIDGET_SIZE = (460, 700)
 
 
+def wrapping(label: Label) -> Label:
+    """A label that wraps and never widens its widget (a long path or message would push the dock off a small
+    screen); the full text stays in its tooltip."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.native.setMinimumWidth(0)
+    label.changed.connect(lambda value: label.native.setToolTip(str(value)))
+    return label
+
+
 def add_tabs(container: Container, pages: dict) -> Any:
     """Add a tab bar to ``container`` with one page per entry of ``pages`` (title -> widgets, laid out with their
     labels as a magicgui Container); returns the QTabWidget. Keeps tall widgets within :data:`MAX_WIDGET_SIZE`."""
@@ -99,7 +111,15 @@ def layer_picker(viewer, kinds: Iterable[str], label: str, tooltip: str = "", nu
     def choices(_widget=None):
         return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, classes)]
 
-    return ComboBox(label=label, choices=choices, nullable=nullable, tooltip=tooltip)
+    box = ComboBox(label=label, choices=choices, nullable=nullable, tooltip=tooltip)
+    try:  # a long layer name must not widen the dock beyond the screen: the box elides it instead
+        from qtpy.QtWidgets import QComboBox
+
+        box.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        box.native.setMinimumContentsLength(16)
+    except Exception:  # another magicgui backend: its default sizing
+        pass
+    return box
 
 
 class JobPanel(Container):
@@ -137,8 +157,8 @@ class JobPanel(Container):
         self._notify_timer.timeout.connect(self._notify_problem)
         self.run_button = PushButton(text=self.run_text)
         self.cancel_button = PushButton(text=self.cancel_text, enabled=False)
-        self.reason = Label(value="")
-        self.status = Label(value="")
+        self.reason = wrapping(Label(value=""))
+        self.status = wrapping(Label(value=""))
         for label in (self.reason, self.status):  # long paths and messages wrap instead of widening the dock
             label.native.setWordWrap(True)
         self.run_button.changed.connect(self._on_run_clicked)

@@ -64,14 +64,29 @@ PREVIEW_MAX_YX = 512
 PREVIEW_LAYER = "adapt preview"
 
 
+def _theme_colors() -> tuple[str, str]:
+    """(background, text) of napari's current theme, so the plot is not a white canvas inside a dark window."""
+    try:
+        from napari.settings import get_settings
+        from napari.utils.theme import get_theme
+
+        name = get_settings().appearance.theme
+        theme = get_theme("dark" if name == "system" else name)
+        return theme.background.as_hex(), theme.text.as_hex()
+    except Exception:  # napari's theme API moved: its dark defaults
+        return "#262930", "#f0f1f2"
+
+
 class _LossPlot:
-    """A small matplotlib plot of the training loss and the label-free score (optional: text only without it)."""
+    """A small matplotlib plot of the training loss and the label-free score (optional: text only without it),
+    in napari's theme colours."""
 
     def __init__(self):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.figure = Figure(figsize=(3.2, 1.8), dpi=90, tight_layout=True)
+        self.background, self.text = _theme_colors()
+        self.figure = Figure(figsize=(3.2, 1.8), dpi=90, tight_layout=True, facecolor=self.background)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(140)
         self.ax = self.figure.add_subplot(111)
@@ -96,11 +111,17 @@ class _LossPlot:
         if self.val:
             s, v = zip(*self.val)
             self.ax2.plot(s, v, "o-", color="tab:orange", ms=3, lw=1)
-        self.ax.set_xlabel("step", fontsize=7)
+        self.ax.set_xlabel("step", fontsize=7, color=self.text)
         self.ax.set_ylabel("loss", fontsize=7, color="tab:blue")
+        # clear() puts the twin's axis back on the left, over the loss ticks: move it to the right again
+        self.ax2.yaxis.tick_right()
+        self.ax2.yaxis.set_label_position("right")
         self.ax2.set_ylabel("label-free score", fontsize=7, color="tab:orange")
+        self.ax.set_facecolor(self.background)
         for ax in (self.ax, self.ax2):
-            ax.tick_params(labelsize=6)
+            ax.tick_params(labelsize=6, colors=self.text)
+            for spine in ax.spines.values():
+                spine.set_color(self.text)
         self.canvas.draw_idle()
 
 

@@ -27,7 +27,7 @@ from ...metrics import evaluate, format_summary
 from .._jobs import library_hooks
 from .._layers import layer_problem, layer_units, layer_volume, parse_triple, path_text, viewer_camera
 from ...postprocess import Measurements, measure
-from ._base import JobPanel, add_tabs, layer_picker, notify_error, notify_info
+from ._base import JobPanel, add_tabs, layer_picker, notify_error, notify_info, wrapping
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -120,7 +120,7 @@ class InspectWidget(JobPanel):
         self.table.native.setSelectionBehavior(self.table.native.SelectionBehavior.SelectRows)
         self.table.native.cellClicked.connect(lambda row, _col: self.jump_to(row))
         self.table.native.setSortingEnabled(True)  # click a header to sort; rows are found again by their id
-        self.table_note = Label(value="")
+        self.table_note = wrapping(Label(value=""))
         self.export_path = FileEdit(label="Table file", mode="w", filter="*.csv", value="instances.csv")
         self.export_button = PushButton(text="Export CSV")
         self.export_button.changed.connect(self.export_table)

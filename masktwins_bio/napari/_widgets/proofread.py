@@ -19,7 +19,7 @@ from ...errors import UserError
 from ...io import Volume
 from ...postprocess import Proofreader
 from .._layers import META_KEY, layer_voxel_size, path_text
-from ._base import layer_picker, notify_error, notify_info
+from ._base import layer_picker, notify_error, notify_info, wrapping
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -63,7 +63,7 @@ class ProofreadWidget(Container):
         self.save_as = FileEdit(label="Save as", mode="w", filter="*.zarr", nullable=True,
                                 tooltip="blank: save into the layer's own store (OME-Zarr)")
         self.save_button = PushButton(text="Save")
-        self.status = Label(value="choose a labels layer and press Start")
+        self.status = wrapping(Label(value="choose a labels layer and press Start"))
         edits = Container(layout="horizontal", labels=False,
                           widgets=[self.merge_button, self.delete_button, self.split_button])
         history = Container(layout="horizontal", labels=False, widgets=[self.undo_button, self.redo_button])
