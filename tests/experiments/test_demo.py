@@ -39,6 +39,26 @@ def test_demo_outputs_open_in_the_napari_reader(demo_dir):
         assert reader(str(path))[0][2] == layer_type
 
 
+def test_the_demo_model_as_a_bioimageio_package_passes_and_predicts_the_same(demo_dir, tmp_path):
+    """Issue 15's acceptance: the demo's adapted model exported to bioimage.io passes bioimageio.core's model test,
+    and predicting with the package equals predicting with the model.pt."""
+    core = pytest.importorskip("bioimageio.core")
+    import numpy as np
+    import zarr
+
+    from masktwins_bio.bioimageio import export_bioimageio
+    from masktwins_bio.inference import predict
+
+    model = demo_dir / "runs" / "masktwins" / "model.pt"
+    package = export_bioimageio(model, tmp_path / "demo.zip", authors=["Demo"])
+    summary = core.test_model(package)
+    assert summary.status == "passed", [d.name for d in summary.details if d.status != "passed"]
+    image = demo_dir / "data" / "target" / "raw.zarr"
+    outs = [predict(m, image, tmp_path / f"{name}.zarr", progress=False, device="cpu")
+            for name, m in (("pt", model), ("zip", package))]
+    np.testing.assert_array_equal(*(zarr.open_group(str(o))["0"][:] for o in outs))
+
+
 def test_demo_refuses_unknown_size(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--out", str(tmp_path / "d"), "--size", "huge"])
