@@ -111,3 +111,22 @@ def test_stop_responds_within_two_seconds_with_a_slow_step(widget, qtbot, wait_j
     latency = time.perf_counter() - clicked
     assert result.status == "ok" and result.value.model_path.exists()
     assert latency <= 2.0, f"Stop took {latency:.1f} s"
+
+
+def test_unscaled_layers_need_and_take_a_voxel_size_field(widget, pair_viewer, wait_job):
+    """Issue 14: an unscaled layer was refused with no way to give its voxel size; now the Data tab's fields do,
+    and the reason names the field, not a CLI flag."""
+    target = pair_viewer.layers["target image"]
+    pair_viewer.add_image(target.data, name="unscaled target")  # scale 1 in pixel units: unknown voxel size
+    widget.target_image.value = pair_viewer.layers["unscaled target"]
+    assert not widget.run_button.enabled
+    assert "Target voxel size" in widget.reason.value and "--" not in widget.reason.value
+    widget.target_voxel_size.value = "30, 8"
+    assert "target voxel size '30, 8'" in widget.reason.value
+    widget.target_voxel_size.value = ",".join(str(float(v)) for v in target.scale[-3:])
+    assert widget.run_button.enabled, widget.reason.value
+    widget.steps.value = 2
+    widget.preview.value = False
+    widget.run()
+    result = wait_job(widget)
+    assert result.status == "ok", result.error

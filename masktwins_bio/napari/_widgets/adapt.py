@@ -153,6 +153,11 @@ class AdaptWidget(JobPanel):
                                            "source only, the second half adapts (two-stage)")
         self.target_image = layer_picker(viewer, ["image"], "Target image", "unlabelled image of the new microscope")
         self.target_path = FileEdit(label="…or path", mode="r", nullable=True)
+        self.source_voxel_size = LineEdit(label="Source voxel size", value="",
+                                          tooltip="z,y,x in nm; blank: from the layer scale or the file's metadata "
+                                                  "(needed for unscaled layers, TIFF and PNG folders)")
+        self.target_voxel_size = LineEdit(label="Target voxel size", value="",
+                                          tooltip="z,y,x in nm; blank: from the layer scale or the file's metadata")
         self.target_gt = layer_picker(viewer, ["labels"], "Target GT (eval)",
                                       "optional target labels, used only to report metrics, never for training")
         self.method = ComboBox(label="Method", choices=method_choices(), value="masktwins")
@@ -188,7 +193,8 @@ class AdaptWidget(JobPanel):
         # four pages so that the widget fits a 1000 x 800 screen: what to adapt, how, where to, and the run's log
         self.tabs = add_tabs(self, {
             "Data": [self.source_image, self.source_image_path, self.source_labels, self.source_labels_path,
-                     self.target_image, self.target_path, self.target_gt],
+                     self.source_voxel_size, self.target_image, self.target_path, self.target_voxel_size,
+                     self.target_gt],
             "Method": [self.init_model, self.method, self.steps, self.val_every, self.patch_size, self.device,
                        self.extra],
             "Output": [self.run_dir, self.overwrite, self.preview, self.save_as],
@@ -199,7 +205,7 @@ class AdaptWidget(JobPanel):
         self.extend([buttons, self.reason, self.status])
         self.watch(self.source_image, self.source_image_path, self.source_labels, self.source_labels_path,
                    self.init_model, self.target_image, self.target_path, self.target_gt, self.patch_size, self.extra,
-                   self.run_dir)
+                   self.run_dir, self.source_voxel_size, self.target_voxel_size)
         self.model_path: Optional[Path] = None
         self._temporary_run = False
         self.result = None
@@ -212,15 +218,22 @@ class AdaptWidget(JobPanel):
         self.refresh()
 
     # -- validation -------------------------------------------------------------------------------------------
+    def _voxel_field(self, what: str):
+        """The voxel-size field that supplies ``what``'s voxel size (labels share the source image's)."""
+        return self.target_voxel_size if what.startswith("target") else self.source_voxel_size
+
     def _pick(self, layer_widget, path_widget, what: str, kind: str = "image") -> Optional[str]:
         layer = layer_widget.value
         path = path_text(path_widget.value)
+        field = self._voxel_field(what)
+        parse_triple(field.value, field.label.lower())  # a malformed field: named, before anything else
         if layer is not None:
             problem = layer_problem(layer, kind)
             if problem:
                 return problem
-            if layer_voxel_size(layer) is None:
-                return f"{what} layer '{layer.name}' has no voxel size; set its scale (nm) or open it with voxel size"
+            if layer_voxel_size(layer) is None and not field.value.strip():
+                return (f"{what} layer '{layer.name}' has no voxel size; enter it in {field.label} (z,y,x nm) or "
+                        "set the layer's scale")
             return None
         if path is None:
             return f"choose the {what} (a layer or a path)"
@@ -281,30 +294,32 @@ class AdaptWidget(JobPanel):
             self._preview_at = loc
 
     # -- running ----------------------------------------------------------------------------------------------
-    def _volume(self, layer_widget, path_widget, kind: str):
+    def _volume(self, layer_widget, path_widget, kind: str, field=None):
+        """The volume of a layer or path; ``field`` (a voxel-size LineEdit) overrides its voxel size when filled."""
+        given = parse_triple(field.value, field.label.lower()) if field is not None else None
         layer = layer_widget.value
         if layer is not None:
-            return layer_volume(layer, kind), layer
-        return open_volume(path_text(path_widget.value), kind=kind), None
+            return layer_volume(layer, kind, voxel_size=given), layer
+        return open_volume(path_text(path_widget.value), voxel_size=given, kind=kind), None
 
     def run(self):
         """Start adaptation in a background worker; returns the worker or ``None`` when the inputs are invalid."""
         if not self.check_ready():
             return None
         try:
-            src_img, _ = self._volume(self.source_image, self.source_image_path, "image")
-            src_lab, _ = self._volume(self.source_labels, self.source_labels_path, "labels")
-            tgt, tgt_layer = self._volume(self.target_image, self.target_path, "image")
+            src_img, _ = self._volume(self.source_image, self.source_image_path, "image", self.source_voxel_size)
+            src_lab, _ = self._volume(self.source_labels, self.source_labels_path, "labels", self.source_voxel_size)
+            tgt, tgt_layer = self._volume(self.target_image, self.target_path, "image", self.target_voxel_size)
             gt = layer_volume(self.target_gt.value, "labels") if self.target_gt.value is not None else None
             patch = parse_triple(self.patch_size.value, "patch size", integer=True)
             overrides = parse_overrides(self.extra.value)
         except InputError as exc:
             notify_error(str(exc))
             return None
-        for vol in (src_img, tgt):
+        for vol, field in ((src_img, self.source_voxel_size), (tgt, self.target_voxel_size)):
             if vol.voxel_size is None:
-                notify_error(f"{vol.path}: voxel size unknown (none in its metadata); convert it with 'masktwins-bio "
-                             "convert --voxel-size Z,Y,X' or open it as a layer and set its scale (nm)")
+                notify_error(f"{vol.path}: voxel size unknown (none in its metadata); enter it in {field.label} "
+                             "(z,y,x nm)")
                 return None
         src_lab = src_lab.with_voxel_size(src_lab.voxel_size or src_img.voxel_size)  # as the CLI does
         init = path_text(self.init_model.value)
