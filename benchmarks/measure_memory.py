@@ -26,17 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-CHILD = """
-import json, resource, sys
-from masktwins_bio import cli
-rc = cli.main(sys.argv[1:])
-try:
-    kib = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-except (OSError, StopIteration):
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"peak_kib": kib}), file=sys.stderr)
-sys.exit(rc)
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from convert_memory import CHILD  # noqa: E402  (the child that runs the CLI and reports its own VmHWM)
 
 VOXEL = (40.0, 8.0, 8.0)
 

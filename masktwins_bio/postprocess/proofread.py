@@ -286,6 +286,11 @@ class Proofreader:
         return self._apply("split", {"id": label, "seeds": pts.tolist(), "new_ids": new_ids[2:].tolist()}, chunks,
                            change)
 
+    def as_array(self) -> "_Edited":
+        """The labels with the edits applied as a lazy (z, y, x) array (``shape``, ``dtype``, slicing), e.g. for a
+        napari layer; it follows later edits."""
+        return _Edited(self)
+
     # -- history ------------------------------------------------------------------------------------------------
     @property
     def history(self) -> list[dict]:
@@ -336,7 +341,7 @@ class Proofreader:
         record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   "version": __version__, "edits": list(self._log), "result": self.history}
         if output is not None:
-            out = write_ome_zarr(output, Volume(array=_Edited(self), voxel_size=self.voxel_size, kind="labels"),
+            out = write_ome_zarr(output, Volume(array=self.as_array(), voxel_size=self.voxel_size, kind="labels"),
                                  voxel_size=self.voxel_size, kind="labels",
                                  overwrite=overwrite, attrs={"source": str(self.path) if self.path else "<array>",
                                                              "proofreading": [record]})

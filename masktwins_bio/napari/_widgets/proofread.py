@@ -29,17 +29,6 @@ __all__ = ["ProofreadWidget", "SEEDS_LAYER"]
 SEEDS_LAYER = "split seeds"
 
 
-class _View:
-    """The labels with the edits applied, as the array napari slices (via :class:`~masktwins_bio.io.Volume`)."""
-
-    def __init__(self, pr: Proofreader):
-        self._pr = pr
-        self.shape, self.dtype, self.ndim = pr.shape, pr.dtype, 3
-
-    def __getitem__(self, key):
-        return self._pr[key]
-
-
 class ProofreadWidget(Container):
     """Proofreading of one labels layer (see the module docstring)."""
 
@@ -107,7 +96,7 @@ class ProofreadWidget(Container):
         name = f"{layer.name} (proofreading)"
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
-        self.edited = self.viewer.add_labels(Volume(array=_View(self.pr), voxel_size=voxel_size, kind="labels"),
+        self.edited = self.viewer.add_labels(Volume(array=self.pr.as_array(), voxel_size=voxel_size, kind="labels"),
                                              name=name, scale=layer.scale[-3:], translate=layer.translate[-3:],
                                              units=getattr(layer, "units", None))
         layer.visible = False
