@@ -4,7 +4,6 @@ and the GUI checks; refusals of what cannot be exported or read."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -186,4 +185,3 @@ def test_cli_exports_and_refuses_with_one_line(tmp_path):
             proc.stderr
     assert hashlib.sha256(out.read_bytes()).hexdigest() == digest  # the refused run left it alone
     assert not (tmp_path / "y.zip").exists()
-    shutil.rmtree(tmp_path, ignore_errors=True)

@@ -348,14 +348,17 @@ class Proofreader:
             return Path(out)
         if self.path is None:
             raise InputError("save: the labels were given as an array; pass an output .zarr path")
-        writer = OmeZarrWriter.reopen(self.path)
-        previous = list(writer.attrs.get("proofreading", []))
-        writer.update_provenance(complete=False)  # an interrupted save must not look finished
-        for idx, data in changed.items():
-            writer.level0[self._chunk_slices(idx)] = data
-        writer.finalize()
-        writer.update_provenance(complete=True, proofreading=previous + [record],
-                                 n_instances=int(len(self.ids())))
+        from ..io.lock import output_lock
+
+        with output_lock(self.path, "proofread"):  # no other masktwins-bio job writes the store meanwhile
+            writer = OmeZarrWriter.reopen(self.path)
+            previous = list(writer.attrs.get("proofreading", []))
+            writer.update_provenance(complete=False)  # an interrupted save must not look finished
+            for idx, data in changed.items():
+                writer.level0[self._chunk_slices(idx)] = data
+            writer.finalize()
+            writer.update_provenance(complete=True, proofreading=previous + [record],
+                                     n_instances=int(len(self.ids())))
         import zarr
 
         self._array = zarr.open_group(str(self.path), mode="r")["0"]
