@@ -2,11 +2,13 @@
 
 Opens napari with the plugin's synthetic sample data, then drives every widget as a user would:
 
-1. **Adapt** the shipped starter model to the target (a few CPU steps; ``--steps``),
-2. **Predict** the target with the adapted model (probabilities and instances, written to Zarr),
+1. **Adapt** the shipped starter model to the target (a few CPU steps; ``--steps``), saved in a project folder,
+2. **Predict** the target with the adapted model (handed to Predict by Adapt; probabilities and instances, written
+   to Zarr),
 3. **Proofread** the instances: merge the two largest, split the next one at two seed voxels, delete the smallest,
    save into the instance store,
-4. **Inspect**: measure the proofread instances and export the CSV,
+4. **Inspect**: measure the proofread instances, export the CSV, and keep those above the median volume (the
+   filter and its histogram),
 
 taking a screenshot of the whole window with each widget docked (``docs/images/tour_<widget>.png``) and checking
 that every widget lies fully inside the 1000 x 800 window, that the saved labels equal the same edits made with
@@ -127,7 +129,7 @@ def main(argv=None) -> int:
     adapt.init_model.value = starter_model_path()
     adapt.patch_size.value, adapt.device.value, adapt.extra.value = "", "cpu", TINY
     adapt.steps.value, adapt.val_every.value = args.steps, max(1, args.steps // 2)
-    adapt.run_dir.value = work / "adapt"
+    adapt.project.value = work / "project"
     adapt.run()
     _wait(app, adapt)
     model = Path(adapt.last_result.value.model_path)
@@ -137,7 +139,7 @@ def main(argv=None) -> int:
     predict = PredictWidget(viewer)
     _dock(viewer, predict, "Predict (masktwins-bio)")
     predict.input_layer.value = layers["target image"]
-    predict.model.value = model
+    summary["checks"]["adapted_model_offered_to_predict"] = Path(str(predict.model.value)) == model
     predict.output.value = work / "predictions"
     predict.run()
     _wait(app, predict)
@@ -195,6 +197,15 @@ def main(argv=None) -> int:
     summary["checks"]["csv_equals_measure"] = rows == dict(zip(expected["label"].astype(int),
                                                                expected["voxels"].astype(int)))
     summary["widgets"]["inspect"] = {"screenshot": _shot(viewer, app, images, "inspect"), **_fits(viewer, inspect)}
+    # ... and its histogram, with the instances above the median volume kept
+    median = float(np.median(expected["volume_um3"]))
+    inspect.filter_min.value = f"{median:.6g}"
+    inspect.tabs.setCurrentIndex(2)
+    summary["checks"]["filter_keeps_the_selected_rows"] = (
+        inspect.kept.columns["label"].tolist() == mtb.measure(str(store)).select(
+            volume_um3=(float(f"{median:.6g}"), None)).columns["label"].tolist())
+    summary["widgets"]["inspect_histogram"] = {"screenshot": _shot(viewer, app, images, "inspect_histogram"),
+                                               **_fits(viewer, inspect)}
     summary["checks"]["every_widget_inside_the_window"] = all(w["inside_window"] and w["not_squeezed"]
                                                               for w in summary["widgets"].values())
     summary["checks"]["window_is_the_screen"] = all(w["window"] == list(SCREEN) for w in summary["widgets"].values())

@@ -88,6 +88,35 @@ class Measurements:
         names = list(self.columns)
         return [dict(zip(names, values)) for values in zip(*(plain(self.columns[n]) for n in names))]
 
+    def select(self, touches_border: Optional[bool] = None, **bounds) -> "Measurements":
+        """The rows within bounds, e.g. ``table.select(volume_um3=(0.01, None), touches_border=False)``.
+
+        Args:
+            touches_border: Keep only instances that do (True) or do not (False) reach a face of the volume.
+            **bounds: ``column=(low, high)``, inclusive, ``None`` for an open end; NaN values never match a bound.
+
+        Returns:
+            A new table (same voxel size and source) with the selected rows, in label order.
+
+        Raises:
+            InputError: an unknown column, or one that is not numeric.
+        """
+        keep = np.ones(len(self), dtype=bool)
+        for name, (low, high) in bounds.items():
+            values = self.columns.get(name)
+            if values is None or not np.issubdtype(np.asarray(values).dtype, np.number):
+                numeric = [c for c, v in self.columns.items() if np.issubdtype(np.asarray(v).dtype, np.number)]
+                raise InputError(f"measurement column {name!r} is not a numeric column; choose one of "
+                                 f"{', '.join(numeric)}")
+            with np.errstate(invalid="ignore"):
+                if low is not None:
+                    keep &= values >= low
+                if high is not None:
+                    keep &= values <= high
+        if touches_border is not None:
+            keep &= self.columns["touches_border"].astype(bool) == bool(touches_border)
+        return Measurements({c: v[keep] for c, v in self.columns.items()}, self.voxel_size, dict(self.source))
+
     def to_pandas(self):
         """A ``pandas.DataFrame`` (pandas is installed with the napari and notebook extras)."""
         import pandas as pd

@@ -130,7 +130,8 @@ class Trainer:
         overwrite: Replace an existing run directory.
         volumes: Pre-opened volumes (e.g. napari layers); default: open those named in ``cfg``.
         progress: Show a progress bar.
-        callback: Called as ``callback(step, logs)`` at every log step and validation (napari live view).
+        callback: Called as ``callback(step, logs)`` at every step (``logs = {"progress": {"step", "steps"}}``), log
+            step (``{"train": values}``) and validation (``{"val": values}``) - the napari live view.
         should_stop: Polled every step; returning True stops training early (a checkpoint and model are written).
         fork_from: A checkpoint of a run whose first steps this run shares (a two-stage prefix: see
             ``method.adapt_from_step``); training continues from its state, as if this run had computed them.
@@ -451,6 +452,8 @@ class Trainer:
             v = v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
             self._accum[k] = self._accum.get(k, 0) + v
         self.bar.update(1)
+        if self.callback:  # every step: a GUI's progress and ETA move from the first step, not the first log step
+            self.callback(self.step, {"progress": {"step": self.step, "steps": self.cfg.train.steps}})
         if self.due(step, self.cfg.train.log_every) or self.step == self.cfg.train.steps:
             n = self.step - self._step_last
             values = {k: (v / n).item() for k, v in self._accum.items()}

@@ -79,3 +79,13 @@ def notes():
 
     start = len(notification_manager.records)
     return lambda: [str(n.message) for n in notification_manager.records[start:]]
+
+
+@pytest.fixture(autouse=True)
+def remembered_settings(tmp_path, monkeypatch):
+    """The widgets' remembered settings (project folder) in a per-test file, never the user's own."""
+    from masktwins_bio.napari._project import SETTINGS_ENV
+
+    path = tmp_path / "napari-settings.json"
+    monkeypatch.setenv(SETTINGS_ENV, str(path))
+    return path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("napari")
@@ -27,7 +29,7 @@ def widget(pair_viewer, tmp_path):
     w.patch_size.value = "8,32,32"
     w.device.value = "cpu"
     w.extra.value = TINY
-    w.run_dir.value = tmp_path / "run"
+    w.project.value = tmp_path / "project"
     return w
 
 
@@ -40,7 +42,8 @@ def test_adapt_with_live_log_preview_and_save(widget, pair_viewer, tmp_path, wai
     widget.run()
     result = wait_job(widget)
     assert result.status == "ok", result.error
-    assert result.value.steps == 4 and (tmp_path / "run" / "model.pt").exists()
+    run = result.value.run_dir
+    assert result.value.steps == 4 and run.parent == tmp_path / "project" / "runs" and (run / "model.pt").exists()
     assert (tmp_path / "adapted.pt").exists()  # "Save model as" applied at the end
     log = widget.log.value
     assert "step 4: loss" in log and "validation @ 2: label-free score" in log and "target IoU" in log
@@ -61,6 +64,10 @@ def test_stop_ends_training_and_keeps_the_model(widget, qtbot, wait_job):
     widget.preview.value = False
     widget.run()
     qtbot.waitUntil(lambda: "step 1:" in widget.log.value, timeout=120_000)
+    # progress in real steps with a rate and the time left (issue 14: it counted percent as "33/100 it")
+    qtbot.waitUntil(lambda: "s left" in widget.status.value or "min left" in widget.status.value, timeout=60_000)
+    assert "/100000 steps (" in widget.status.value and "steps/s" in widget.status.value
+    assert widget._pbar.total == 100_000 and widget._pbar.n >= 1
     widget.cancel_button.clicked.emit()  # Stop
     result = wait_job(widget)
     assert result.status == "ok"
@@ -130,3 +137,68 @@ def test_unscaled_layers_need_and_take_a_voxel_size_field(widget, pair_viewer, w
     widget.run()
     result = wait_job(widget)
     assert result.status == "ok", result.error
+
+
+def test_a_gui_run_is_saved_in_the_project_and_its_config_repeats_it(widget, pair_viewer, tmp_path, wait_job):
+    """Issue 14 item 4: the run's config.yaml names files (the layers' snapshots in the project, with the voxel
+    sizes used) and `train` on it gives the same weights (same seed, CPU); the project folder is remembered; the
+    adapted model is offered to Predict and Inspect, open or opened later."""
+    import torch
+
+    from masktwins_bio.config import load_config
+    from masktwins_bio.napari._project import remembered
+    from masktwins_bio.napari._widgets.adapt import AdaptWidget
+    from masktwins_bio.napari._widgets.inspect import InspectWidget
+    from masktwins_bio.napari._widgets.predict import PredictWidget
+    from masktwins_bio.training import train
+
+    predict = PredictWidget(pair_viewer)
+    widget.target_gt.value = pair_viewer.layers["target ground truth"]
+    widget.steps.value = 3
+    widget.val_every.value = 2
+    widget.run()
+    result = wait_job(widget)
+    assert result.status == "ok", result.error
+    run = result.value.run_dir
+    assert remembered("project") == str((tmp_path / "project").resolve())
+    cfg = load_config(run / "config.yaml")
+    for spec in (cfg.source.image, cfg.source.labels, cfg.target.image, cfg.target.eval.labels):
+        assert "<napari" not in spec and Path(spec).parent == (tmp_path / "project" / "data").resolve(), spec
+    assert cfg.source.voxel_size == tuple(pair_viewer.layers["source image"].scale[-3:])
+    assert cfg.model.channels == (4, 8) and cfg.train.steps == 3  # the Extra settings are in it
+
+    again = train(run / "config.yaml", run_dir=tmp_path / "cli", progress=False)
+    ours = torch.load(run / "model.pt", weights_only=True)["state_dict"]
+    theirs = torch.load(again.model_path, weights_only=True)["state_dict"]
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+    assert Path(str(predict.model.value)) == run / "model.pt"  # open: offered
+    later = InspectWidget(pair_viewer)
+    assert Path(str(later.mask_model.value)) == run / "model.pt"  # opened later: offered too
+    fresh = AdaptWidget(pair_viewer)  # a new session remembers the project folder
+    assert Path(str(fresh.project.value)) == (tmp_path / "project").resolve()
+
+
+def test_resume_continues_a_stopped_run_of_the_project(widget, qtbot, wait_job):
+    """Issue 14 item 4: Resume from the GUI - a stopped run of the project continues from its last checkpoint to
+    its last step, in its own folder."""
+    widget.steps.value = 100_000
+    widget.val_every.value = 2
+    widget.preview.value = False
+    widget.run()
+    qtbot.waitUntil(lambda: "validation @ 2" in widget.log.value, timeout=120_000)
+    widget.cancel_button.clicked.emit()  # Stop
+    stopped = wait_job(widget)
+    assert stopped.status == "ok" and stopped.value.steps < 100_000
+    run = stopped.value.run_dir
+    assert [c for c in widget.resume_run.choices if c is not None] == [run]  # listed
+    widget.resume_run.value = run
+    assert widget.resume_button.enabled
+    widget.resume()  # its own config (100 000 steps): stopped again once it has gone past the first stop
+    first = stopped.value.steps
+    qtbot.waitUntil(lambda: f"step {first + 2}:" in widget.log.value, timeout=120_000)
+    widget.cancel_button.clicked.emit()
+    resumed = wait_job(widget)
+    assert resumed.status == "ok", resumed.error
+    assert resumed.value.run_dir == run and resumed.value.steps > first
+    assert "resuming" in widget.log.value.splitlines()[0]

@@ -85,6 +85,40 @@ def test_instance_table_sort_jump_and_export(widget, pair_viewer, tiny_pair, wai
     assert [int(r["label"]) for r in rows] == ids.tolist() and (tmp_path / "mito.csv.json").exists()
 
 
+def test_filter_histogram_features_and_kept_export(widget, pair_viewer, tiny_pair, wait_job, tmp_path):
+    """Issue 14 item 2: filter the table by a column's bounds and by border contact (Measurements.select), the
+    histogram shows all instances and the kept ones, the layer gets the measurements as features, and the export
+    can write the kept rows only."""
+    import csv
+
+    gt = pair_viewer.layers["target ground truth"]
+    widget.labels_layer.value = gt
+    widget.measure()
+    assert wait_job(widget).status == "ok"
+    table = widget.measurements
+    voxels = table.columns["voxels"]
+    assert list(gt.features["voxels"]) == list(voxels) and list(gt.features["index"]) == list(table.columns["label"])
+    cut = float(np.median(voxels))
+    widget.filter_column.value = "voxels"
+    widget.filter_min.value = str(cut)
+    expected = table.columns["label"][voxels >= cut]
+    assert [row[0] for row in widget.table.data.to_list()] == expected.tolist()
+    assert f"{len(expected)} of {len(table)} instances kept" in widget.table_note.value
+    if widget.histogram is not None:
+        assert widget.histogram.shown == {"title": "voxels", "n": len(table), "kept": len(expected),
+                                          "bounds": (cut, None)}
+    widget.hide_border.value = True
+    inner = expected[~table.columns["touches_border"][voxels >= cut]]
+    assert [row[0] for row in widget.table.data.to_list()] == inner.tolist()
+    widget.filter_max.value = "many"
+    assert "filter 'to' value 'many' is not a number" in widget.table_note.value
+    widget.filter_max.value = ""
+    widget.export_kept.value = True
+    widget.export_path.value = tmp_path / "kept.csv"
+    rows = list(csv.DictReader(widget.export_table().open()))
+    assert [int(r["label"]) for r in rows] == inner.tolist()
+
+
 def test_metrics_for_labels_and_probabilities(widget, pair_viewer, tiny_pair, wait_job):
     gt = pair_viewer.layers["target ground truth"]
     prob = (tiny_pair["target_labels"] > 0).astype(np.uint8) * 255

@@ -102,3 +102,16 @@ def test_layer_helpers():
     assert parse_overrides("train.lr=1e-3; model.channels=[4,8]\n") == ["train.lr=1e-3", "model.channels=[4,8]"]
     with pytest.raises(InputError, match="key=value"):
         parse_overrides("train.lr")
+
+
+@pytest.mark.parametrize("n, total, unit, elapsed, start, expected", [
+    (0, 30, "step", 0.0, 0, "adapt: 0/30 steps (0 %)"),
+    (12, 30, "step", 6.0, 0, "adapt: 12/30 steps (40 %), 2 steps/s, 9 s left"),
+    (60, 100, "step", 10.0, 50, "adapt: 60/100 steps (60 %), 1 steps/s, 40 s left"),  # resumed at step 50
+    (5e8, 2e9, "voxel", 100.0, 0, "adapt: 500 M/2 G voxels (25 %), 5 M voxels/s, 5 min left"),
+    (3, 0, "voxel", 1.0, 0, "adapt…"),
+])
+def test_progress_lines_count_real_units_with_rate_and_time_left(n, total, unit, elapsed, start, expected):
+    from masktwins_bio.napari._widgets._base import progress_line
+
+    assert progress_line("adapt", n, total, unit, elapsed, start) == expected

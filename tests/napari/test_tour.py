@@ -27,4 +27,4 @@ def test_the_tour_passes_its_checks(tmp_path):
     assert proc.returncode == 0, json.dumps(summary["widgets"])
     assert all(summary["checks"].values())
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [
-        "tour_adapt.png", "tour_inspect.png", "tour_predict.png", "tour_proofread.png"]
+        "tour_adapt.png", "tour_inspect.png", "tour_inspect_histogram.png", "tour_predict.png", "tour_proofread.png"]

@@ -81,6 +81,20 @@ def test_a_sphere_is_round_and_an_empty_volume_gives_an_empty_table():
     assert len(empty) == 0 and "mean_intensity" not in empty.columns
 
 
+def test_select_keeps_the_rows_within_bounds():
+    labels, image = _scene()
+    table = measure(labels, image, voxel_size=VS)
+    cols = table.columns
+    big = table.select(voxels=(10, None))
+    assert list(big.columns["label"]) == [i for i, n in zip(cols["label"], cols["voxels"]) if n >= 10]
+    inner = table.select(touches_border=False, volume_um3=(None, float(np.max(cols["volume_um3"]))))
+    assert not inner.columns["touches_border"].any() and len(inner) == int((~cols["touches_border"]).sum())
+    assert set(big.columns) == set(cols) and big.voxel_size == table.voxel_size
+    assert len(table.select(voxels=(1e9, None))) == 0
+    with pytest.raises(InputError, match="'touches' is not a numeric column"):
+        table.select(touches=(0, 1))
+
+
 def test_save_writes_csv_and_sidecar_atomically_and_refuses_an_existing_table(tmp_path):
     labels, image = _scene()
     table = measure(labels, image, voxel_size=VS)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton
@@ -20,7 +22,7 @@ from ...errors import UserError, one_line
 from .._jobs import Emit, JobResult, run_job
 from .._qt_safety import keep_triton_out
 
-__all__ = ["JobPanel", "layer_picker", "notify_error", "notify_info", "notify_warning", "error_message"]
+__all__ = ["JobPanel", "layer_picker", "notify_error", "notify_info", "notify_warning", "error_message", "offer_model"]
 
 log = logging.getLogger("masktwins_bio.napari")
 
@@ -122,6 +124,47 @@ def layer_picker(viewer, kinds: Iterable[str], label: str, tooltip: str = "", nu
     return box
 
 
+def _count(value: float, unit: str) -> str:
+    """A count for a status line: steps as they are, voxels as 1.2 G / 350 M / 12 k."""
+    if unit == "step":
+        return f"{int(value)}"
+    for scale, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if value >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{int(value)}"
+
+
+def progress_line(desc: str, n: float, total: float, unit: str, elapsed_s: float, n_start: float = 0) -> str:
+    """``adapt (masktwins): 12/30 steps (40 %), 2.1 steps/s, 9 s left``: the rate over the ``elapsed_s`` since the
+    stage began at ``n_start`` (a resumed run starts past 0); no rate or ETA before the first unit."""
+    if not total:
+        return f"{desc}…"
+    line = f"{desc}: {_count(n, unit)}/{_count(total, unit)} {unit}s ({int(100 * n / total)} %)"
+    if n > n_start and elapsed_s > 0:
+        rate = (n - n_start) / elapsed_s
+        left = (total - n) / rate
+        shown = f"{rate:.3g}" if unit == "step" else _count(rate, unit).strip()
+        line += f", {shown} {unit}s/s, " + (f"{left:.0f} s left" if left < 120 else f"{left / 60:.0f} min left")
+    return line
+
+
+#: every live panel, so that a model one of them trains can be offered to the others of its viewer
+_PANELS: weakref.WeakSet = weakref.WeakSet()
+#: viewer -> the last model offered in it (panels opened later start with it)
+_LAST_MODEL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def offer_model(viewer, path) -> list:
+    """Offer a freshly trained model to the viewer's other panels that take one (Predict, Inspect), and to those
+    opened later; returns the panels that took it. A panel takes it into a model field that is blank or still holds
+    the model offered before, never over a model the user chose."""
+    try:
+        _LAST_MODEL[viewer] = Path(path)
+    except TypeError:  # a viewer that cannot be weakly referenced: live panels only
+        pass
+    return [panel for panel in list(_PANELS) if panel.viewer is viewer and panel.accept_model(Path(path))]
+
+
 class JobPanel(Container):
     """A viewer-bound panel with Run / Cancel, a status line and one background job at a time.
 
@@ -135,17 +178,24 @@ class JobPanel(Container):
     job_finished = Signal(object)
     run_text = "Run"
     cancel_text = "Cancel"
+    #: what a job's progress counts (the library's blockwise calls count voxels; Adapt counts steps)
+    progress_unit = "voxel"
     notify_delay_ms = 600
 
     def __init__(self, viewer, **kwargs):
         super().__init__(**kwargs)
         keep_triton_out()  # this widget's jobs build optimisers / networks with OpenGL up
         self.viewer = viewer
+        _PANELS.add(self)
+        self._offered: dict = {}  # model field -> the model path offered into it (offer_model)
         self.worker = None
         self.last_result: Optional[JobResult] = None
         self._cancel = threading.Event()
         self._pbar = None
         self._stage = None
+        self._stage_t0, self._stage_n0 = 0.0, 0.0
+        self._in_bar, self._latest = False, None  # napari's bar update is not re-entered (_show_progress)
+        self._bar_stage = None
         self._notified: Optional[str] = None
         # input errors are notified once they have stood for a moment, so typing a path or a voxel size key by key
         # does not raise a notification per keystroke
@@ -225,6 +275,31 @@ class JobPanel(Container):
             self._notified = problem
             notify_warning(problem)
 
+    # -- models from other panels --------------------------------------------------------------------------------
+    def accept_model(self, path: Path) -> bool:
+        """Take a model another panel trained (:func:`offer_model`); panels with a model field override."""
+        return False
+
+    def take_offered_model(self) -> None:
+        """Take the last model offered in this viewer, if any (subclasses call it at the end of ``__init__``)."""
+        try:
+            path = _LAST_MODEL.get(self.viewer)
+        except TypeError:
+            path = None
+        if path is not None and path.exists():
+            self.accept_model(path)
+
+    def offer_into(self, field, path: Path) -> bool:
+        """Put ``path`` into the FileEdit ``field`` unless the user chose another model there."""
+        from .._layers import path_text
+
+        current = path_text(field.value)
+        if current is not None and current != self._offered.get(id(field)):
+            return False
+        field.value = path
+        self._offered[id(field)] = path_text(field.value)
+        return True
+
     # -- jobs -------------------------------------------------------------------------------------------------
     def _on_run_clicked(self, *_args) -> None:
         self.run()
@@ -252,7 +327,8 @@ class JobPanel(Container):
 
         self._stage = None
         self.last_result = None
-        self._pbar = progress(total=total, desc=desc)
+        self._pbar = progress(total=total, desc=desc, unit=self.progress_unit, unit_scale=self.progress_unit != "step")
+        self._bar_stage = (desc, int(total or 0))
         worker = create_worker(run_job, fn, _start_thread=False)
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
@@ -292,21 +368,40 @@ class JobPanel(Container):
                 log.exception("masktwins-bio: handling %s event failed", kind)
 
     def _show_progress(self, desc: str, n: float, total: float) -> None:
+        """Progress in real units (steps, voxels) with the rate and ETA: on the status line and napari's bar."""
+        import time
+
+        if desc != self._stage:
+            self._stage, self._stage_t0, self._stage_n0 = desc, time.perf_counter(), n
         # the status line first: updating napari's progress bar processes Qt events, which can run this job's later
         # events (even its result) nested in this call, and they must have the last word
-        self.status.value = f"{desc}: {int(100 * n / total)} %" if total else f"{desc}…"
+        self.status.value = progress_line(desc, n, total, self.progress_unit, time.perf_counter() - self._stage_t0,
+                                          self._stage_n0)
         pbar = self._pbar
         if pbar is None:
             return
-        if desc != self._stage:
-            self._stage = desc
+        if self._in_bar:  # an update below is processing Qt events, this one among them: it shows the latest
+            self._latest = (desc, n, total)
+            return
+        self._in_bar = True
+        try:
+            latest = (desc, n, total)
+            while latest is not None and self._pbar is pbar:  # (a nested result may have closed the bar)
+                self._update_bar(pbar, *latest)
+                latest, self._latest = self._latest, None
+        finally:
+            self._in_bar = False
+
+    def _update_bar(self, pbar, desc: str, n: float, total: float) -> None:
+        stage = (desc, int(total or 0))
+        if stage != self._bar_stage:  # a new pass (predict, then label, ...): the bar starts again at 0
+            self._bar_stage = stage
             pbar.set_description(desc)
-            pbar.total = 100 if total else 0
+            pbar.total = stage[1]
             pbar.n = 0
-        if total:
-            pct = int(min(100, 100 * n / total))
-            if pct > pbar.n:
-                pbar.update(pct - pbar.n)
+            pbar.last_print_n = 0
+        if total and n > pbar.n:
+            pbar.update(int(n) - pbar.n)
 
     def on_event(self, kind: str, payload) -> None:
         """Handle a job event on the main thread (subclasses)."""

@@ -3,11 +3,17 @@
 Reads its fields, builds the same configuration the CLI's ``masktwins-bio train`` takes
 (:func:`masktwins_bio.config.config_from_dict`) and calls :func:`masktwins_bio.training.train` in a background worker
 with the layers (or paths) as :class:`~masktwins_bio.training.TrainingVolumes`, so nothing is written to disk except
-the run folder. The trainer's ``callback`` feeds a live log and loss plot (training losses at every log step,
+the project folder. The trainer's ``callback`` feeds a live log and loss plot (training losses at every log step,
 label-free monitors at every validation); at every validation the selected model so far (``run_dir/model.pt``) is
 applied to a slab of the target around the current slice with :func:`masktwins_bio.inference.predict` and shown as
 the ``adapt preview`` layer. Stop ends training after the current step through the trainer's ``should_stop``; the
-model is then exported as usual (``model.pt`` in the run folder; *Save model as…* copies it).
+model is then exported as usual (``model.pt`` in the run folder; *Save model as…* copies it) and offered to the
+viewer's Predict and Inspect widgets.
+
+Every run gets its own folder in the user's project folder (remembered between sessions, see
+:mod:`masktwins_bio.napari._project`) with a ``config.yaml`` that names files only - each layer's own file, or a
+snapshot of it in the project - and the voxel sizes used, so ``masktwins-bio train <run>/config.yaml`` repeats the
+run; *Resume* continues a stopped run of the project from its last checkpoint.
 
 Source labels are required by every method (the trainer always has a source loss); "Start from model" fine-tunes an
 existing model (``train.init``) instead of starting from random weights, using that model's architecture and voxel
@@ -20,23 +26,26 @@ import logging
 import math
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, PushButton, SpinBox, TextEdit
 
-from ...config import config_from_dict
+from ...config import config_from_dict, load_config
 from ...errors import InputError
 from ...inference import predict
 from ...io import open_volume
 from ...models import load_model
 from ...registry import METHODS as REGISTERED_METHODS
-from ...training import TrainingVolumes, train
+from ...training import TrainingVolumes, open_training_volumes, train
 from .._jobs import temporary_folder
+from .._plots import LossPlot, make_plot
+from .._project import layer_spec, new_run_folder, project_runs, remember, remembered
 from .._layers import (NM_UNITS, layer_problem, layer_units, layer_volume, layer_voxel_size, output_placement,
                        parse_overrides, parse_triple, path_text, spec_exists, viewer_camera)
-from ._base import JobPanel, add_tabs, layer_picker, model_problem, notify_error, notify_info
+from ._base import JobPanel, add_tabs, layer_picker, model_problem, notify_error, notify_info, offer_model
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -64,67 +73,6 @@ PREVIEW_MAX_YX = 512
 PREVIEW_LAYER = "adapt preview"
 
 
-def _theme_colors() -> tuple[str, str]:
-    """(background, text) of napari's current theme, so the plot is not a white canvas inside a dark window."""
-    try:
-        from napari.settings import get_settings
-        from napari.utils.theme import get_theme
-
-        name = get_settings().appearance.theme
-        theme = get_theme("dark" if name == "system" else name)
-        return theme.background.as_hex(), theme.text.as_hex()
-    except Exception:  # napari's theme API moved: its dark defaults
-        return "#262930", "#f0f1f2"
-
-
-class _LossPlot:
-    """A small matplotlib plot of the training loss and the label-free score (optional: text only without it),
-    in napari's theme colours."""
-
-    def __init__(self):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self.background, self.text = _theme_colors()
-        self.figure = Figure(figsize=(3.2, 1.8), dpi=90, tight_layout=True, facecolor=self.background)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(140)
-        self.ax = self.figure.add_subplot(111)
-        self.ax2 = self.ax.twinx()
-        self.clear()
-
-    def clear(self) -> None:
-        self.train: list[tuple[int, float]] = []
-        self.val: list[tuple[int, float]] = []
-        self.draw()
-
-    def add(self, kind: str, step: int, value: float) -> None:
-        (self.train if kind == "train" else self.val).append((step, value))
-        self.draw()
-
-    def draw(self) -> None:
-        self.ax.clear()
-        self.ax2.clear()
-        if self.train:
-            s, v = zip(*self.train)
-            self.ax.plot(s, v, color="tab:blue", lw=1)
-        if self.val:
-            s, v = zip(*self.val)
-            self.ax2.plot(s, v, "o-", color="tab:orange", ms=3, lw=1)
-        self.ax.set_xlabel("step", fontsize=7, color=self.text)
-        self.ax.set_ylabel("loss", fontsize=7, color="tab:blue")
-        # clear() puts the twin's axis back on the left, over the loss ticks: move it to the right again
-        self.ax2.yaxis.tick_right()
-        self.ax2.yaxis.set_label_position("right")
-        self.ax2.set_ylabel("label-free score", fontsize=7, color="tab:orange")
-        self.ax.set_facecolor(self.background)
-        for ax in (self.ax, self.ax2):
-            ax.tick_params(labelsize=6, colors=self.text)
-            for spine in ax.spines.values():
-                spine.set_color(self.text)
-        self.canvas.draw_idle()
-
-
 def _fmt(values: dict, keys) -> str:
     return "  ".join(f"{label} {values[k]:.3f}" for k, label in keys if k in values and values[k] is not None
                      and math.isfinite(float(values[k])))
@@ -139,6 +87,7 @@ class AdaptWidget(JobPanel):
 
     run_text = "Adapt"
     cancel_text = "Stop"
+    progress_unit = "step"
 
     def __init__(self, viewer: napari.viewer.Viewer):  # napari passes the viewer by this annotation
         super().__init__(viewer, labels=True)
@@ -172,9 +121,17 @@ class AdaptWidget(JobPanel):
         self.extra = LineEdit(label="Extra settings", value="",
                               tooltip="config overrides as in 'masktwins-bio train --set', separated by ';', "
                                       "e.g. train.lr=5e-4; model.channels=[8,16,32]")
-        self.run_dir = FileEdit(label="Run folder", mode="d", nullable=True,
-                                tooltip="blank: a temporary folder, deleted when napari exits (use Save model as)")
-        self.overwrite = CheckBox(label="Overwrite run folder", value=False)
+        self.project = FileEdit(label="Project folder", mode="d", nullable=True,
+                                value=remembered("project") or None,
+                                tooltip="every run is saved in <project>/runs/<time>-<method> with a config.yaml "
+                                        "that 'masktwins-bio train' repeats (remembered); blank: a temporary "
+                                        "folder, deleted when napari exits")
+        self.resume_run = ComboBox(label="Stopped run", choices=self._resumable_runs, nullable=True,
+                                   tooltip="a run of the project folder that stopped before its last step")
+        self.resume_button = PushButton(text="Resume", enabled=False,
+                                        tooltip="continue the stopped run from its last checkpoint, with its own "
+                                                "config.yaml (the fields above are not used)")
+        self.resume_button.changed.connect(self.resume)
         self.preview = CheckBox(label="Preview on current slice", value=True)
         self.save_as = FileEdit(label="Save model as", mode="w", filter="*.pt", nullable=True,
                                 tooltip="copy the adapted model.pt here when training ends (or press Save)")
@@ -185,11 +142,7 @@ class AdaptWidget(JobPanel):
         self.log.native.setMinimumHeight(110)
         buttons = Container(widgets=[self.run_button, self.cancel_button, self.save_button], layout="horizontal",
                             labels=False)
-        self.plot = None
-        try:
-            self.plot = _LossPlot()
-        except Exception as exc:  # no matplotlib Qt backend: the text log is enough
-            log.info("masktwins-bio: no loss plot (%s)", exc)
+        self.plot = make_plot(LossPlot, viewer)  # None without napari-matplotlib: the text log is enough
         # four pages so that the widget fits a 1000 x 800 screen: what to adapt, how, where to, and the run's log
         self.tabs = add_tabs(self, {
             "Data": [self.source_image, self.source_image_path, self.source_labels, self.source_labels_path,
@@ -197,15 +150,17 @@ class AdaptWidget(JobPanel):
                      self.target_gt],
             "Method": [self.init_model, self.method, self.steps, self.val_every, self.patch_size, self.device,
                        self.extra],
-            "Output": [self.run_dir, self.overwrite, self.preview, self.save_as],
+            "Output": [self.project, self.preview, self.save_as, self.resume_run, self.resume_button],
             "Progress": [self.log],
         })
         if self.plot is not None:
-            self.tabs.widget(3).layout().addWidget(self.plot.canvas)
+            self.tabs.widget(3).layout().addWidget(self.plot.widget)
         self.extend([buttons, self.reason, self.status])
         self.watch(self.source_image, self.source_image_path, self.source_labels, self.source_labels_path,
                    self.init_model, self.target_image, self.target_path, self.target_gt, self.patch_size, self.extra,
-                   self.run_dir, self.source_voxel_size, self.target_voxel_size)
+                   self.project, self.source_voxel_size, self.target_voxel_size)
+        self.project.changed.connect(self._project_changed)
+        self.resume_run.changed.connect(self.refresh)
         self.model_path: Optional[Path] = None
         self._temporary_run = False
         self.result = None
@@ -265,10 +220,32 @@ class AdaptWidget(JobPanel):
             return f"start model: {model_problem(init)}"
         parse_triple(self.patch_size.value, "patch size", integer=True)
         parse_overrides(self.extra.value)
-        run_dir = path_text(self.run_dir.value)
-        if run_dir is not None and not Path(run_dir).parent.exists():
-            return f"run folder {run_dir}: its parent folder does not exist"
+        project = path_text(self.project.value)
+        if project is not None and not Path(project).parent.exists():
+            return f"project folder {project}: its parent folder does not exist; choose another Project folder"
+        if project is not None and Path(project).exists() and not Path(project).is_dir():
+            return f"project folder {project} is a file; choose a folder as Project folder"
         return None
+
+    def refresh(self, *_args) -> None:
+        super().refresh()
+        self.resume_button.enabled = self.worker is None and self.resume_run.value is not None
+
+    # -- the project folder -----------------------------------------------------------------------------------
+    def _project_folder(self) -> Optional[Path]:
+        text = path_text(self.project.value)
+        return Path(text).expanduser().resolve() if text else None
+
+    def _resumable_runs(self, _widget=None) -> list[tuple[str, Path]]:
+        project = self._project_folder() if hasattr(self, "project") else None
+        return [(run.name, run) for run in project_runs(project, "resumable")]
+
+    def _project_changed(self, *_args) -> None:
+        project = self._project_folder()
+        if project is not None and project.parent.exists():
+            remember("project", str(project))
+        self.resume_run.reset_choices()
+        self.refresh()
 
     # -- preview location (main thread) -----------------------------------------------------------------------
     def _update_preview_location(self, *_args) -> None:
@@ -322,13 +299,18 @@ class AdaptWidget(JobPanel):
                              "(z,y,x nm)")
                 return None
         src_lab = src_lab.with_voxel_size(src_lab.voxel_size or src_img.voxel_size)  # as the CLI does
+        layers = {"source image": self.source_image.value, "source labels": self.source_labels.value,
+                  "target image": self.target_image.value, "target ground truth": self.target_gt.value}
         init = path_text(self.init_model.value)
         method = self.method.value
         steps, val_every, device = int(self.steps.value), int(self.val_every.value), self.device.value
-        run_text = path_text(self.run_dir.value)
-        run_dir = Path(run_text) if run_text else temporary_folder("masktwins-adapt-")
-        self._temporary_run = run_text is None
-        overwrite = bool(self.overwrite.value)
+        project = self._project_folder()
+        self._temporary_run = project is None
+        if project is None:
+            project = temporary_folder("masktwins-adapt-")
+        else:
+            remember("project", str(project))
+        run_dir = new_run_folder(project, method)
         preview = bool(self.preview.value)
         self.tabs.setCurrentIndex(3)  # show the run's log and plot
         self._target_info = {"shape": tgt.shape, "layer": tgt_layer, "voxel_size": tgt.voxel_size}
@@ -340,56 +322,123 @@ class AdaptWidget(JobPanel):
 
         def job(emit):
             try:
-                return self._train(emit, src_img, src_lab, tgt, gt, init, method, steps, val_every, device, patch,
-                                   overrides, run_dir, overwrite, preview, preview_store, placement, cancel)
+                emit("progress", (f"adapt ({method}): reading the inputs", 0, 0))
+                volumes = TrainingVolumes(src_img, src_lab, tgt, tgt if gt is not None else None, gt)
+                config = self._config(emit, volumes, layers, project, run_dir.name, init, method, steps, val_every,
+                                      device, patch, overrides)
+                return self._train(emit, config, volumes, run_dir, False, preview, preview_store, placement, cancel)
             finally:
                 shutil.rmtree(preview_store.parent, ignore_errors=True)
 
+        self._prepare_run(f"{method}: {steps} steps, run folder {run_dir}")
+        return self.start_job(job, desc=f"adapt ({method})", total=steps)
+
+    def resume(self, *_args):
+        """Continue the chosen stopped run of the project from its checkpoint, with its own config.yaml; returns the
+        worker or ``None``."""
+        run_dir = self.resume_run.value
+        if run_dir is None or self.worker is not None:
+            return None
+        try:
+            config = load_config(Path(run_dir) / "config.yaml")
+            volumes = open_training_volumes(config)
+        except InputError as exc:  # ConfigError and missing files included: one line, named
+            notify_error(str(exc))
+            return None
+        tgt = volumes.target_image
+        preview = bool(self.preview.value)
+        self._temporary_run = False
+        self.tabs.setCurrentIndex(3)
+        self._target_info = {"shape": tgt.shape, "layer": None, "voxel_size": tgt.voxel_size}
+        self._update_preview_location()
+        placement = (tuple(tgt.voxel_size), (0.0, 0.0, 0.0), NM_UNITS)
+        cancel = self.cancel_requested
+        preview_store = temporary_folder("masktwins-preview-") / "preview.zarr"
+
+        def job(emit):
+            try:
+                return self._train(emit, config, volumes, Path(run_dir), True, preview, preview_store, placement,
+                                   cancel)
+            finally:
+                shutil.rmtree(preview_store.parent, ignore_errors=True)
+
+        self._prepare_run(f"resuming {Path(run_dir).name}: {config.method.name}, {config.train.steps} steps")
+        return self.start_job(job, desc=f"adapt ({config.method.name})", total=config.train.steps)
+
+    def _prepare_run(self, line: str) -> None:
         self.model_path = None
         self.result = None
         self.save_button.enabled = False
-        self.log.value = f"{method}: {steps} steps, run folder {run_dir}"
+        self.log.value = line
         if self.plot is not None:
             self.plot.clear()
-        return self.start_job(job, desc=f"adapt ({method})", total=steps)
 
-    def _train(self, emit, src_img, src_lab, tgt, gt, init, method, steps, val_every, device, patch, overrides,
-               run_dir, overwrite, preview, preview_store, placement, cancel):
-        """The job (worker thread): configuration, training with live callbacks and previews."""
+    def _config(self, emit, volumes: TrainingVolumes, layers: dict, project: Path, name: str, init, method: str,
+                steps: int, val_every: int, device: str, patch, overrides):
+        """The run's configuration (worker thread): every input named by a file, with the voxel sizes used, and the
+        Extra settings applied (so that config.yaml records them)."""
+        def spec(vol, role: str, kind: str) -> str:
+            layer = layers.get(role)
+            if layer is None:
+                return vol.path if ":/" in str(vol.path) else str(Path(vol.path).resolve())
+            return layer_spec(layer, kind, vol.voxel_size, project, log=lambda line: emit("log", line))
+
+        v = volumes
         data: dict = {"patch_size": list(patch or DEFAULT_PATCH)}
         cfg: dict = {
-            "name": "napari-adapt",
-            "source": {"image": str(src_img.path), "labels": str(src_lab.path)},
-            "target": {"image": str(tgt.path)},
+            "name": name,
+            "source": {"image": spec(v.source_image, "source image", "image"),
+                       "labels": spec(v.source_labels, "source labels", "labels"),
+                       "voxel_size": list(v.source_image.voxel_size)},
+            "target": {"image": spec(v.target_image, "target image", "image"),
+                       "voxel_size": list(v.target_image.voxel_size)},
             "data": data,
             "method": {"name": method},
+            # checkpoints at every validation, so a stopped (or crashed) run can be resumed close to where it was
             "train": {"steps": steps, "val_every": min(val_every, steps), "log_every": max(1, min(10, val_every)),
-                      "checkpoint_every": steps, "device": device},
+                      "checkpoint_every": min(val_every, steps), "device": device},
         }
         if init is not None:
             start = load_model(init)
             cfg["model"] = start.model_cfg.model_dump(mode="json")
-            cfg["train"]["init"] = str(init)
+            cfg["train"]["init"] = str(Path(init).resolve())
             data["voxel_size"] = list(start.voxel_size)
             if patch is None:
                 data["patch_size"] = list(start.patch_size)
-        if gt is not None:
-            cfg["target"]["eval"] = {"image": str(tgt.path), "labels": str(gt.path)}
-        config = config_from_dict(cfg, "Adapt widget settings")
-        volumes = TrainingVolumes(src_img, src_lab, tgt, tgt if gt is not None else None, gt)
+        if v.eval_labels is not None:
+            cfg["target"]["eval"] = {"image": cfg["target"]["image"],
+                                     "labels": spec(v.eval_labels, "target ground truth", "labels"),
+                                     "voxel_size": list(v.target_image.voxel_size)}
+        if overrides:
+            from ...config import apply_overrides
+
+            cfg = apply_overrides(cfg, overrides, "Extra settings")
+        return config_from_dict(cfg, "Adapt widget settings")
+
+    def _train(self, emit, config, volumes: TrainingVolumes, run_dir: Path, resume: bool, preview: bool,
+               preview_store: Path, placement, cancel):
+        """The job (worker thread): training with live callbacks and previews."""
+        method, steps, device = config.method.name, config.train.steps, config.train.device
+        tgt = volumes.target_image
+
+        shown_at = [0.0]
 
         def callback(step: int, logs: dict) -> None:
+            if "progress" in logs:  # every step; shown at most ten times a second, and the last step always
+                now = time.perf_counter()
+                if now - shown_at[0] >= 0.1 or step == steps:
+                    shown_at[0] = now
+                    emit("progress", (f"adapt ({method})", step, steps))
             if "train" in logs:
                 emit("train", (step, logs["train"]))
-                emit("progress", (f"adapt ({method})", step, steps))
             if "val" in logs:
                 emit("val", (step, logs["val"]))
                 model = run_dir / "model.pt"
                 if preview and model.exists() and not cancel.is_set():
                     self._preview(emit, model, tgt, placement, preview_store, device, step)
 
-        return train(config, overrides or None, run_dir=run_dir, overwrite=overwrite, progress=False, volumes=volumes,
-                     callback=callback, should_stop=cancel.is_set)
+        return train(config, run_dir=run_dir, resume=resume, progress=False, volumes=volumes, callback=callback,
+                     should_stop=cancel.is_set)
 
     def _preview(self, emit, model: Path, tgt, placement, store: Path, device: str, step: int) -> None:
         """Predict a slab of the target around the current slice with the model selected so far (worker thread)."""
@@ -462,6 +511,11 @@ class AdaptWidget(JobPanel):
                 f"model: {self.model_path}")
         self._append_log(line)
         self.status.value = f"adapted model: {self.model_path}"
+        taken = offer_model(self.viewer, self.model_path)
+        if taken:
+            self._append_log("model offered to " + ", ".join(sorted({type(p).__name__.replace("Widget", "")
+                                                                      for p in taken})))
+        self.resume_run.reset_choices()
         if path_text(self.save_as.value):
             self.save_model()
         elif self._temporary_run:

@@ -6,8 +6,12 @@
   image layers, with masked voxels at the patch mean (what the network sees: 0 after normalisation).
 * **Instances:** :func:`masktwins_bio.measure` of an instance layer (voxel size from the layer): volume, surface,
   elongation, sphericity, border contact per instance, in a sortable table; clicking a row moves the viewer to the
-  instance (dims point and camera centre) and selects its label; *Export CSV* writes the whole table with its column
-  sidecar (the same files as ``masktwins-bio measure``). Measured in a worker, block by block.
+  instance (dims point and camera centre) and selects its label. A filter (one column between bounds, border
+  instances hidden) is :meth:`masktwins_bio.postprocess.Measurements.select`; the histogram of that column shows all
+  instances and the kept ones. *Export CSV* writes the table (all rows, or only the kept ones) with its column sidecar
+  (the same files as ``masktwins-bio measure``). The measurements also become the layer's ``features`` (napari's
+  status bar shows them under the cursor; napari-matplotlib's feature plots read them). Measured in a worker, block
+  by block.
 * **Metrics:** :func:`masktwins_bio.metrics.evaluate` of a prediction layer (probabilities or instance labels) against
   a ground-truth label layer, shown with :func:`masktwins_bio.metrics.format_summary`; runs when a ground truth is
   chosen or on *Evaluate*.
@@ -15,16 +19,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-from magicgui.widgets import Container, FileEdit, FloatSpinBox, Label, LineEdit, PushButton, SpinBox, Table, TextEdit
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, PushButton,
+                              SpinBox, Table, TextEdit)
 
 from ...errors import InputError, UserError
 from ...methods.masks import complementary_masks, default_mask_block
 from ...metrics import evaluate, format_summary
 from .._jobs import library_hooks
+from .._plots import HistogramPlot, make_plot
 from .._layers import layer_problem, layer_units, layer_volume, parse_triple, path_text, viewer_camera
 from ...postprocess import Measurements, measure
 from ._base import JobPanel, add_tabs, layer_picker, notify_error, notify_info, wrapping
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
     import napari.viewer
 
 __all__ = ["InspectWidget"]
+
+log = logging.getLogger("masktwins_bio.napari")
 
 DEFAULT_PATCH = (16, 96, 96)
 #: measure's columns shown in the table (all of them go to the exported CSV)
@@ -74,6 +83,10 @@ def _cell(value):
     if isinstance(value, (int, np.integer)):
         return int(value)
     return float(f"{value:.4g}") if np.isfinite(value) else "n/a"
+#: the columns a filter and the histogram can use (measure's numeric ones; the centroid and box are positions)
+FILTER_COLUMNS = {"voxels": "voxels", "volume_um3": "volume (µm³)", "surface_um2": "surface (µm²)",
+                  "elongation": "elongation", "sphericity": "sphericity", "axis_major_nm": "major axis (nm)",
+                  "axis_minor_nm": "minor axis (nm)", "mean_intensity": "mean intensity"}
 MAX_ROWS = 2000
 MASK_LAYER = "MaskTwins masks (1 = M, 2 = 1-M)"
 VIEW_LAYERS = ("view M", "view 1-M")
@@ -121,6 +134,19 @@ class InspectWidget(JobPanel):
         self.table.native.cellClicked.connect(lambda row, _col: self.jump_to(row))
         self.table.native.setSortingEnabled(True)  # click a header to sort; rows are found again by their id
         self.table_note = wrapping(Label(value=""))
+        self.filter_column = ComboBox(label="Filter / plot", choices=[(t, k) for k, t in FILTER_COLUMNS.items()],
+                                      value="volume_um3", tooltip="the column the bounds apply to and the "
+                                                                  "histogram shows")
+        self.filter_min = LineEdit(label="from", value="", tooltip="lowest value kept (blank: no lower bound)")
+        self.filter_max = LineEdit(label="to", value="", tooltip="highest value kept (blank: no upper bound)")
+        self.hide_border = CheckBox(label="hide border instances", value=False,
+                                    tooltip="hide instances that reach a face of the volume (cut, so their "
+                                            "measurements are partial)")
+        for w in (self.filter_column, self.filter_min, self.filter_max, self.hide_border):
+            w.changed.connect(self.apply_filter)
+        self.histogram = make_plot(HistogramPlot, viewer)
+        self.export_kept = CheckBox(label="kept rows only", value=False, tooltip="export only the instances the "
+                                                                                 "filter keeps")
         self.export_path = FileEdit(label="Table file", mode="w", filter="*.csv", value="instances.csv")
         self.export_button = PushButton(text="Export CSV")
         self.export_button.changed.connect(self.export_table)
@@ -138,19 +164,27 @@ class InspectWidget(JobPanel):
         self.tabs = add_tabs(self, {
             "Masks": [self.mask_image, self.mask_model, self.patch_size, self.mask_block, self.keep_ratio, self.seed,
                       self.masks_button],
-            "Instances": [self.labels_layer, self.measure_button, self.table, self.table_note,
+            "Instances": [self.labels_layer, self.measure_button, self.filter_column,
+                          Container(widgets=[self.filter_min, self.filter_max], layout="horizontal"),
+                          self.hide_border, self.table, self.table_note,
                           Container(widgets=[self.export_path, self.export_button], layout="horizontal",
-                                    labels=False)],
+                                    labels=False), self.export_kept],
+            "Histogram": [],
             "Metrics": [self.prediction, self.ground_truth, self.threshold, buttons, self.metrics],
         })
+        if self.histogram is not None:  # its own page: beside the table, the Instances page would not fit
+            self.tabs.widget(2).layout().addWidget(self.histogram.widget)
+            self.tabs.widget(2).layout().addStretch()  # the plot at the top of its page
         self.extend([self.reason, self.status])
         self.rows: dict[str, np.ndarray] = {}
-        self.measurements: Optional[Measurements] = None
+        self.measurements: Optional[Measurements] = None  # all instances
+        self.kept: Optional[Measurements] = None  # those the filter keeps (the table's rows)
         self._rows_layer = None
         self.mask_layers: list = []
         self.watch(self.mask_image, self.mask_model, self.patch_size, self.mask_block, self.labels_layer,
                    self.prediction, self.ground_truth)
         self.ground_truth.changed.connect(self._auto_evaluate)
+        self.take_offered_model()
         self.refresh()
 
     # -- validation -------------------------------------------------------------------------------------------
@@ -173,6 +207,11 @@ class InspectWidget(JobPanel):
         if layer is None:
             return "choose an instance label layer to measure"
         return layer_problem(layer, "labels")
+
+    def accept_model(self, path: Path) -> bool:
+        """A model the Adapt widget trained goes into the masks' Model field (its patch size)
+        unless the user chose another."""
+        return self.offer_into(self.mask_model, path)
 
     def problem(self) -> Optional[str]:
         pred, gt = self.prediction.value, self.ground_truth.value
@@ -273,8 +312,53 @@ class InspectWidget(JobPanel):
 
         return self.start_job(job, desc=f"measure {layer.name}")
 
-    def _fill_table(self, table: Measurements, unscaled: bool = False) -> None:
+    def _measured(self, table: Measurements, unscaled: bool = False) -> None:
         self.measurements = table
+        self._unscaled = unscaled
+        layer = self._rows_layer
+        if layer is not None and len(table):
+            try:  # napari shows a label's features under the cursor; feature plots read them
+                layer.features = table.to_pandas().assign(index=table.columns["label"].astype(np.int64))
+            except Exception as exc:  # an old napari without Labels features: the table is enough
+                log.info("masktwins-bio: no layer features (%s)", exc)
+        self.apply_filter()
+
+    def filter_bounds(self) -> tuple[Optional[float], Optional[float]]:
+        """The filter's (from, to) bounds; raises InputError naming the field for text that is not a number."""
+        bounds = []
+        for field in (self.filter_min, self.filter_max):
+            text = field.value.strip()
+            if not text:
+                bounds.append(None)
+                continue
+            try:
+                bounds.append(float(text))
+            except ValueError:
+                raise InputError(f"filter '{field.label}' value {text!r} is not a number; type a number or clear "
+                                 "it") from None
+        return bounds[0], bounds[1]
+
+    def apply_filter(self, *_args) -> Optional[Measurements]:
+        """Keep the instances within the filter (:meth:`Measurements.select`), show them and the histogram."""
+        table = self.measurements
+        if table is None:
+            return None
+        try:
+            low, high = self.filter_bounds()
+        except InputError as exc:
+            self.table_note.value = f"⚠ {exc}"
+            return None
+        column = self.filter_column.value
+        kept = table.select(touches_border=False if self.hide_border.value else None, **{column: (low, high)})
+        self._fill_table(kept, total=len(table))
+        if self.histogram is not None:
+            mask = np.isin(table.columns["label"], kept.columns["label"])
+            self.histogram.show(FILTER_COLUMNS[column], table.columns[column], mask, (low, high))
+        return kept
+
+    def _fill_table(self, table: Measurements, total: Optional[int] = None) -> None:
+        self.kept = table
+        unscaled = getattr(self, "_unscaled", False)
         cols = table.columns
         vs = np.asarray(table.voxel_size)
         self.rows = {"id": cols["label"], "voxels": cols["voxels"],
@@ -290,7 +374,9 @@ class InspectWidget(JobPanel):
             for r in range(shown):
                 native.setItem(r, c, _numeric_item(native.item(r, c).text()))
         native.setSortingEnabled(True)
-        note = f"{n} instances" + (f" (first {shown} shown)" if shown < n else "") + "; click a row to go there"
+        total = n if total is None else total
+        note = (f"{n} instances" if n == total else f"{n} of {total} instances kept by the filter")
+        note += (f" (first {shown} shown)" if shown < n else "") + "; click a row to go there"
         if unscaled:
             note += "; the layer has no voxel size (nm), so sizes are in voxels"
         self.table_note.value = note
@@ -331,12 +417,13 @@ class InspectWidget(JobPanel):
             notify_error("measure the instances first")
             return None
         path = path_text(self.export_path.value)
+        table = self.kept if self.export_kept.value and self.kept is not None else self.measurements
         try:
-            out = self.measurements.save(path, overwrite=True)
+            out = table.save(path, overwrite=True)
         except UserError as exc:
             notify_error(str(exc))
             return None
-        self.status.value = f"wrote {out} ({len(self.measurements)} instances) and {out.name}.json"
+        self.status.value = f"wrote {out} ({len(table)} instances) and {out.name}.json"
         return out
 
     # -- metrics (worker) -------------------------------------------------------------------------------------
@@ -367,7 +454,7 @@ class InspectWidget(JobPanel):
     def on_result(self, value) -> None:
         kind, payload = value
         if kind == "measure":
-            self._fill_table(*payload)
+            self._measured(*payload)
             self.status.value = self.table_note.value
         else:
             self.summary = payload

@@ -84,12 +84,17 @@ class PredictWidget(JobPanel):
         self.result_layers: list = []
         self._outputs: Optional[Path] = None
         self._toggle_instance_fields()
+        self.take_offered_model()
         self.refresh()
 
     # -- validation -------------------------------------------------------------------------------------------
     def _toggle_instance_fields(self, *_args) -> None:
         on = self.instances.value != "none"
         self.min_size.enabled = on
+
+    def accept_model(self, path: Path) -> bool:
+        """A model the Adapt widget trained goes into the Model field unless the user chose another."""
+        return self.offer_into(self.model, path)
 
     def problem(self) -> Optional[str]:
         layer = self.input_layer.value
