@@ -28,6 +28,8 @@ __all__ = [
     "parse_overrides",
     "path_text",
     "spec_exists",
+    "known_voxel_size",
+    "voxel_size_hint",
     "viewer_camera",
     "layer_units",
     "META_KEY",
@@ -221,6 +223,35 @@ def parse_overrides(text: str) -> list[str]:
 def spec_exists(spec: str) -> bool:
     """Whether the file or folder of a path spec exists (an HDF5 ``:/key`` suffix is ignored)."""
     return Path(split_h5_spec(spec)[0]).exists()
+
+
+def known_voxel_size(layer=None, path: Optional[str] = None) -> Optional[tuple[float, float, float]]:
+    """The voxel size (nm) a layer's scale or a path's metadata gives, ``None`` when unknown or unreadable."""
+    if layer is not None:
+        return layer_voxel_size(layer)
+    if path is None or not spec_exists(path):
+        return None
+    try:
+        from ..io import open_volume
+
+        return open_volume(path).voxel_size
+    except Exception:  # unreadable: the Run check names the problem
+        return None
+
+
+def voxel_size_hint(field, layer=None, path: Optional[str] = None) -> None:
+    """Show in a blank voxel-size field what it would use - the layer's or file's voxel size - or that it must be
+    typed (as the field's placeholder: an empty field still means "from the metadata")."""
+    if layer is None and path is None:
+        text = "z,y,x nm (blank: from the layer or file)"
+    else:
+        vs = known_voxel_size(layer, path)
+        text = (f"{', '.join(f'{v:g}' for v in vs)} nm (from the {'layer' if layer is not None else 'file'})"
+                if vs is not None else "unknown: type z,y,x in nm")
+    try:
+        field.native.setPlaceholderText(text)
+    except AttributeError:  # another magicgui backend: no placeholder
+        pass
 
 
 def path_text(value) -> Optional[str]:

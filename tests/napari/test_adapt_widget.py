@@ -125,7 +125,10 @@ def test_unscaled_layers_need_and_take_a_voxel_size_field(widget, pair_viewer, w
     and the reason names the field, not a CLI flag."""
     target = pair_viewer.layers["target image"]
     pair_viewer.add_image(target.data, name="unscaled target")  # scale 1 in pixel units: unknown voxel size
+    scaled = ", ".join(f"{v:g}" for v in target.scale[-3:])
+    assert widget.target_voxel_size.native.placeholderText() == f"{scaled} nm (from the layer)"  # what blank uses
     widget.target_image.value = pair_viewer.layers["unscaled target"]
+    assert widget.target_voxel_size.native.placeholderText() == "unknown: type z,y,x in nm"
     assert not widget.run_button.enabled
     assert "Target voxel size" in widget.reason.value and "--" not in widget.reason.value
     widget.target_voxel_size.value = "30, 8"

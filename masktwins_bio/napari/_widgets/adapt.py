@@ -44,7 +44,7 @@ from .._jobs import temporary_folder
 from .._plots import LossPlot, make_plot
 from .._project import layer_spec, new_run_folder, project_runs, remember, remembered
 from .._layers import (NM_UNITS, layer_problem, layer_units, layer_volume, layer_voxel_size, output_placement,
-                       parse_overrides, parse_triple, path_text, spec_exists, viewer_camera)
+                       parse_overrides, parse_triple, path_text, spec_exists, viewer_camera, voxel_size_hint)
 from ._base import JobPanel, add_tabs, layer_picker, model_problem, notify_error, notify_info, offer_model
 
 if TYPE_CHECKING:
@@ -159,6 +159,13 @@ class AdaptWidget(JobPanel):
         self.watch(self.source_image, self.source_image_path, self.source_labels, self.source_labels_path,
                    self.init_model, self.target_image, self.target_path, self.target_gt, self.patch_size, self.extra,
                    self.project, self.source_voxel_size, self.target_voxel_size)
+        for widgets in ((self.source_image, self.source_image_path, self.source_voxel_size),
+                        (self.target_image, self.target_path, self.target_voxel_size)):
+            hint = (lambda *_a, w=widgets: voxel_size_hint(w[2], w[0].value,
+                                                           None if w[0].value is not None else path_text(w[1].value)))
+            widgets[0].changed.connect(hint)
+            widgets[1].changed.connect(hint)
+            hint()
         self.project.changed.connect(self._project_changed)
         self.resume_run.changed.connect(self.refresh)
         self.model_path: Optional[Path] = None

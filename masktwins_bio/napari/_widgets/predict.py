@@ -24,7 +24,7 @@ from ...postprocess import segment
 from .. import _reader
 from .._jobs import library_hooks, temporary_folder
 from .._layers import (layer_problem, layer_units, layer_volume, layer_voxel_size, output_placement, parse_triple,
-                       path_text, spec_exists)
+                       path_text, spec_exists, voxel_size_hint)
 from ._base import JobPanel, layer_picker, model_problem, notify_info
 
 if TYPE_CHECKING:
@@ -81,6 +81,14 @@ class PredictWidget(JobPanel):
                      self.status])
         self.watch(self.input_layer, self.input_path, self.model, self.voxel_size, self.output, self.instances)
         self.instances.changed.connect(self._toggle_instance_fields)
+
+        def hint(*_args):
+            layer = self.input_layer.value
+            voxel_size_hint(self.voxel_size, layer, None if layer is not None else path_text(self.input_path.value))
+
+        self.input_layer.changed.connect(hint)
+        self.input_path.changed.connect(hint)
+        hint()
         self.result_layers: list = []
         self._outputs: Optional[Path] = None
         self._toggle_instance_fields()
