@@ -12,7 +12,14 @@ from typing import Any, Iterator, Union
 
 import numpy as np
 
-__all__ = ["atomic_file", "plain"]
+__all__ = ["atomic_file", "plain", "OME_VERSIONS", "DEFAULT_OME_VERSION"]
+
+#: the OME-Zarr versions outputs can be written as: 0.4 (Zarr v2) and 0.5 (Zarr v3)
+OME_VERSIONS = ("0.4", "0.5")
+#: what every output is written as unless asked otherwise: OME-Zarr 0.5 (Zarr v3), the current NGFF version, which
+#: ome-zarr-py, napari-ome-zarr, neuroglancer and vizarr read without warnings (ome-zarr-py warns on every 0.4
+#: store); ``--ome-version 0.4`` (Zarr v2) remains for readers that predate Zarr v3
+DEFAULT_OME_VERSION = "0.5"
 
 
 def plain(obj: Any, finite: bool = False) -> Any:

@@ -6,6 +6,8 @@ import argparse
 import math
 from typing import Optional
 
+from ..files import DEFAULT_OME_VERSION, OME_VERSIONS
+
 __all__ = ["triple", "int_triple", "number", "add_config_arguments", "add_overwrite", "add_device"]
 
 
@@ -92,8 +94,8 @@ def add_run_arguments(p: argparse.ArgumentParser, what: str, block_default: str)
                         "(tcp://host:8786), an existing cluster, e.g. dask-jobqueue's SLURMCluster")
     p.add_argument("--workers", type=number(int, 1), metavar="N",
                    help="workers of the local dask cluster (default: one per GPU, else 2)")
-    p.add_argument("--ome-version", choices=("0.4", "0.5"), default="0.4",
-                   help="0.4 = Zarr v2, widest reader support (default); 0.5 = Zarr v3")
+    p.add_argument("--ome-version", choices=OME_VERSIONS, default=DEFAULT_OME_VERSION,
+                   help="0.5 = Zarr v3, the current OME-Zarr (default); 0.4 = Zarr v2, for readers without Zarr v3")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

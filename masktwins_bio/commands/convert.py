@@ -3,6 +3,7 @@ OME-TIFF / HDF5)."""
 
 from __future__ import annotations
 
+from ..files import DEFAULT_OME_VERSION, OME_VERSIONS
 from ._common import add_overwrite, int_triple, number, triple
 
 
@@ -19,8 +20,8 @@ def register(sub) -> None:
     p.add_argument("dst", help="output: .zarr, .tif/.tiff (OME-TIFF) or .h5[:/key] (HDF5)")
     p.add_argument("--format", choices=("zarr", "tiff", "h5"), help="output format (default: from DST's suffix)")
     p.add_argument("--voxel-size", type=triple, metavar="Z,Y,X", help="voxel size in nm (overrides metadata)")
-    p.add_argument("--ome-version", choices=("0.4", "0.5"), default="0.4",
-                   help="0.4 = Zarr v2, widest reader support (default); 0.5 = Zarr v3")
+    p.add_argument("--ome-version", choices=OME_VERSIONS, default=DEFAULT_OME_VERSION,
+                   help="0.5 = Zarr v3, the current OME-Zarr (default); 0.4 = Zarr v2, for readers without Zarr v3")
     p.add_argument("--chunks", type=int_triple, metavar="Z,Y,X", help="chunk shape (default 32,256,256)")
     p.add_argument("--labels", action="store_true", help="the source is a label volume (integers)")
     p.add_argument("--binarize", type=number(float, 0, low_open=True), metavar="T",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..files import DEFAULT_OME_VERSION, OME_VERSIONS
 from ._common import add_overwrite
 
 _SIZES = ("tiny", "small", "demo", "large")
@@ -49,8 +50,8 @@ def register(sub) -> None:
     p.add_argument("--shift", type=_shift, default=1.0,
                    help="domain-gap strength: 0 = target imaged like the source, 1 = default target style, "
                         ">1 exaggerated (default 1.0)")
-    p.add_argument("--ome-version", choices=("0.4", "0.5"), default="0.4",
-                   help="0.4 = Zarr v2, widest reader support (default); 0.5 = Zarr v3")
+    p.add_argument("--ome-version", choices=OME_VERSIONS, default=DEFAULT_OME_VERSION,
+                   help="0.5 = Zarr v3, the current OME-Zarr (default); 0.4 = Zarr v2, for readers without Zarr v3")
     add_overwrite(p, "output folder")
     p.set_defaults(handler=run)
 

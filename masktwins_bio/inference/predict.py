@@ -57,7 +57,7 @@ from ..errors import InputError
 from ..files import plain
 from ..io import Volume, as_volume, open_volume, read_region
 from ..io.lock import holds_output_lock
-from ..io.ome_zarr import BlockPyramid
+from ..io.ome_zarr import DEFAULT_OME_VERSION, BlockPyramid
 from ..io.outputs import ResumableOutput, default_block, output_chunks, temporary_store
 from ..io.volume import check_resampling
 from ..models import LoadedModel, load_model
@@ -375,7 +375,7 @@ def predict(
     progress: bool = True,
     voxel_size: Optional[Sequence[float]] = None,
     window: Optional[Sequence[int]] = None,
-    ome_version: str = "0.4",
+    ome_version: str = DEFAULT_OME_VERSION,
     allow_resampling: bool = False,
     callback: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCheck] = None,
@@ -405,7 +405,7 @@ def predict(
         progress: Show a progress bar (voxels/s).
         voxel_size: Input voxel size in nm (z, y, x), overriding (or supplying missing) metadata.
         window: Sliding-window size (voxels); default the model's training patch size.
-        ome_version: ``0.4`` (Zarr v2) or ``0.5`` (Zarr v3).
+        ome_version: ``0.5`` (Zarr v3, the default) or ``0.4`` (Zarr v2).
         allow_resampling: Accept an input more than 8x finer or coarser than the model along an axis (refused by
             default: a wrong voxel size is the usual cause); beyond 2x it is announced either way.
         callback: ``callback("predict", done, total)`` with output voxels, at the start and after every block.

@@ -19,7 +19,7 @@ from ..errors import InputError
 from .attributes import ome_attributes, provenance
 from .guard import check_complete
 from .lock import holds_output_lock
-from .ome_zarr import OmeZarrWriter, atomic_output, default_chunks
+from .ome_zarr import DEFAULT_OME_VERSION, OmeZarrWriter, atomic_output, default_chunks
 from .readers import open_volume
 from .volume import Volume
 
@@ -41,7 +41,7 @@ def convert_volume(
     src: str | os.PathLike | Volume,
     dst: str | os.PathLike,
     voxel_size: Optional[Sequence[float]] = None,
-    ome_version: str = "0.4",
+    ome_version: str = DEFAULT_OME_VERSION,
     chunks: Optional[Sequence[int]] = None,
     labels: bool = False,
     binarize: Optional[float] = None,
@@ -62,7 +62,7 @@ def convert_volume(
             chunks, voxel size as ``voxel_size`` (nm) and ``element_size_um`` attributes, as ilastik and Fiji read
             them). Written atomically (temporary sibling, renamed when complete).
         voxel_size: Voxel size in nm (z, y, x); overrides the source metadata.
-        ome_version: ``"0.4"`` (Zarr v2, widest reader support) or ``"0.5"`` (Zarr v3).
+        ome_version: ``"0.5"`` (Zarr v3, the default) or ``"0.4"`` (Zarr v2, for readers without Zarr v3).
         chunks: Output chunk shape (z, y, x); default ``(32, 256, 256)`` clipped to the volume and to the memory
             budget.
         labels: Treat the source as a label volume (integer check, nearest-neighbour pyramid, ``image-label``).

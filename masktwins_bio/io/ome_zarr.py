@@ -26,6 +26,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
+from ..files import DEFAULT_OME_VERSION, OME_VERSIONS
 from .attributes import PROVENANCE_KEY, ome_attributes, provenance
 from .guard import check_not_an_input, check_parent, check_replaceable, refuse_existing
 
@@ -41,7 +42,7 @@ __all__ = [
     "PROVENANCE_KEY",
 ]
 
-OME_VERSIONS = ("0.4", "0.5")
+
 
 
 def default_chunks(shape: Sequence[int], target: Sequence[int] = (32, 256, 256)) -> tuple[int, int, int]:
@@ -171,7 +172,7 @@ class OmeZarrWriter:
         voxel_size: Level-0 voxel size in nm (z, y, x); ``None`` writes scale 1 without a unit, which
             readers take as unknown.
         chunks: Chunk shape; default :func:`default_chunks`.
-        ome_version: ``"0.4"`` (Zarr v2) or ``"0.5"`` (Zarr v3).
+        ome_version: ``"0.5"`` (Zarr v3, the default) or ``"0.4"`` (Zarr v2).
         kind: ``image`` or ``labels`` (labels get ``image-label`` metadata and nearest-neighbour pyramids).
         name: Name stored in the metadata.
         attrs: Extra provenance stored under the ``masktwins_bio`` attribute.
@@ -181,7 +182,7 @@ class OmeZarrWriter:
             it (see :func:`label_placement`).
     """
 
-    def __init__(self, path, shape, dtype, voxel_size=None, chunks=None, ome_version: str = "0.4",
+    def __init__(self, path, shape, dtype, voxel_size=None, chunks=None, ome_version: str = DEFAULT_OME_VERSION,
                  kind: str = "image", name: Optional[str] = None, attrs: Optional[dict] = None, fill_value=0,
                  overwrite: bool = False, source_image: Optional[str] = None):
         import zarr
@@ -512,9 +513,9 @@ def create_ome_zarr(path, shape, dtype, voxel_size=None, **kwargs) -> OmeZarrWri
     return OmeZarrWriter(path, shape, dtype, voxel_size, **kwargs)
 
 
-def write_ome_zarr(path, data, voxel_size=None, chunks=None, ome_version: str = "0.4", kind: str = "image",
-                   levels: Optional[int] = None, overwrite: bool = False, attrs: Optional[dict] = None,
-                   name: Optional[str] = None) -> Path:
+def write_ome_zarr(path, data, voxel_size=None, chunks=None, ome_version: str = DEFAULT_OME_VERSION,
+                   kind: str = "image", levels: Optional[int] = None, overwrite: bool = False,
+                   attrs: Optional[dict] = None, name: Optional[str] = None) -> Path:
     """Write an in-memory array or a lazy :class:`~masktwins_bio.io.volume.Volume` to OME-Zarr, atomically.
 
     Args:
@@ -522,7 +523,7 @@ def write_ome_zarr(path, data, voxel_size=None, chunks=None, ome_version: str = 
         data: (z, y, x) array or Volume (read slab by slab).
         voxel_size: nm (z, y, x); defaults to the volume's own.
         chunks: Chunk shape (voxels).
-        ome_version: ``"0.4"`` or ``"0.5"``.
+        ome_version: ``"0.5"`` (Zarr v3, the default) or ``"0.4"`` (Zarr v2).
         kind: ``image`` or ``labels``.
         levels: Pyramid levels (``None``: automatic).
         overwrite: Replace an existing output.

@@ -48,7 +48,7 @@ from ..io import Volume, as_volume
 from ..io.attributes import provenance as stored_provenance
 from ..io.guard import check_complete
 from ..io.lock import holds_output_lock
-from ..io.ome_zarr import BlockPyramid, label_placement, register_label
+from ..io.ome_zarr import DEFAULT_OME_VERSION, BlockPyramid, label_placement, register_label
 from ..io.outputs import ResumableOutput, default_block, output_chunks, temporary_store
 from .relabel import CONNECTIVITIES, apply_lut, block_offsets, face_pairs, merge_lut
 
@@ -350,7 +350,7 @@ def segment(
     num_workers: Optional[int] = None,
     progress: bool = True,
     voxel_size: Optional[Sequence[float]] = None,
-    ome_version: str = "0.4",
+    ome_version: str = DEFAULT_OME_VERSION,
     callback: Optional[ProgressCallback] = None,
     should_stop: Optional[StopCheck] = None,
     allow_incomplete: bool = False,
@@ -376,7 +376,7 @@ def segment(
         executor, address, num_workers: ``serial`` or ``dask`` (see :func:`~masktwins_bio.blockwise.run_blockwise`).
         progress: Progress bars.
         voxel_size: nm (z, y, x), overrides the input's (needed by ``watershed`` when the input has none).
-        ome_version: ``0.4`` (Zarr v2) or ``0.5`` (Zarr v3).
+        ome_version: ``0.5`` (Zarr v3, the default) or ``0.4`` (Zarr v2).
         callback: ``callback(desc, done, total)`` per pass (``segment: label``, ...; voxels), at the start of each
             pass and after every block.
         should_stop: Polled between blocks; True stops the run (see :func:`~masktwins_bio.blockwise.run_blockwise`).
@@ -478,7 +478,7 @@ def label_components(
         return _run_to_store(vol, fg, output, task="label_components", settings=_source_fingerprint(vol),
                              provenance=provenance, method="cc", connectivity=connectivity, min_size=min_size,
                              seed_distance=1.0, block_shape=block_shape, chunks=chunks, overwrite=overwrite,
-                             resume=resume, execution=run, ome_version="0.4", desc=desc)
+                             resume=resume, execution=run, ome_version=DEFAULT_OME_VERSION, desc=desc)
     if not run.serial:
         raise InputError("label_components without an output path runs in memory (serial); give an output .zarr "
                          "path to use the dask executor")

@@ -13,6 +13,7 @@ import zarr
 from masktwins_bio.cli import main
 from masktwins_bio.errors import InputError
 from masktwins_bio.io import convert_volume, open_volume, volume_info
+from masktwins_bio.io.attributes import ome_attributes
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def test_ome_zarr_reader_accepts_output(tmp_path, stack):
 def test_pyramid_downsamples_anisotropic_in_plane_first(tmp_path, stack):
     out = convert_volume(tmp_path / "t.tif" if tifffile.imwrite(tmp_path / "t.tif", stack) is None else None,
                          tmp_path / "p.zarr", voxel_size=(40, 5, 5), levels=3)
-    attrs = dict(zarr.open_group(str(out), mode="r").attrs)
+    attrs = ome_attributes(zarr.open_group(str(out), mode="r").attrs)
     scales = [d["coordinateTransformations"][0]["scale"] for d in attrs["multiscales"][0]["datasets"]]
     assert scales == [[40, 5, 5], [40, 10, 10], [40, 20, 20]]
 
@@ -69,7 +70,7 @@ def test_labels_binarize_and_nearest_pyramid(tmp_path, stack):
     out = convert_volume(tmp_path / "l.tif", tmp_path / "l.zarr", binarize=128, voxel_size=(1, 1, 1))
     vol = open_volume(out, kind="labels")
     np.testing.assert_array_equal(vol[:], (stack >= 128).astype(np.uint8))
-    assert "image-label" in dict(zarr.open_group(str(out), mode="r").attrs)
+    assert "image-label" in ome_attributes(zarr.open_group(str(out), mode="r").attrs)
 
 
 def test_negative_labels_rejected_and_nothing_left(tmp_path):

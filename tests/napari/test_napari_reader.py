@@ -54,12 +54,11 @@ def test_ome_zarr_labels_become_label_layers(tmp_path, volume, ome_version):
 
 
 def test_ome_image_with_labels_subgroup(tmp_path, volume):
-    import zarr
+    from masktwins_bio.io.ome_zarr import register_label
 
     image, labels = volume
     path = write_ome_zarr(tmp_path / "img.zarr", image, voxel_size=VS)
-    group = zarr.open_group(str(path / "labels"), mode="w", zarr_format=2)
-    group.attrs["labels"] = ["mito"]
+    register_label(path, "mito")  # the image's labels group, listing it, in the image's OME version
     write_ome_zarr(path / "labels" / "mito", labels, voxel_size=VS, kind="labels")
     layers = read(path)
     assert [kind for _, _, kind in layers] == ["image", "labels"]

@@ -49,7 +49,7 @@ def test_a_corrupt_chunk_is_one_line_naming_the_file_and_region(tmp_path, refusa
     data = (np.random.default_rng(0).random((4, 64, 64)) * 255).astype(np.uint8)
     store = write_ome_zarr(tmp_path / "p.zarr", data, voxel_size=(40, 8, 8), chunks=(2, 32, 32),
                            attrs={"task": "predict", "complete": True})
-    (store / "0" / "0" / "0" / "1").write_bytes(b"\x00 definitely not a blosc frame \xff" * 2)
+    (store / "0" / "c" / "0" / "0" / "1").write_bytes(b"\x00 definitely not a blosc frame \xff" * 2)  # Zarr v3
     before = digest(tmp_path)
     assert main([a.format(d=tmp_path) for a in argv]) == 2
     refusal("p.zarr: cannot read voxels [", "damaged or unreadable")

@@ -27,7 +27,7 @@ def stores(tmp_path):
                    attrs={"task": "predict", "complete": True})
     bad = write_ome_zarr(tmp_path / "bad.zarr", data, voxel_size=(40, 8, 8), chunks=(2, 32, 32),
                          attrs={"task": "predict", "complete": True})
-    (bad / "0" / "0" / "0" / "0").write_bytes(b"not a chunk")
+    (bad / "0" / "c" / "0" / "0" / "0").write_bytes(b"not a chunk")  # a chunk of the Zarr v3 default
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("keep me")
     return tmp_path

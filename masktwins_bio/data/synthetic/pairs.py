@@ -10,6 +10,7 @@ import numpy as np
 
 from ..._version import __version__
 from ...errors import InputError
+from ...files import DEFAULT_OME_VERSION, OME_VERSIONS
 from .render import _check_seed, _check_shape, render_scene
 from .scene import make_scene
 from .style import SOURCE_STYLE, DomainStyle, style_for_shift
@@ -87,7 +88,7 @@ parameter.
 """
 
 
-def sample_data(out_dir, size="small", seed: int = 0, shift: float = 1.0, ome_version: str = "0.4",
+def sample_data(out_dir, size="small", seed: int = 0, shift: float = 1.0, ome_version: str = DEFAULT_OME_VERSION,
                 overwrite: bool = False) -> dict:
     """Write a synthetic source/target pair as OME-Zarr into ``out_dir`` (atomically).
 
@@ -100,7 +101,7 @@ def sample_data(out_dir, size="small", seed: int = 0, shift: float = 1.0, ome_ve
         size: Preset name from :data:`SIZES` or a source-grid shape (z, y, x).
         seed: Non-negative integer seed.
         shift: Domain-gap strength (see :func:`make_domain_pair`).
-        ome_version: ``"0.4"`` (Zarr v2) or ``"0.5"`` (Zarr v3).
+        ome_version: ``"0.5"`` (Zarr v3, the default) or ``"0.4"`` (Zarr v2).
         overwrite: Replace an existing ``out_dir``.
 
     Returns:
@@ -111,7 +112,7 @@ def sample_data(out_dir, size="small", seed: int = 0, shift: float = 1.0, ome_ve
     from ...io.guard import write_marker
 
     out = Path(out_dir)
-    if ome_version not in ("0.4", "0.5"):
+    if ome_version not in OME_VERSIONS:
         raise InputError(f"OME-Zarr version {ome_version!r} is not supported; use 0.4 or 0.5")
     if out.exists() and not overwrite:
         check_output_path(out, overwrite=False, what="sample-data folder", command="sample-data")
