@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--gib", type=float, default=2.0, help="stack size in GiB (default 2.0)")
     ap.add_argument("--side", type=int, default=4096, help="section side in voxels")
     ap.add_argument("--format", choices=("tif", "png"), default="tif")
+    ap.add_argument("--ome-version", choices=("0.4", "0.5"), help="OME-Zarr version written (default: the CLI's)")
     ap.add_argument("--workdir", help="where to write the stack (default: a temporary folder)")
     args = ap.parse_args()
 
@@ -80,6 +81,8 @@ def main() -> None:
         size = make_stack(src, n, args.side, args.format)
         t_make = time.perf_counter() - t0
         cmd = [sys.executable, "-c", CHILD, "convert", str(src), str(dst), "--voxel-size", "30,8,8"]
+        if args.ome_version:
+            cmd += ["--ome-version", args.ome_version]
         t0 = time.perf_counter()
         child = subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         t_conv = time.perf_counter() - t0
