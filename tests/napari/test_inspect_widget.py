@@ -23,8 +23,10 @@ def widget(pair_viewer):
 def test_complementary_masks_on_current_patch(widget, pair_viewer, model_file):
     from masktwins_bio.napari._widgets.inspect import MASK_LAYER, VIEW_LAYERS
 
-    assert not widget.masks_button.enabled
     target = pair_viewer.layers["target image"]
+    assert widget.mask_image.value is target  # preselected by name
+    widget.mask_image.value = None
+    assert not widget.masks_button.enabled
     widget.mask_image.value = target
     widget.mask_model.value = model_file  # patch size from the model: 8 x 32 x 32
     assert widget.masks_button.enabled

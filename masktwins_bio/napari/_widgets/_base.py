@@ -13,7 +13,7 @@ import logging
 import threading
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from psygnal import Signal
@@ -22,7 +22,7 @@ from ...errors import UserError, one_line
 from .._jobs import Emit, JobResult, run_job
 from .._qt_safety import keep_triton_out
 
-__all__ = ["JobPanel", "layer_picker", "notify_error", "notify_info", "notify_warning", "error_message", "offer_model"]
+__all__ = ["JobPanel", "layer_picker", "layer_or_path", "notify_error", "notify_info", "notify_warning", "error_message", "offer_model"]
 
 log = logging.getLogger("masktwins_bio.napari")
 
@@ -104,8 +104,16 @@ def model_problem(path: str) -> Optional[str]:
     return _MODEL_CHECKS[key]
 
 
-def layer_picker(viewer, kinds: Iterable[str], label: str, tooltip: str = "", nullable: bool = True) -> ComboBox:
-    """A ComboBox listing the viewer's layers of the given kinds (``image``, ``labels``), refreshed on changes."""
+def layer_picker(viewer, kinds: Iterable[str], label: str, tooltip: str = "", nullable: bool = True,
+                 prefer: Sequence[str] = ()) -> ComboBox:
+    """A ComboBox listing the viewer's layers of the given kinds (``image``, ``labels``), refreshed on changes.
+
+    Args:
+        prefer: Name fragments (lower case, in order of preference; ``""`` matches any layer): while the picker is
+            empty, the first layer whose name holds the earliest fragment is chosen - at once and whenever layers
+            are added (Open Sample, a reader, Predict's outputs), where a better-named layer replaces the widget's
+            own earlier pick. A layer the user chose is never replaced.
+    """
     import napari.layers
 
     classes = tuple({"image": napari.layers.Image, "labels": napari.layers.Labels}[k] for k in kinds)
@@ -121,6 +129,28 @@ def layer_picker(viewer, kinds: Iterable[str], label: str, tooltip: str = "", nu
         box.native.setMinimumContentsLength(16)
     except Exception:  # another magicgui backend: its default sizing
         pass
+    if prefer:
+        def rank(layer) -> int:
+            name = layer.name.lower()
+            return next((i for i, fragment in enumerate(prefer) if fragment in name), len(prefer))
+
+        auto = {"layer": None}  # the widget's own pick: replaced by a better-named layer, never the user's choice
+
+        def preselect(*_args) -> None:
+            current = box.value
+            if (current is not None and current is not auto["layer"]) or getattr(box, "path_given", lambda: False)():
+                return
+            box.reset_choices()  # the new layer may not be listed yet (this can run before the panel's refresh)
+            layers = [layer for _name, layer in choices() if rank(layer) < len(prefer)]
+            if not layers:
+                return
+            best = min(layers, key=rank)  # the first of the best-ranked, in layer-list order
+            if current is None or rank(best) < rank(current):
+                box.value = best
+                auto["layer"] = best
+
+        viewer.layers.events.inserted.connect(preselect)
+        preselect()
     return box
 
 
@@ -146,6 +176,25 @@ def progress_line(desc: str, n: float, total: float, unit: str, elapsed_s: float
         shown = f"{rate:.3g}" if unit == "step" else _count(rate, unit).strip()
         line += f", {shown} {unit}s/s, " + (f"{left:.0f} s left" if left < 120 else f"{left / 60:.0f} min left")
     return line
+
+
+def layer_or_path(picker: ComboBox, path_field) -> None:
+    """Make a layer picker and its "…or path" field exclusive: choosing one clears the other, and the picker is not
+    preselected while a path is given (so the input used is always the one the user touched last)."""
+    from .._layers import path_text
+
+    picker.path_given = lambda: path_text(path_field.value) is not None
+
+    def path_changed(*_args) -> None:
+        if picker.path_given() and picker.value is not None:
+            picker.value = None
+
+    def layer_changed(*_args) -> None:
+        if picker.value is not None and picker.path_given():
+            path_field.value = None
+
+    path_field.changed.connect(path_changed)
+    picker.changed.connect(layer_changed)
 
 
 #: every live panel, so that a model one of them trains can be offered to the others of its viewer

@@ -45,7 +45,8 @@ from .._plots import LossPlot, make_plot
 from .._project import layer_spec, new_run_folder, project_runs, remember, remembered
 from .._layers import (NM_UNITS, layer_problem, layer_units, layer_volume, layer_voxel_size, output_placement,
                        parse_overrides, parse_triple, path_text, spec_exists, viewer_camera, voxel_size_hint)
-from ._base import JobPanel, add_tabs, layer_picker, model_problem, notify_error, notify_info, offer_model
+from ._base import (JobPanel, add_tabs, layer_or_path, layer_picker, model_problem, notify_error, notify_info,
+                    offer_model)
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -91,17 +92,23 @@ class AdaptWidget(JobPanel):
 
     def __init__(self, viewer: napari.viewer.Viewer):  # napari passes the viewer by this annotation
         super().__init__(viewer, labels=True)
-        self.source_image = layer_picker(viewer, ["image"], "Source image", "labelled source image layer")
+        self.source_image = layer_picker(viewer, ["image"], "Source image", "labelled source image layer",
+                                         prefer=("source",))
         self.source_image_path = FileEdit(label="…or path", mode="r", nullable=True)
-        self.source_labels = layer_picker(viewer, ["labels"], "Source labels", "mitochondria labels of the source")
+        self.source_labels = layer_picker(viewer, ["labels"], "Source labels", "mitochondria labels of the source",
+                                          prefer=("source",))
         self.source_labels_path = FileEdit(label="…or path", mode="r", nullable=True)
         self.init_model = FileEdit(label="Start from model", mode="r", filter="*.pt *.zip", nullable=True,
                                    tooltip="optional model.pt or bioimage.io package (.zip) to adapt (e.g. "
                                            "trained on the source): adaptation "
                                            "starts at once; blank: the first half of the steps trains on the "
                                            "source only, the second half adapts (two-stage)")
-        self.target_image = layer_picker(viewer, ["image"], "Target image", "unlabelled image of the new microscope")
+        self.target_image = layer_picker(viewer, ["image"], "Target image", "unlabelled image of the new microscope",
+                                         prefer=("target",))
         self.target_path = FileEdit(label="…or path", mode="r", nullable=True)
+        for picker, path in ((self.source_image, self.source_image_path), (self.source_labels, self.source_labels_path),
+                             (self.target_image, self.target_path)):
+            layer_or_path(picker, path)
         self.source_voxel_size = LineEdit(label="Source voxel size", value="",
                                           tooltip="z,y,x in nm; blank: from the layer scale or the file's metadata "
                                                   "(needed for unscaled layers, TIFF and PNG folders)")

@@ -112,7 +112,8 @@ class InspectWidget(JobPanel):
     def __init__(self, viewer: napari.viewer.Viewer):  # napari passes the viewer by this annotation
         super().__init__(viewer, labels=True)
         # masks
-        self.mask_image = layer_picker(viewer, ["image"], "Image", "image whose current patch is masked")
+        self.mask_image = layer_picker(viewer, ["image"], "Image", "image whose current patch is masked",
+                                       prefer=("target", ""))
         self.mask_model = FileEdit(label="Model (optional)", mode="r", filter="*.pt", nullable=True,
                                    tooltip="take the patch size from this model")
         self.patch_size = LineEdit(label="Patch size", value="", tooltip="z,y,x voxels; blank: the model's or "
@@ -124,7 +125,8 @@ class InspectWidget(JobPanel):
         self.masks_button = PushButton(text="Show masks")
         self.masks_button.changed.connect(self.show_masks)
         # instances
-        self.labels_layer = layer_picker(viewer, ["labels"], "Instances", "instance label layer to measure")
+        self.labels_layer = layer_picker(viewer, ["labels"], "Instances", "instance label layer to measure",
+                                         prefer=("proofreading", "instances"))
         self.measure_button = PushButton(text="Measure instances")
         self.measure_button.changed.connect(self.measure)
         self.table = Table(value={c: [] for c in TABLE_COLUMNS.values()})

@@ -25,7 +25,7 @@ from .. import _reader
 from .._jobs import library_hooks, temporary_folder
 from .._layers import (layer_problem, layer_units, layer_volume, layer_voxel_size, output_placement, parse_triple,
                        path_text, spec_exists, voxel_size_hint)
-from ._base import JobPanel, layer_picker, model_problem, notify_info
+from ._base import JobPanel, layer_or_path, layer_picker, model_problem, notify_info
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -54,10 +54,12 @@ class PredictWidget(JobPanel):
     def __init__(self, viewer: napari.viewer.Viewer):  # napari passes the viewer by this annotation
         super().__init__(viewer, labels=True)
         self.input_layer = layer_picker(viewer, ["image"], "Image layer",
-                                        "3D greyscale image layer to segment (or leave empty and give a path)")
+                                        "3D greyscale image layer to segment (or leave empty and give a path)",
+                                        prefer=("target", ""))
         self.input_path = FileEdit(label="…or input path", mode="r", nullable=True,
                                    tooltip="A volume on disk, read block by block (out of core): .zarr store, "
                                            "file.h5:/dataset, multi-page .tif, or a folder of slices (type it)")
+        layer_or_path(self.input_layer, self.input_path)
         self.model = FileEdit(label="Model", mode="r", filter="*.pt *.zip", nullable=True,
                               tooltip="model.pt written by 'masktwins-bio train' or the Adapt widget, or a "
                                       "bioimage.io package (.zip) written by 'masktwins-bio export-bioimageio'")

@@ -37,7 +37,8 @@ class ProofreadWidget(Container):
         self.viewer = viewer
         self.pr: Optional[Proofreader] = None
         self.edited = None  # the layer showing the edited labels
-        self.layer = layer_picker(viewer, ["labels"], "Labels layer", "instances to proofread (e.g. from Predict)")
+        self.layer = layer_picker(viewer, ["labels"], "Labels layer", "instances to proofread (e.g. from Predict)",
+                                  prefer=("instances",))
         self.start_button = PushButton(text="Start")
         self.ids = LineEdit(label="Ids", value="", tooltip="instance ids, e.g. 3, 8 (or pick one and Add picked)")
         self.add_picked = PushButton(text="Add picked")
