@@ -10,6 +10,7 @@ found there (mean +- std over seeds, x100), which is what BENCHMARKS.md shows.
         --jobs 2                                                              # both directions at once, 1 thread each
     python benchmarks/adaptation_study.py --rows mix_box,cm_1 --seeds 0        # ablations (after base)
     python benchmarks/adaptation_study.py --report                             # the table
+    python benchmarks/adaptation_study.py --report-runs                        # ... from every evaluated seed
     python benchmarks/adaptation_study.py --rows base --dry-run                # print the commands only
 
 Data: ``$MASKTWINS_DATA_ROOT`` or ``../shared/data`` beside the checkout (VNC III and FAFB, see their SOURCE.md).
@@ -24,6 +25,8 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,6 +129,40 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
+def report_runs(out: Path) -> str:
+    """One line per direction, row and method from the runs' own target evaluations (``<method>/seed<N>/target_eval``
+    summaries), whatever invocation made them: a row whose ladder was stopped early, or whose seeds were added by
+    several invocations, is reported from every seed that was evaluated (each row names its seeds)."""
+    from masktwins_bio.experiments.ladder import INSTANCE_METRICS, KEY_METRICS
+
+    cols = ["IoU", "F1", "MCC", "AP", "IoU (vol)", "inst F1@0.5"]
+    lines = ["| direction | row | method | seeds | " + " | ".join(cols) + " |", "|---" * (len(cols) + 4) + "|"]
+    for direction in DIRECTIONS:
+        for row in ROWS:
+            for method_dir in sorted((out / direction / row).glob("*/")):
+                seeds, values = [], {c: [] for c in cols}
+                for seed_dir in sorted(method_dir.glob("seed*")):
+                    sem_file = seed_dir / "target_eval" / "summary.json"
+                    if not sem_file.exists():
+                        continue
+                    sem = json.loads(sem_file.read_text())["semantic"]
+                    got = {title: sem.get(sec, {}).get(m) for (sec, m), title in KEY_METRICS.items()}
+                    inst_file = seed_dir / "target_eval" / "instance_summary.json"
+                    if inst_file.exists():
+                        inst = json.loads(inst_file.read_text()).get("instance", {})
+                        got.update({title: inst.get(k) for k, title in INSTANCE_METRICS.items()})
+                    seeds.append(seed_dir.name[len("seed"):])
+                    for c in cols:
+                        if got.get(c) is not None:
+                            values[c].append(100 * float(got[c]))
+                if not seeds:
+                    continue
+                cells = [f"{np.mean(v):.1f} +- {np.std(v):.1f}" if v else "-" for v in values.values()]
+                lines.append(f"| {direction} | {row} | {method_dir.name} | {','.join(seeds)} | " + " | ".join(cells)
+                             + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", default="base", help=f"comma-separated rows: {', '.join(ROWS)}")
@@ -136,12 +173,17 @@ def main() -> int:
                     "of the ladder when time is short; finished runs are reused when the set grows)")
     ap.add_argument("--set", dest="extra", action="append", default=[], help="extra overrides for every row")
     ap.add_argument("--report", action="store_true", help="print the table of the results found in --out")
+    ap.add_argument("--report-runs", action="store_true", help="the table from every evaluated seed's own summary "
+                    "(rows stopped early or grown by several invocations)")
     ap.add_argument("--jobs", type=int, default=1, help="directions trained at once, the CPU threads split between "
                     "them (2 on a 2-core machine: ~1.4x the throughput)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = ap.parse_args()
     if args.report:
         print(report(args.out))
+        return 0
+    if args.report_runs:
+        print(report_runs(args.out))
         return 0
     rows = args.rows.split(",")
     for row in rows:

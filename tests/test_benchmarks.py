@@ -6,6 +6,7 @@ equals MONAI's, and that the RSS children report.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -63,6 +64,15 @@ def test_adaptation_study_dry_run_and_report(tmp_path):
     report = subprocess.run([sys.executable, str(study), "--report", "--out", str(tmp_path)], capture_output=True,
                             text=True, timeout=60, check=True).stdout
     assert "| fafb2vnc | base | masktwins | 3 | 60.1 +- 1.2 |" in report and "| 10.0 |" in report, report
+    # --report-runs: from each evaluated seed's own summary (seed 1 was never evaluated: left out, and said)
+    for seed, iou in ((0, 0.5), (2, 0.6)):
+        (row / "source_only" / f"seed{seed}" / "target_eval").mkdir(parents=True)
+        (row / "source_only" / f"seed{seed}" / "target_eval" / "summary.json").write_text(
+            json.dumps({"semantic": {"per_section_mean": {"iou": iou}, "whole_volume": {"iou": iou}}}))
+    (row / "source_only" / "seed1").mkdir()
+    runs = subprocess.run([sys.executable, str(study), "--report-runs", "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=60, check=True).stdout
+    assert "| fafb2vnc | base | source_only | 0,2 | 55.0 +- 5.0 |" in runs, runs
 
 
 def test_measure_memory_benchmark_runs_and_reports(tmp_path):
