@@ -12,9 +12,11 @@ Prints three ratios (each from interleaved repetitions on the same network, patc
 4. With several ``--amp`` settings (default on CPU: ``none,auto``, i.e. fp32 against bf16 where the CPU has native
    bf16), both steps under each, interleaved, and the speed-up of each setting over the first one.
 5. With ``--concurrent N``: the throughput of a ladder on this machine, old setting against new - one process
-   with all CPU threads under the first ``--amp`` setting, against N processes at once (the threads split between
-   them, as ``benchmarks/adaptation_study.py --jobs N`` runs a study) under the last one; total steps per second of
-   each step kind, alternated over two rounds.
+   with all CPU threads under the first ``--amp`` setting and MONAI's own PReLU (``--native-prelu``, the code at
+   issue 11's filing), against N processes at once (the threads split between them, as
+   ``benchmarks/adaptation_study.py --jobs N`` runs a study) under the last one with the trainer's
+   :func:`~masktwins_bio.models.fast_activations`; total steps per second of each step kind, alternated over two
+   rounds.
 
     python benchmarks/train_step.py                      # the CPU preset of `masktwins-bio benchmark`, fp32 vs auto
     python benchmarks/train_step.py --concurrent 2       # + ladder throughput: fp32 x 1 process vs auto x 2
@@ -92,10 +94,16 @@ def main() -> None:
     ap.add_argument("--concurrent", type=int, default=0, help="also measure the throughput of N processes at once "
                     "(the new setting) against one process (the old); see point 5")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads of this process")
+    ap.add_argument("--native-prelu", action="store_true", help="train with MONAI's nn.PReLU (the old code) instead "
+                    "of the trainer's numerically equal fast_activations")
     ap.add_argument("--steps-json", action="store_true", help=argparse.SUPPRESS)  # child of --concurrent
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.native_prelu:
+        import masktwins_bio.training.trainer as trainer_module
+
+        trainer_module.fast_activations = lambda net: net  # the network exactly as MONAI builds it
     if args.concurrent:
         concurrent(args)
         return
@@ -187,19 +195,21 @@ def concurrent(args) -> None:
     amps = (args.amp or "none,auto").split(",")
     passthrough = [f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
                    for k, v in vars(args).items()
-                   if k not in ("amp", "concurrent", "threads", "steps_json") and v is not None]
+                   if k not in ("amp", "concurrent", "threads", "steps_json", "native_prelu") and v is not None]
     settings = {"old": (amps[0], 1), "new": (amps[-1], args.concurrent)}
+    old_flags = {"old": ["--native-prelu"], "new": []}
     rates: dict[str, dict[str, list[float]]] = {k: {"so": [], "mt": []} for k in settings}
     for _ in range(2):  # old, new, old, new: slow drifts of a shared machine hit both alike
         for name, (amp, jobs) in settings.items():
             cmd = [sys.executable, __file__, *passthrough, f"--amp={amp}", f"--threads={max(1, cpus // jobs)}",
-                   "--steps-json"]
+                   "--steps-json", *old_flags[name]]
             procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(jobs)]
             outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
             for kind in ("so", "mt"):
                 rates[name][kind].append(sum(1.0 / o[kind] for o in outs))
-    print(f"ladder throughput: old = 1 process x {cpus} threads, amp {amps[0]}; new = {args.concurrent} processes x "
-          f"{max(1, cpus // args.concurrent)} thread(s), amp {amps[-1]}; total steps/s, mean of 2 rounds")
+    print(f"ladder throughput: old = 1 process x {cpus} threads, amp {amps[0]}, MONAI PReLU; new = {args.concurrent} "
+          f"processes x {max(1, cpus // args.concurrent)} thread(s), amp {amps[-1]}, fast_activations; total steps/s, "
+          "mean of 2 rounds")
     for kind, label in (("so", "source-only"), ("mt", "MaskTwins")):
         old, new = (statistics.mean(rates[n][kind]) for n in ("old", "new"))
         print(f"  {label:<11} step: old {old:6.2f} steps/s, new {new:6.2f} steps/s, speed-up {new / old:.2f}x")

@@ -9,7 +9,8 @@ import torch
 
 from masktwins_bio.config import ModelConfig
 from masktwins_bio.errors import InputError
-from masktwins_bio.models import build_network, default_strides, export_model, load_model, required_divisor
+from masktwins_bio.models import (build_network, default_strides, export_model, fast_activations, load_model,
+                                  required_divisor)
 
 CASES = [
     ("unet", (4, 8, 16), (8, 32, 32)),
@@ -27,6 +28,27 @@ def test_every_network_builds_and_runs(name, channels, patch, head):
     assert all(p % d == 0 for p, d in zip(patch, required_divisor(cfg, (40, 8, 8), patch)))
     out = net(torch.randn(1, 1, *patch))
     assert out.shape == (1, 2 if head == "softmax" else 1, *patch)
+
+
+@pytest.mark.parametrize("name, channels, patch", CASES)
+def test_fast_activations_change_no_value_gradient_or_key(name, channels, patch):
+    import copy
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(name=name, channels=channels, num_res_units=1)
+    net = build_network(cfg, (40, 8, 8), patch)
+    fast = fast_activations(copy.deepcopy(net))
+    assert list(fast.state_dict()) == list(net.state_dict())
+    assert not any(type(m) is torch.nn.PReLU for m in fast.modules())
+    x = torch.randn(2, 1, *patch)
+    a, b = net(x), fast(x)
+    assert torch.equal(a, b)  # bit for bit
+    a.square().mean().backward()
+    b.square().mean().backward()
+    for (k, p), q in zip(net.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-8, msg=k)
+    # a state dict saved from the swapped network loads into the library class (what export relies on)
+    net.load_state_dict(fast.state_dict())
 
 
 def test_anisotropic_strides():
