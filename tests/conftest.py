@@ -128,8 +128,8 @@ def tiny_config(tiny_pair, tmp_path):
             "run_dir": str(tmp_path / "run"),
             "source": {"image": "source.zarr", "labels": "source_labels.zarr"},
             "target": {"image": "target.zarr", "eval": {"image": "target.zarr", "labels": "target_labels.zarr"}},
-            "data": {"patch_size": [4, 32, 32]},
-            "model": {"channels": [4, 8], "num_res_units": 1},
+            "data": {"patch_size": [4, 32, 32], "voxel_size": [40, 8, 8]},  # the volumes' grid (tests/data/test_grid.py
+            "model": {"channels": [4, 8], "num_res_units": 1},                 # and the trainer test cover the default)
             "train": {"steps": 6, "batch_source": 1, "batch_target": 1, "val_every": 3, "checkpoint_every": 3,
                       "log_every": 1, "warmup_steps": 2, "val_patches": 2, "device": "cpu"},
         }

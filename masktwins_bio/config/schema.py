@@ -116,6 +116,12 @@ class AugmentConfig(_Section):
         missing_section_prob: Probability that one section of a source patch is blanked (lost section).
         section_blur_prob: Probability that one section is blurred (out-of-focus section).
         misalign_prob: Probability that the sections above a random z are shifted in-plane (misalignment).
+        histogram_shift_prob: Probability of a random monotonic remapping of a source patch's intensities (MONAI
+            ``RandHistogramShift``: a piecewise-linear curve through ``histogram_points`` control points): the
+            relative darkness of membranes, cytoplasm and organelles varies between labs and stains, so the model
+            learns mitochondria from their texture and shape rather than from a grey level (0.5 by default: it
+            lifted MaskTwins on both real directions, BENCHMARKS.md).
+        histogram_points: Range of the number of control points of that curve.
         affine_prob: Probability of a random in-plane affine transform of a source patch (image and labels): a
             rotation by any angle up to ``rotate`` degrees and an in-plane zoom by up to ``zoom`` (fraction), for
             organelles seen at other orientations and, across species and microscopes, other sizes.
@@ -136,9 +142,18 @@ class AugmentConfig(_Section):
     missing_section_prob: float = Field(0.1, ge=0, le=1)
     section_blur_prob: float = Field(0.1, ge=0, le=1)
     misalign_prob: float = Field(0.05, ge=0, le=1)
+    histogram_shift_prob: float = Field(0.5, ge=0, le=1)
+    histogram_points: tuple[int, int] = (5, 10)
     affine_prob: float = Field(0.0, ge=0, le=1)
     rotate: float = Field(180.0, ge=0, le=180)
     zoom: float = Field(0.2, ge=0, lt=1)
+
+    @field_validator("histogram_points")
+    @classmethod
+    def _check_points(cls, v):
+        if not 3 <= v[0] <= v[1]:
+            raise ValueError(f"needs 3 <= min <= max control points (the curve's two ends are fixed), got {list(v)}")
+        return v
 
 
 class DataConfig(_Section):
@@ -146,7 +161,11 @@ class DataConfig(_Section):
 
     Attributes:
         voxel_size: Training voxel size in nm (z, y, x). Volumes with another voxel size are resampled lazily, patch
-            by patch. ``None`` uses the source volume's voxel size.
+            by patch. ``None``: a fine-tuned model's own grid (``train.init``), else the coarser of the two domains'
+            in-plane pixels, coarsened (by at most 1.5x) until a patch spans 1152 nm (12 nm for 96-pixel patches
+            on 8 nm data: enough tissue to tell mitochondria from other dark profiles), and the thinner of their
+            section thicknesses - the thicker where one is more than 1.5x the other (ssTEM against FIB-SEM) - no
+            finer than that pixel (:func:`masktwins_bio.data.grid.training_voxel_size`).
         patch_size: Training patch size in voxels (z, y, x).
         foreground_fraction: Probability that a source patch is centred on a foreground voxel (sparse mitochondria).
         normalization: ``zscore`` (mean/std), ``percentile`` (1st/99th percentile to [-1, 1]) or ``histogram``
@@ -205,8 +224,10 @@ class MethodConfig(_Section):
     Attributes:
         name: A method of :data:`masktwins_bio.registry.METHODS`: the ladder (``source_only``, ``mean_teacher``,
             ``mic``, ``masktwins_random_pair``, ``masktwins``) or a variant registered later.
-        mask_block: Mask block size in voxels (z, y, x); ``None`` uses about 1/8 of the patch side in-plane (the
-            paper's 2D optimum is 1/16 of a 1024 crop; our patches are smaller) and the same physical size in z.
+        mask_block: Mask block size in voxels (z, y, x). ``None``: whole sections (``1 x patch_y x patch_x``) when
+            sections are at least twice as thick as the in-plane pixel (serial-section EM; each view infers the
+            hidden sections from their neighbours), else about 1/8 of the patch side in-plane (the paper's 2D
+            optimum is 1/16 of a 1024 crop; our patches are smaller) and the same physical size in z.
         keep_ratio: Fraction of blocks kept visible in the (first) masked view; ``None`` uses the method's default
             (0.5 for the MaskTwins variants, 0.3 for MIC, i.e. MIC's mask ratio 0.7).
         ema_alpha: EMA teacher decay; the warm-up is ``min(1 - 1/(t+1), ema_alpha)``.
@@ -233,6 +254,9 @@ class MethodConfig(_Section):
         target_rampup_steps: Linear ramp of the target losses from 0 to full weight over this many steps (0 = none),
             counted from ``adapt_from_step``.
         strong_augment: Apply strong intensity augmentation to the student's target input (shared by both views).
+        teacher_tta: ``none``: the pseudo-labels are the teacher's prediction on the clean target patch (the
+            paper); ``flips``: the mean of its predictions on the patch and its three in-plane flips (four teacher
+            passes, about a third more time per adapting step on a CPU).
         adapt_from_step: Two-stage training within one run: steps before this one train on the source only (as
             ``source_only`` does, step for step), so adaptation starts from a source-trained student and its EMA
             teacher instead of from scratch; the total budget stays ``train.steps``. Checkpoint selection considers
@@ -258,6 +282,7 @@ class MethodConfig(_Section):
     lambda_cm: float = Field(0.1, ge=0)
     target_rampup_steps: int = Field(0, ge=0)
     strong_augment: bool = True
+    teacher_tta: Literal["none", "flips"] = "none"
     adapt_from_step: Union[Literal["auto"], Annotated[int, Field(ge=0)]] = "auto"
 
     _check_mb = field_validator("mask_block")(lambda v: _positive_triple(v, "mask_block"))

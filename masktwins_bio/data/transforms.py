@@ -31,6 +31,7 @@ from monai.transforms import (
     RandFlipd,
     RandGaussianNoised,
     RandGaussianSmoothd,
+    RandHistogramShiftd,
     RandomizableTransform,
     RandRotate90d,
     RandScaleIntensityd,
@@ -202,7 +203,9 @@ def source_intensity_transforms(cfg: AugmentConfig, image_key: str = "image", la
     """Intensity and EM-artefact augmentation of the (normalised) source image."""
     p = cfg.intensity_prob
     keys = [image_key]
-    return [
+    shift = ([RandHistogramShiftd(keys, num_control_points=tuple(cfg.histogram_points), prob=cfg.histogram_shift_prob)]
+             if cfg.histogram_shift_prob > 0 else [])  # only when on: the draws of the other transforms stay as before
+    return shift + [
         RandAdjustContrastd(keys, prob=p, gamma=tuple(cfg.gamma), retain_stats=True),
         RandScaleIntensityd(keys, factors=(cfg.contrast[0] - 1, cfg.contrast[1] - 1), prob=p),
         RandShiftIntensityd(keys, offsets=cfg.brightness, prob=p),

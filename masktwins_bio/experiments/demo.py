@@ -43,7 +43,7 @@ def demo_config(data_dir: str = "data", run_dir: str = "runs/demo", steps: int =
         "source": {"image": "source/raw.zarr", "labels": "source/mito.zarr"},
         "target": {"image": "target/raw.zarr",
                    "eval": {"image": "target/raw.zarr", "labels": "target_groundtruth/mito.zarr"}},
-        "data": {"patch_size": [16, 64, 64], "foreground_fraction": 0.5},
+        "data": {"voxel_size": [40, 8, 8], "patch_size": [16, 64, 64], "foreground_fraction": 0.5},
         "model": {"name": "unet", "channels": [8, 16, 32, 64], "num_res_units": 1},
         "method": {"name": "masktwins", "ema_alpha": 0.99, "lambda_cm": 0.1, "pseudo_loss": "dice_ce"},
         "train": {"steps": steps, "batch_source": 2, "batch_target": 2, "lr": 0.002, "warmup_steps": 20,

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import Config, ModelConfig, config_from_dict
+from ..data.grid import training_voxel_size
 from ..errors import InputError
 from ..io import open_volume
 from ..models import required_divisor
 
-__all__ = ["build_experiment", "summarize_shapes", "PRESETS"]
+__all__ = ["build_experiment", "preset_recipe", "summarize_shapes", "PRESETS"]
 
 #: network / patch / batch presets; the patch is shrunk to fit the smallest volume. Budgets are chosen by
 #: convergence (BENCHMARKS.md, "Adaptation study"): every method trains ``steps`` steps, the adaptation methods the
@@ -29,6 +30,31 @@ PRESETS = {
     "gpu": {"model": {"name": "unet", "channels": [32, 64, 128, 256], "num_res_units": 2},
             "patch": (16, 256, 256), "batch": (4, 2), "workers": 8, "steps": 6000},
 }
+
+
+def preset_recipe(preset: str = "cpu", steps: Optional[int] = None) -> dict:
+    """The preset's training recipe for a step budget, as config sections: ``model``, ``data`` (patch size),
+    ``train`` (batches, warm-up, validation and checkpoint intervals) and ``method`` (MaskTwins, the teacher decay).
+
+    The one place the recipe of BENCHMARKS.md's adaptation study is written down: ``masktwins-bio benchmark`` and the
+    napari Adapt widget both start from it (everything else - the training grid, whole-section masks, augmentation -
+    is the config schema's default).
+    """
+    if preset not in PRESETS:
+        raise InputError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    steps = steps or p["steps"]
+    return {
+        "model": dict(p["model"]),
+        "data": {"patch_size": list(p["patch"]), "num_workers": p["workers"]},
+        "train": {"batch_source": p["batch"][0], "batch_target": p["batch"][1],
+                  "warmup_steps": min(200, max(1, steps // 10)),
+                  "val_every": max(min(steps, 5), min(500, steps // 16)),
+                  "checkpoint_every": max(1, min(500, steps // 2)), "steps": steps},
+        # The paper's teacher decay (0.999) averages ~1000 steps: too slow to track a student trained for a few
+        # hundred; scale the averaging horizon with the budget (0.99 at <= 2000 steps, 0.999 from 20k steps).
+        "method": {"name": "masktwins", "ema_alpha": round(min(0.999, max(0.99, 1 - 20 / steps)), 4)},
+    }
 
 
 def _fit_patch(preset_patch, shapes, model_cfg: ModelConfig, voxel_size) -> tuple[int, int, int]:
@@ -62,7 +88,9 @@ def build_experiment(source_image: str, source_labels: str, target_image: str, t
         source_voxel_size, target_voxel_size, test_voxel_size: nm (z, y, x); default: the files' metadata.
         test_voxel_size_default: ``"target"``: a test volume without voxel-size metadata (and no
             ``test_voxel_size``) takes the target's voxel size, as ``masktwins-bio benchmark`` documents.
-        voxel_size: Training voxel size in nm; default: the source's.
+        voxel_size: Training voxel size in nm; default: ``base``'s, else
+            :func:`~masktwins_bio.data.grid.training_voxel_size` of the two domains for the preset's patch (12 nm
+            in-plane for the CPU preset's 96-pixel patches on 8 nm data).
         source_label_threshold, test_label_threshold: Foreground is ``labels >= threshold``.
         preset: ``cpu`` or ``gpu`` network/patch/batch sizes (ignored for what ``base`` sets).
         steps: Step budget (an upper bound when ``minutes`` is given); default: ``base``'s, else the preset's (500 on
@@ -85,15 +113,20 @@ def build_experiment(source_image: str, source_labels: str, target_image: str, t
     for name, vol in vols.items():
         if vol.voxel_size is None:
             raise InputError(f"{vol.path}: the {name} voxel size is unknown; give it with --{name}-voxel-size z,y,x (nm)")
-    train_vs = tuple(float(v) for v in (voxel_size or vols["source"].voxel_size))
-    shapes = [tuple(max(1, int(round(n * v / t))) for n, v, t in zip(vol.shape, vol.voxel_size, train_vs))
-              for vol in (vols["source"], vols["target"])]
     p = PRESETS[preset]
     data = base.resolved() if base is not None else {}
+    if voxel_size is None and data.get("data", {}).get("voxel_size"):
+        voxel_size = data["data"]["voxel_size"]
+    grid_patch = tuple(data["data"]["patch_size"]) if base is not None else p["patch"]
+    train_vs = tuple(float(v) for v in (voxel_size or training_voxel_size(vols["source"].voxel_size,
+                                                                           vols["target"].voxel_size, grid_patch)))
+    shapes = [tuple(max(1, int(round(n * v / t))) for n, v, t in zip(vol.shape, vol.voxel_size, train_vs))
+              for vol in (vols["source"], vols["target"])]
     steps = steps or data.get("train", {}).get("steps") or p["steps"]
     model_cfg = ModelConfig.model_validate(data.get("model", p["model"]))
     patch = tuple(data["data"]["patch_size"]) if base is not None else _fit_patch(p["patch"], shapes, model_cfg,
                                                                                   train_vs)
+    recipe = preset_recipe(preset, steps)
     cfg = {
         **({k: v for k, v in data.items() if k in ("method", "inference", "segment")}),
         "name": Path(str(out_dir)).name or "benchmark",
@@ -108,16 +141,10 @@ def build_experiment(source_image: str, source_labels: str, target_image: str, t
         "data": {**data.get("data", {}), "voxel_size": list(train_vs), "patch_size": list(patch),
                  "num_workers": data.get("data", {}).get("num_workers", p["workers"])},
         "model": model_cfg.model_dump(mode="json"),
-        "train": {**data.get("train", {"batch_source": p["batch"][0], "batch_target": p["batch"][1],
-                                       "warmup_steps": min(200, max(1, steps // 10)),
-                                       "val_every": max(min(steps, 5), min(500, steps // 16)),
-                                       "checkpoint_every": max(1, min(500, steps // 2))}),
-                  "steps": steps, "max_minutes": minutes, "device": device},
+        "train": {**data.get("train", recipe["train"]), "steps": steps, "max_minutes": minutes, "device": device},
     }
     if "method" not in cfg:
-        # The paper's teacher decay (0.999) averages ~1000 steps: too slow to track a student trained for a few
-        # hundred; scale the averaging horizon with the budget (0.99 at <= 2000 steps, 0.999 from 20k steps).
-        cfg["method"] = {"name": "masktwins", "ema_alpha": round(min(0.999, max(0.99, 1 - 20 / steps)), 4)}
+        cfg["method"] = recipe["method"]
     if minutes is not None and base is None:
         cfg["train"]["val_every"] = max(1, min(cfg["train"]["val_every"], 100))
     return config_from_dict(cfg, "benchmark settings")

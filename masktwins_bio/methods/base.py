@@ -91,6 +91,22 @@ class UDAMethod:
         """Loss of one student view against the pseudo-labels (``method.pseudo_loss``)."""
         return pseudo_label_loss(logits, labels, weight, self.head, self.cfg.pseudo_loss)
 
+    @torch.no_grad()
+    def teacher_logits(self, teacher, target: torch.Tensor) -> torch.Tensor:
+        """The teacher's logits on the clean target (``method.teacher_tta: flips``: log of its mean probabilities
+        over the patch and its in-plane flips, which are valid logits for either head)."""
+        if self.cfg.teacher_tta == "none":
+            return teacher(target)
+        flips = [(), (-1,), (-2,), (-2, -1)]
+        probs = []
+        for dims in flips:
+            x = target.flip(dims) if dims else target
+            out = teacher(x).float()
+            out = torch.sigmoid(out) if self.head == "sigmoid" else torch.softmax(out, dim=1)
+            probs.append(out.flip(dims) if dims else out)
+        p = torch.stack(probs).mean(0).clamp(1e-6, 1 - 1e-6)
+        return torch.logit(p) if self.head == "sigmoid" else p.log()
+
     # -- the shared step --------------------------------------------------------------------------------------
     def adapts_at(self, step: int) -> bool:
         """Whether the target terms are on at ``step`` (off for ``source_only`` and before ``adapt_from_step``)."""
@@ -119,8 +135,9 @@ class UDAMethod:
         xt = batch["target_image"]
         c = self.cfg
         with torch.no_grad():
-            labels, weight, confident = pseudo_labels(teacher(xt), self.head, c.confidence_threshold, c.weight_mode,
-                                                      c.class_keep, self.foreground_cap)
+            labels, weight, confident = pseudo_labels(self.teacher_logits(teacher, xt), self.head,
+                                                      c.confidence_threshold, c.weight_mode, c.class_keep,
+                                                      self.foreground_cap)
         xt_aug = strong_intensity_augment(xt, self.augment, generator) if c.strong_augment else xt
         views = self.make_views(xt_aug, generator)
         extra = []

@@ -21,16 +21,23 @@ __all__ = ["block_mask", "complementary_masks", "partition_masks", "random_pair_
 
 
 def default_mask_block(patch_size: Sequence[int], voxel_size: Optional[Sequence[float]] = None,
-                       fraction: float = 1 / 8) -> tuple[int, int, int]:
-    """A block about ``fraction`` of the in-plane patch side, with the same physical size in z where possible.
+                       fraction: float = 1 / 8, section_anisotropy: float = 2.0) -> tuple[int, int, int]:
+    """The default mask block (voxels, z, y, x) for a training patch.
 
-    For anisotropic voxels (z coarser than y/x) the z block is ``by * vy / vz`` sections, at least 1, so blocks are
-    roughly isotropic in nm.
+    * **Anisotropic voxels** (sections at least ``section_anisotropy`` times thicker than the in-plane pixel, as in
+      serial-section EM): whole sections, ``(1, Y, X)``. Each complementary view then sees a random half of the
+      patch's sections and must infer the other half from the sections above and below them (the inter-section
+      consistency of DA-ISC, as a MaskTwins mask). On both real directions of the adaptation study this beat
+      in-plane blocks (BENCHMARKS.md, "Whole-section masks").
+    * Otherwise a block about ``fraction`` of the in-plane patch side, with the same physical size in z where the
+      voxel size is known (``by * vy / vz`` sections, at least 1), else the same fraction of the z side.
     """
     by = max(1, round(patch_size[1] * fraction))
     bx = max(1, round(patch_size[2] * fraction))
     if voxel_size is None:
         bz = max(1, round(patch_size[0] * fraction))
+    elif voxel_size[0] >= section_anisotropy * min(voxel_size[1], voxel_size[2]):
+        return (1, int(patch_size[1]), int(patch_size[2]))
     else:
         bz = max(1, round(by * voxel_size[1] / voxel_size[0]))
     return (min(bz, patch_size[0]), min(by, patch_size[1]), min(bx, patch_size[2]))

@@ -30,6 +30,7 @@ import torch
 from .._version import __version__
 from ..config import Config
 from ..data.dataset import PatchDataset, StepSampler
+from ..data.grid import training_voxel_size
 from ..data.normalize import (normalization_metadata, normalize, statistics_for, volume_statistics,
                               with_reference)
 from ..data.transforms import build_transforms, random_inplane_affine
@@ -37,7 +38,7 @@ from ..devices import resolve_device, unwrap
 from ..errors import ConfigError, InputError, TrainingDiverged
 from ..io import Volume, open_volume
 from ..methods import EMATeacher, build_method
-from ..models import STARTER, build_network, export_model, load_model, required_divisor
+from ..models import STARTER, build_network, export_model, fast_activations, load_model, required_divisor
 from ..precision import autocast, autocast_dtype
 from .checkpoint import FORKABLE_CHANGES, config_differences, load_checkpoint, save_checkpoint
 from .distributed import DistContext
@@ -187,11 +188,8 @@ class Trainer:
         self.dist.init(self.device)
         # validate all inputs before anything is written
         self.vols = self.volumes or open_training_volumes(cfg)
-        self.voxel_size = tuple(cfg.data.voxel_size or self.vols.source_image.voxel_size or ()) or None
-        if self.voxel_size is None:
-            raise ConfigError(f"{self.vols.source_image.path}: source voxel size unknown; set source.voxel_size "
-                              "or data.voxel_size (nm, z, y, x)")
         self.patch_size = tuple(cfg.data.patch_size)
+        self.voxel_size = self.training_grid()
         self.check_patch_size()
         self.build_datasets()
         self.method = build_method(cfg.method, cfg.model.head, cfg.data.augment, self.patch_size, self.voxel_size,
@@ -218,6 +216,24 @@ class Trainer:
         self._accum: dict[str, torch.Tensor] = {}
         if self.fork_from is not None and self.step == self.adapt_start:
             self.validate(self.step)  # the shared source-trained start of the adaptation (logged, not selectable)
+
+    def training_grid(self) -> tuple:
+        """The training voxel size: ``data.voxel_size``; else a fine-tuned model's own grid; else the default rule of
+        :func:`~masktwins_bio.data.grid.training_voxel_size` for the source and target voxel sizes."""
+        cfg, v = self.cfg, self.vols
+        if cfg.data.voxel_size:
+            return tuple(cfg.data.voxel_size)
+        if cfg.train.init:
+            given = cfg.train.init
+            return tuple(load_model(given if Path(given).exists() or given == STARTER
+                                    else cfg.resolve_path(given)).voxel_size)
+        if v.source_image.voxel_size is None:
+            raise ConfigError(f"{v.source_image.path}: source voxel size unknown; set source.voxel_size "
+                              "or data.voxel_size (nm, z, y, x)")
+        if v.target_image.voxel_size is None:
+            raise ConfigError(f"{v.target_image.path}: target voxel size unknown; set target.voxel_size "
+                              "or data.voxel_size (nm, z, y, x)")
+        return training_voxel_size(v.source_image.voxel_size, v.target_image.voxel_size, self.patch_size)
 
     @property
     def adapt_start(self) -> int:
@@ -294,7 +310,7 @@ class Trainer:
             except RuntimeError:
                 raise ConfigError(f"train.init {self.cfg.train.init}: its architecture differs from model "
                                   "(use the same model section as the run that produced it)") from None
-        net.to(self.device)
+        net = fast_activations(net).to(self.device)  # same values, a cheaper backward (after loading: same keys)
         self.teacher = EMATeacher(net, self.cfg.method.ema_alpha)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP

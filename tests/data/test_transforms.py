@@ -7,7 +7,8 @@ import torch
 
 from masktwins_bio.config import AugmentConfig
 from masktwins_bio.data.transforms import (RandMisalignd, RandMissingSectiond, RandSectionBlurd, build_transforms,
-                                           geometric_transforms, reseed, strong_intensity_augment)
+                                           geometric_transforms, reseed, source_intensity_transforms,
+                                           strong_intensity_augment)
 
 
 def item():
@@ -47,6 +48,29 @@ def test_transpose_z_only_for_isotropic_cubic():
     names = lambda ts: [type(t).__name__ for t in ts]  # noqa: E731
     assert "RandTransposeZd" not in names(geometric_transforms(AugmentConfig(), (40, 8, 8), (16, 64, 64)))
     assert "RandTransposeZd" in names(geometric_transforms(AugmentConfig(), (8, 8, 8), (32, 32, 32)))
+
+
+def test_histogram_shift_remaps_source_intensities_monotonically_and_only_when_asked():
+    names = lambda cfg: [type(t).__name__ for t in source_intensity_transforms(cfg)]  # noqa: E731
+    assert "RandHistogramShiftd" in names(AugmentConfig())  # on by default (p = 0.5)
+    assert "RandHistogramShiftd" not in names(AugmentConfig(histogram_shift_prob=0))  # off: the old draws exactly
+    only_shift = AugmentConfig(histogram_shift_prob=1.0, intensity_prob=0, blur_prob=0, missing_section_prob=0,
+                               section_blur_prob=0, misalign_prob=0)
+    assert names(only_shift)[0] == "RandHistogramShiftd"
+    tf = build_transforms(only_shift.model_copy(update={"flip": False, "rot90": False}), (40, 8, 8), (6, 16, 16),
+                          intensity=True)
+    d = item()
+    changed = 0
+    for i in range(5):
+        reseed(tf, 0, i)
+        out = tf(dict(d))
+        order = d["image"].flatten().argsort()
+        assert (out["image"].flatten()[order].diff() >= -1e-5).all()  # darker stays darker
+        assert torch.equal(out["label"], d["label"])  # labels untouched
+        changed += not torch.allclose(out["image"], d["image"])
+    assert changed == 5
+    with pytest.raises(ValueError, match="control points"):
+        AugmentConfig(histogram_points=(2, 4))
 
 
 def test_reseed_makes_augmentation_reproducible():

@@ -17,8 +17,13 @@ def test_build_experiment_fits_patch_and_reads_voxel_sizes(tiny_pair, tmp_path):
     cfg = build_experiment(tiny_pair / "source.zarr", tiny_pair / "source_labels.zarr", tiny_pair / "target.zarr",
                            tiny_pair / "target.zarr", tiny_pair / "target_labels.zarr", steps=7, device="cpu",
                            out_dir=tmp_path / "bench")
-    assert cfg.data.voxel_size == pytest.approx((40, 8, 8))  # from the OME-Zarr metadata
-    assert cfg.data.patch_size[0] <= 12 and cfg.data.patch_size[1] <= 64  # shrunk to the smallest volume
+    # the OME-Zarr metadata (40 x 8 x 8 nm both) and the grid rule: 96-pixel CPU patches at 12 nm
+    assert cfg.data.voxel_size == pytest.approx((40, 12, 12))
+    assert cfg.data.patch_size[0] <= 12 and cfg.data.patch_size[1] <= 64 * 8 / 12  # shrunk to the smallest volume
+    given = build_experiment(tiny_pair / "source.zarr", tiny_pair / "source_labels.zarr", tiny_pair / "target.zarr",
+                             tiny_pair / "target.zarr", tiny_pair / "target_labels.zarr", voxel_size=(40, 8, 8),
+                             out_dir=tmp_path / "given")
+    assert given.data.voxel_size == pytest.approx((40, 8, 8))  # --voxel-size wins
     assert cfg.train.steps == 7 and cfg.train.device == "cpu"
     assert cfg.target.eval.labels.endswith("target_labels.zarr")
 

@@ -60,9 +60,16 @@ def test_random_pair_is_independent():
     assert 0.2 < overlap < 0.3  # independent: P(both kept) = 0.25, unlike the complementary pair (0)
 
 
-def test_default_block_is_anisotropic():
-    assert default_mask_block((16, 128, 128), (40, 5, 5)) == (2, 16, 16)
-    assert default_mask_block((32, 64, 64), (8, 8, 8)) == (8, 8, 8)
+@pytest.mark.parametrize("patch, voxel_size, block", [
+    ((8, 96, 96), (40, 8, 8), (1, 96, 96)),        # serial-section EM: whole sections
+    ((16, 256, 256), (30, 8, 8), (1, 256, 256)),   # MitoEM-like, GPU patch
+    ((16, 128, 128), (16, 8, 8), (1, 128, 128)),   # exactly 2x: still sections
+    ((16, 128, 128), (12, 8, 8), (11, 16, 16)),    # mildly anisotropic: blocks of ~ the in-plane size in nm
+    ((32, 64, 64), (8, 8, 8), (8, 8, 8)),          # isotropic (FIB-SEM, Lucchi)
+    ((32, 64, 64), None, (4, 8, 8)),               # unknown voxel size: 1/8 of each side
+])
+def test_default_block_follows_the_anisotropy(patch, voxel_size, block):
+    assert default_mask_block(patch, voxel_size) == block
 
 
 def test_bad_arguments():

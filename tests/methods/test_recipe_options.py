@@ -147,3 +147,29 @@ def test_lambdas_scale_their_terms():
     a, b = terms(lambda_cm=0.1, lambda_target=1.0), terms(lambda_cm=0.2, lambda_target=3.0)
     assert float(b["loss_consistency"]) == pytest.approx(2 * float(a["loss_consistency"]), rel=1e-5)
     assert float(b["loss_pseudo"]) == pytest.approx(3 * float(a["loss_pseudo"]), rel=1e-5)
+
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_teacher_flips_average_the_predictions_on_the_flipped_patch(head):
+    """``method.teacher_tta: flips``: the pseudo-label probabilities are the mean over the patch and its three
+    in-plane flips, mapped back; a flip-equivariant teacher gives its plain prediction."""
+    channels = 2 if head == "softmax" else 1
+    x = torch.randn(2, 1, 2, 6, 6)
+
+    def ramp(t):  # not flip-equivariant: the foreground evidence grows to the right
+        r = torch.arange(t.shape[-1], dtype=t.dtype).view(1, 1, 1, 1, -1)
+        fg = t + r - 2.5
+        return torch.cat([torch.zeros_like(fg), fg], 1) if channels == 2 else fg
+
+    def p_fg(lg):
+        return torch.sigmoid(lg[:, 0]) if head == "sigmoid" else torch.softmax(lg, 1)[:, 1]
+
+    plain = build_method(MethodConfig(name="masktwins"), head, AugmentConfig(), (2, 6, 6), (40, 8, 8))
+    tta = build_method(MethodConfig(name="masktwins", teacher_tta="flips"), head, AugmentConfig(), (2, 6, 6),
+                       (40, 8, 8))
+    assert torch.equal(plain.teacher_logits(ramp, x), ramp(x))
+    expected = sum(p_fg(ramp(x.flip(d) if d else x)).flip(d) if d else p_fg(ramp(x))
+                   for d in [(), (-1,), (-2,), (-2, -1)]) / 4
+    torch.testing.assert_close(p_fg(tta.teacher_logits(ramp, x)), expected, atol=1e-5, rtol=1e-5)
+    same = lambda t: torch.cat([torch.zeros_like(t), t], 1) if channels == 2 else t  # noqa: E731 - equivariant
+    torch.testing.assert_close(p_fg(tta.teacher_logits(same, x)), p_fg(same(x)), atol=1e-5, rtol=1e-5)

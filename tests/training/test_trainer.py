@@ -134,3 +134,17 @@ def test_nan_loss_is_one_line_and_keeps_the_checkpoint(tiny_config, capsys):
     assert "train.lr too high" in err
     if "last good checkpoint" in err:  # diverged after a checkpoint: it is still loadable
         assert (run / "last.pt").exists()
+
+
+def test_the_default_training_grid_and_a_fine_tuned_models_own(tiny_config, tmp_path):
+    """``data.voxel_size: null``: the grid rule (8 nm data, 32-pixel patches -> 1.5x coarser, the cap); with
+    ``train.init`` the start model's grid, whatever the rule would say; an explicit grid is kept."""
+    path, _ = tiny_config(data={"voxel_size": None}, train={"steps": 2, "val_every": 2})
+    assert load_model(train(load_config(path), progress=False).model_path).voxel_size == (40, 12, 12)
+    path, _ = tiny_config(train={"steps": 2, "val_every": 2})
+    explicit = train(load_config(path), run_dir=tmp_path / "explicit", progress=False)
+    assert load_model(explicit.model_path).voxel_size == (40, 8, 8)
+    path, _ = tiny_config(data={"voxel_size": None},
+                          train={"steps": 2, "val_every": 2, "init": str(explicit.model_path)})
+    tuned = train(load_config(path), run_dir=tmp_path / "tuned", progress=False)
+    assert load_model(tuned.model_path).voxel_size == (40, 8, 8)

@@ -34,7 +34,9 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, PushButton, SpinBox, TextEdit
 
 from ...config import config_from_dict, load_config
+from ...devices import resolve_device
 from ...errors import InputError
+from ...experiments.harness import preset_recipe
 from ...inference import predict
 from ...io import open_volume
 from ...models import load_model
@@ -69,7 +71,6 @@ def method_choices() -> list[tuple[str, str]]:
 
 
 METHODS = method_choices()  # the built-in menu (kept for compatibility)
-DEFAULT_PATCH = (16, 96, 96)
 PREVIEW_MAX_YX = 512
 PREVIEW_LAYER = "adapt preview"
 
@@ -117,13 +118,15 @@ class AdaptWidget(JobPanel):
         self.target_gt = layer_picker(viewer, ["labels"], "Target GT (eval)",
                                       "optional target labels, used only to report metrics, never for training")
         self.method = ComboBox(label="Method", choices=method_choices(), value="masktwins")
-        self.steps = SpinBox(label="Steps", value=500, min=1, max=10**7,
-                             tooltip="optimiser steps in all; without a start model the first half trains on the "
-                                     "source only (method.adapt_from_step: auto)")
-        self.val_every = SpinBox(label="Validate every", value=50, min=1, max=10**7,
+        cpu = preset_recipe("cpu")
+        self.steps = SpinBox(label="Steps", value=cpu["train"]["steps"], min=1, max=10**7,
+                             tooltip="optimiser steps in all (default: the CPU preset of masktwins-bio benchmark, "
+                                     "about 10 min on 2 CPU cores); without a start model the first half trains on "
+                                     "the source only (method.adapt_from_step: auto)")
+        self.val_every = SpinBox(label="Validate every", value=cpu["train"]["val_every"], min=1, max=10**7,
                                  tooltip="steps between label-free validations (and previews)")
         self.patch_size = LineEdit(label="Patch size", value="",
-                                   tooltip="z,y,x voxels; blank: the start model's, else 16,96,96")
+                                   tooltip="z,y,x voxels; blank: the start model's, else the preset's (16,96,96; 16,256,256 on a GPU)")
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value="auto")
         self.extra = LineEdit(label="Extra settings", value="",
                               tooltip="config overrides as in 'masktwins-bio train --set', separated by ';', "
@@ -398,7 +401,10 @@ class AdaptWidget(JobPanel):
             return layer_spec(layer, kind, vol.voxel_size, project, log=lambda line: emit("log", line))
 
         v = volumes
-        data: dict = {"patch_size": list(patch or DEFAULT_PATCH)}
+        # the recipe of masktwins-bio benchmark's preset for this device and budget (network, batches, warm-up,
+        # teacher decay); the training grid, masks and augmentation are the schema's defaults, as there
+        recipe = preset_recipe("gpu" if resolve_device(device).type == "cuda" else "cpu", steps)
+        data: dict = {"patch_size": list(patch or recipe["data"]["patch_size"])}
         cfg: dict = {
             "name": name,
             "source": {"image": spec(v.source_image, "source image", "image"),
@@ -407,9 +413,12 @@ class AdaptWidget(JobPanel):
             "target": {"image": spec(v.target_image, "target image", "image"),
                        "voxel_size": list(v.target_image.voxel_size)},
             "data": data,
-            "method": {"name": method},
+            "model": recipe["model"],
+            "method": {**recipe["method"], "name": method},
             # checkpoints at every validation, so a stopped (or crashed) run can be resumed close to where it was
-            "train": {"steps": steps, "val_every": min(val_every, steps), "log_every": max(1, min(10, val_every)),
+            "train": {"batch_source": recipe["train"]["batch_source"], "batch_target": recipe["train"]["batch_target"],
+                      "warmup_steps": recipe["train"]["warmup_steps"], "steps": steps,
+                      "val_every": min(val_every, steps), "log_every": max(1, min(10, val_every)),
                       "checkpoint_every": min(val_every, steps), "device": device},
         }
         if init is not None:
