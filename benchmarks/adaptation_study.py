@@ -77,6 +77,20 @@ ROWS: dict[str, tuple[str, list[str], bool]] = {
     "adapt_3000": ("masktwins", ["method.adapt_from_step=3000"], False),
     # a faster-converging source recipe, shared by every method (its own prefix)
     "lr_2e-3": ("source_only,masktwins", ["train.lr=0.002"], False),
+    # source recipe x network / context (sixth session): each trains its own prefix
+    "src_dynunet": ("source_only,masktwins", ["model.name=dynunet"], False),
+    "src_patch_128": ("source_only,masktwins", ["data.patch_size=[8,128,128]"], False),
+    "src_grid_12nm": ("source_only,masktwins", ["data.voxel_size=[40,12,12]"], False),
+    "src_grid_10nm": ("source_only,masktwins", ["data.voxel_size=[40,10,10]"], False),
+    "src_hist_shift": ("source_only,masktwins", ["data.augment.histogram_shift_prob=0.5"], False),
+    "src_fg_0.1": ("source_only,masktwins", ["data.foreground_fraction=0.1"], False),
+    # the adaptation recipe on top of whole-section masks (the default for anisotropic voxels since the sixth
+    # session), forked from base
+    "views_3_sections": ("masktwins", ["method.num_views=3"], True),
+    "lambda_target_2": ("masktwins", ["method.lambda_target=2"], True),
+    "keep_0.3": ("masktwins", ["method.keep_ratio=0.3"], True),
+    "pseudo_ce": ("masktwins", ["method.pseudo_loss=ce"], True),
+    "teacher_flips": ("masktwins", ["method.teacher_tta=flips"], True),
 }
 
 
@@ -86,7 +100,7 @@ def data_root() -> Path:
 
 
 def command(direction: str, row: str, seeds: str, out: Path, extra: list[str],
-            methods: str | None = None) -> list[str]:
+            methods: str | None = None, fork_from: str | None = None, voxel_size: str | None = None) -> list[str]:
     d, root = DIRECTIONS[direction], data_root()
     row_methods, sets, fork = ROWS[row]
     methods = methods or row_methods
@@ -96,10 +110,13 @@ def command(direction: str, row: str, seeds: str, out: Path, extra: list[str],
            "--source-voxel-size", d["source_vs"], "--source-label-threshold", d["source_thr"],
            "--target-image", str(tgt / d["image"]), "--target-voxel-size", d["target_vs"],
            "--test-labels", str(tgt / d["target_labels"]), "--test-label-threshold", d["target_thr"],
-           "--voxel-size", "40,8,8", "--methods", methods, "--seeds", seeds, "--device", "cpu",
+           "--methods", methods, "--seeds", seeds, "--device", "cpu",
            "--out", str(out / direction / row), "--no-progress"]
+    if voxel_size:  # the training grid; default: the harness's rule (40 x 12 x 12 nm for both directions)
+        cmd += ["--voxel-size", voxel_size]
     if fork:
-        cmd += ["--prefix-from", str(out / direction / "base")]
+        prefix = fork_from.format(direction=direction) if fork_from else out / direction / "base"
+        cmd += ["--prefix-from", str(prefix)]
     for s in sets + extra:
         cmd += ["--set", s]
     return cmd
@@ -177,6 +194,11 @@ def main() -> int:
                     "(rows stopped early or grown by several invocations)")
     ap.add_argument("--jobs", type=int, default=1, help="directions trained at once, the CPU threads split between "
                     "them (2 on a 2-core machine: ~1.4x the throughput)")
+    ap.add_argument("--fork-from", metavar="TEMPLATE", help="forking rows fork from this comparison folder instead of "
+                    "<out>/<direction>/base, e.g. 'runs/study/{direction}/src_grid_12nm' (give that row's settings "
+                    "with --set too: a fork must share every setting but the method's)")
+    ap.add_argument("--voxel-size", metavar="Z,Y,X", help="training grid in nm (default: the harness's rule, "
+                    "40,12,12 here; the rows of the sessions before 2026-12-06 used 40,8,8)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = ap.parse_args()
     if args.report:
@@ -189,7 +211,7 @@ def main() -> int:
     for row in rows:
         if row not in ROWS:
             ap.error(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
-    cmds = [command(d, row, args.seeds, args.out, args.extra, args.methods)
+    cmds = [command(d, row, args.seeds, args.out, args.extra, args.methods, args.fork_from, args.voxel_size)
             for row in rows for d in args.directions.split(",")]
     for cmd in cmds:
         print(shlex.join(cmd), flush=True)

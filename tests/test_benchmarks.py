@@ -57,6 +57,13 @@ def test_adaptation_study_dry_run_and_report(tmp_path):
     assert len(cmds) == 4 and all(c.startswith("masktwins-bio benchmark ") for c in cmds), out
     assert all("--methods source_only,masktwins" in c for c in cmds), out
     assert "--prefix-from" not in cmds[0] and f"--prefix-from {tmp_path / 'vnc2fafb' / 'base'}" in cmds[2], out
+    assert "--voxel-size" not in cmds[0]  # the harness's grid rule unless given
+    out = subprocess.run(
+        [sys.executable, str(study), "--rows", "cm_1", "--out", str(tmp_path), "--voxel-size", "40,8,8",
+         "--fork-from", "elsewhere/{direction}/grid", "--dry-run"], capture_output=True, text=True, timeout=60,
+        check=True).stdout
+    assert all("--voxel-size 40,8,8" in c and "--prefix-from elsewhere/" in c for c in out.strip().splitlines())
+    assert "--prefix-from elsewhere/fafb2vnc/grid" in out, out
     row = tmp_path / "fafb2vnc" / "base"
     row.mkdir(parents=True)
     (row / "comparison.json").write_text(
