@@ -9,8 +9,9 @@ Prints three ratios (each from interleaved repetitions on the same network, patc
    ``train_step``) reading patches lazily from OME-Zarr through DataLoader workers, versus the same step fed from
    batches already resident on the device. Target >= 0.95.
 3. Mask generation time / MaskTwins step time - the complementary masks on the batch's device. Target < 1 %.
-4. With several ``--amp`` settings (default on CPU: ``none,auto``, i.e. fp32 against bf16 where the CPU has native
-   bf16), both steps under each, interleaved, and the speed-up of each setting over the first one.
+4. With several ``--amp`` settings (default on CPU: ``none+native,none,auto``: the old code - fp32 with MONAI's
+   PReLU - then fp32 and bf16, where the CPU has native bf16, with the trainer's fast_activations), both steps under
+   each, interleaved, and the speed-up of each setting over the first one.
 5. With ``--concurrent N``: the throughput of a ladder on this machine, old setting against new - one process
    with all CPU threads under the first ``--amp`` setting and MONAI's own PReLU (``--native-prelu``, the code at
    issue 11's filing), against N processes at once (the threads split between them, as
@@ -86,8 +87,9 @@ def main() -> None:
     ap.add_argument("--batch-source", type=int, default=cpu["batch"][0])
     ap.add_argument("--batch-target", type=int, default=cpu["batch"][1])
     ap.add_argument("--workers", type=int, default=cpu["workers"])
-    ap.add_argument("--amp", default=None, help="comma-separated train.amp settings compared side by side "
-                                                "(default: none,auto on CPU, auto on CUDA)")
+    ap.add_argument("--amp", default=None, help="comma-separated train.amp settings compared side by side, each "
+                    "optionally '+native' (MONAI's own PReLU, the code before fast_activations); default on CPU: "
+                    "none+native,none,auto (the old code first), auto on CUDA")
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions per variant (after warm-up)")
     ap.add_argument("--block", type=int, default=4, help="consecutive steps per timed repetition")
     ap.add_argument("--size", default="small", help="synthetic data size (tiny/small/demo/large)")
@@ -116,14 +118,20 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mtb-bench-"))
     sample_data(work / "data", size=args.size, seed=0)
     device = torch.device(args.device)
-    amps = (args.amp or ("auto" if device.type == "cuda" else "none,auto")).split(",")
+    amps = (args.amp or ("auto" if device.type == "cuda" else "none+native,none,auto")).split(",")
 
+    import masktwins_bio.training.trainer as trainer_module
+
+    fast = trainer_module.fast_activations
     trainers = {}
-    for amp in amps:
+    for amp in amps:  # "<amp>+native": MONAI's own PReLU (the code before fast_activations)
+        setting, native = amp.split("+")[0], amp.endswith("+native")
+        trainer_module.fast_activations = (lambda net: net) if native or args.native_prelu else fast
         for method in ("source_only", "masktwins"):
-            tr = Trainer(make_config(work / "data", args, method, work / f"{method}-{amp}", amp), progress=False)
+            tr = Trainer(make_config(work / "data", args, method, work / f"{method}-{amp}", setting), progress=False)
             tr.setup()
             trainers[method, amp] = tr
+    trainer_module.fast_activations = fast
     mt = trainers["masktwins", amps[-1]]
     cached = [mt.next_batch(0) for _ in range(4)]  # resident batches for the in-memory variants
 
@@ -180,7 +188,7 @@ def main() -> None:
     for amp in amps:
         dt = trainers["masktwins", amp].autocast_dtype
         so, mtt = med["so", amp], med["mt", amp]
-        print(f"amp {amp:<5} ({str(dt).replace('torch.', '') if dt else 'fp32'}): source-only step {so * 1e3:8.1f} ms "
+        print(f"amp {amp:<11} ({str(dt).replace('torch.', '') if dt else 'fp32'}): source-only step {so * 1e3:8.1f} ms "
               f"({med['so', first] / so:.2f}x vs {first}), MaskTwins step {mtt * 1e3:8.1f} ms "
               f"({med['mt', first] / mtt:.2f}x vs {first}), ratio MaskTwins/source-only = {mtt / so:.2f}")
     print(f"step from Zarr loader   : {med['zarr'] * 1e3:9.1f} ms   rate ratio Zarr/in-memory = "

@@ -32,8 +32,9 @@ def test_train_step_benchmark_prints_fp32_and_auto_side_by_side():
     out = subprocess.run(
         [sys.executable, str(bench), "--size", "tiny", "--patch", "4,32,32", "--channels", "4,8,16",
          "--reps", "1", "--block", "1"], capture_output=True, text=True, timeout=600, check=True).stdout
-    assert re.search(r"amp none .*fp32.*source-only step", out), out
-    assert re.search(r"amp auto .*MaskTwins step .*x vs none", out), out
+    assert re.search(r"amp none\+native .*fp32.*source-only step", out), out  # the old code, first
+    assert re.search(r"amp none +\(fp32.*source-only step", out), out
+    assert re.search(r"amp auto .*MaskTwins step .*x vs none\+native", out), out
     assert "rate ratio Zarr/in-memory" in out and "mask/step" in out
 
 
