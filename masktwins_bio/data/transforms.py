@@ -54,7 +54,32 @@ __all__ = [
 ]
 
 
-class RandMissingSectiond(RandomizableTransform, MapTransform):
+class _RandSectionTransform(RandomizableTransform, MapTransform):
+    """A random change of whole z-sections, the same for every key: subclasses draw it in ``randomize(n_sections)``
+    and apply it to one (C, Z, Y, X) image in ``_apply`` (on a copy; patches with fewer than ``min_sections``
+    sections are left alone)."""
+
+    min_sections = 1
+
+    def __init__(self, keys, prob: float, allow_missing_keys: bool = False):
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+
+    def _apply(self, img: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        first = d[self.first_key(d)]
+        self.randomize(first.shape[1])
+        if not self._do_transform or first.shape[1] < self.min_sections:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = self._apply(d[key].clone())
+        return d
+
+
+class RandMissingSectiond(_RandSectionTransform):
     """Replace one random z-section of the image by a constant (0 = the normalised mean), as in lost/damaged sections.
 
     Args:
@@ -63,9 +88,10 @@ class RandMissingSectiond(RandomizableTransform, MapTransform):
         value: Fill value.
     """
 
+    min_sections = 2
+
     def __init__(self, keys, prob: float = 0.1, value: float = 0.0, allow_missing_keys: bool = False):
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob, allow_missing_keys)
         self.value = value
         self._z = 0
 
@@ -73,26 +99,17 @@ class RandMissingSectiond(RandomizableTransform, MapTransform):
         super().randomize(None)
         self._z = int(self.R.randint(0, max(1, n_sections)))
 
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
-        d = dict(data)
-        first = d[self.first_key(d)]
-        self.randomize(first.shape[1])
-        if not self._do_transform or first.shape[1] < 2:
-            return d
-        for key in self.key_iterator(d):
-            img = d[key].clone()
-            img[:, self._z] = self.value
-            d[key] = img
-        return d
+    def _apply(self, img: torch.Tensor) -> torch.Tensor:
+        img[:, self._z] = self.value
+        return img
 
 
-class RandSectionBlurd(RandomizableTransform, MapTransform):
+class RandSectionBlurd(_RandSectionTransform):
     """Blur one random z-section in-plane (out-of-focus section), sigma in voxels."""
 
     def __init__(self, keys, prob: float = 0.1, sigma: tuple[float, float] = (1.0, 3.0),
                  allow_missing_keys: bool = False):
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob, allow_missing_keys)
         self.sigma = sigma
         self._z, self._s = 0, 1.0
 
@@ -101,17 +118,9 @@ class RandSectionBlurd(RandomizableTransform, MapTransform):
         self._z = int(self.R.randint(0, max(1, n_sections)))
         self._s = float(self.R.uniform(*self.sigma))
 
-    def __call__(self, data):
-        d = dict(data)
-        first = d[self.first_key(d)]
-        self.randomize(first.shape[1])
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            img = d[key].clone()
-            img[:, self._z] = _blur2d(img[:, self._z : self._z + 1], self._s)[:, 0]
-            d[key] = img
-        return d
+    def _apply(self, img: torch.Tensor) -> torch.Tensor:
+        img[:, self._z] = _blur2d(img[:, self._z : self._z + 1], self._s)[:, 0]
+        return img
 
 
 def _gaussian_kernel1d(sigma: float, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -131,15 +140,16 @@ def _blur2d(img: torch.Tensor, sigma: float) -> torch.Tensor:
     return x.reshape(img.shape)
 
 
-class RandMisalignd(RandomizableTransform, MapTransform):
+class RandMisalignd(_RandSectionTransform):
     """Shift all sections above a random z by a few voxels in-plane (serial-section misalignment).
 
     Applied to image and label alike, so the label stays correct.
     """
 
+    min_sections = 2
+
     def __init__(self, keys, prob: float = 0.05, max_shift: int = 4, allow_missing_keys: bool = False):
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob, allow_missing_keys)
         self.max_shift = max_shift
         self._z, self._dy, self._dx = 0, 0, 0
 
@@ -148,17 +158,9 @@ class RandMisalignd(RandomizableTransform, MapTransform):
         self._z = int(self.R.randint(1, max(2, n_sections)))
         self._dy, self._dx = (int(v) for v in self.R.randint(-self.max_shift, self.max_shift + 1, size=2))
 
-    def __call__(self, data):
-        d = dict(data)
-        first = d[self.first_key(d)]
-        self.randomize(first.shape[1])
-        if not self._do_transform or first.shape[1] < 2:
-            return d
-        for key in self.key_iterator(d):
-            img = d[key].clone()
-            img[:, self._z :] = torch.roll(img[:, self._z :], shifts=(self._dy, self._dx), dims=(-2, -1))
-            d[key] = img
-        return d
+    def _apply(self, img: torch.Tensor) -> torch.Tensor:
+        img[:, self._z :] = torch.roll(img[:, self._z :], shifts=(self._dy, self._dx), dims=(-2, -1))
+        return img
 
 
 class RandTransposeZd(RandomizableTransform, MapTransform):
