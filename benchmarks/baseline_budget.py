@@ -60,6 +60,7 @@ def main() -> int:
     if not (args.old_checkout / "masktwins_bio" / "cli.py").exists():
         ap.error(f"--old-checkout {args.old_checkout}: no masktwins_bio/cli.py there; create it with "
                  "'git worktree add DIR 1335fe4'")
+    args.out = args.out.resolve()  # the old checkout runs in its own folder
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         old_out, new_out = (args.out / kind / f"seed{seed}" for kind in ("old", "new"))
