@@ -174,7 +174,7 @@ class SegResNetSpec(_LibrarySpec):
 class _FastPReLU(nn.PReLU):
     """``nn.PReLU`` computed as ``relu(x) - w * relu(-x)``: the same values (bit for bit in the forward pass), but
     autograd's ReLU backward replaces ATen's PReLU backward, which on the CPU in bf16 took 17 % of a training step
-    (``benchmarks/train_step.py``). Same parameters and state-dict keys, so exported models are plain MONAI ones."""
+    in a ``torch.profiler`` profile (``benchmarks/train_step.py`` times the step with and without the swap). Same parameters and state-dict keys, so exported models are plain MONAI ones."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.to(x.dtype)

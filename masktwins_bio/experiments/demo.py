@@ -45,8 +45,8 @@ def demo_config(data_dir: str = "data", run_dir: str = "runs/demo", steps: int =
                    "eval": {"image": "target/raw.zarr", "labels": "target_groundtruth/mito.zarr"}},
         "data": {"voxel_size": [40, 8, 8], "patch_size": [16, 64, 64], "foreground_fraction": 0.5},
         "model": {"name": "unet", "channels": [8, 16, 32, 64], "num_res_units": 1},
-        # 2 x 8 x 8 blocks, not the whole sections the default gives 40 nm sections: the synthetic volumes have no
-        # section-to-section changes to learn from and whole-section views lost to source-only there (BENCHMARKS.md)
+        # 2 x 8 x 8 blocks, not the whole sections the default gives 40 nm sections: on these synthetic volumes
+        # whole-section views lost to source-only (BENCHMARKS.md, "Demo"); on real ssTEM they win
         "method": {"name": "masktwins", "ema_alpha": 0.99, "lambda_cm": 0.1, "pseudo_loss": "dice_ce",
                    "mask_block": [2, 8, 8]},
         "train": {"steps": steps, "batch_source": 2, "batch_target": 2, "lr": 0.002, "warmup_steps": 20,

@@ -16,6 +16,7 @@ Outputs in the run directory: ``config.yaml`` (resolved) + ``config_hash``, ``lo
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import shutil
@@ -224,9 +225,7 @@ class Trainer:
         if cfg.data.voxel_size:
             return tuple(cfg.data.voxel_size)
         if cfg.train.init:
-            given = cfg.train.init
-            return tuple(load_model(given if Path(given).exists() or given == STARTER
-                                    else cfg.resolve_path(given)).voxel_size)
+            return tuple(self.init_model.voxel_size)
         if v.source_image.voxel_size is None:
             raise ConfigError(f"{v.source_image.path}: source voxel size unknown; set source.voxel_size "
                               "or data.voxel_size (nm, z, y, x)")
@@ -234,6 +233,13 @@ class Trainer:
             raise ConfigError(f"{v.target_image.path}: target voxel size unknown; set target.voxel_size "
                               "or data.voxel_size (nm, z, y, x)")
         return training_voxel_size(v.source_image.voxel_size, v.target_image.voxel_size, self.patch_size)
+
+    @functools.cached_property
+    def init_model(self):
+        """The model ``train.init`` names (a path, relative to the config, or the starter), loaded once: it gives
+        both the training grid and the start weights."""
+        given = self.cfg.train.init
+        return load_model(given if Path(given).exists() or given == STARTER else self.cfg.resolve_path(given))
 
     @property
     def adapt_start(self) -> int:
@@ -303,10 +309,8 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         net = build_network(self.cfg.model, self.voxel_size, self.patch_size)
         if self.cfg.train.init:
-            given = self.cfg.train.init
-            init = load_model(given if Path(given).exists() or given == STARTER else self.cfg.resolve_path(given))
             try:
-                net.load_state_dict(init.network.state_dict())
+                net.load_state_dict(self.init_model.network.state_dict())
             except RuntimeError:
                 raise ConfigError(f"train.init {self.cfg.train.init}: its architecture differs from model "
                                   "(use the same model section as the run that produced it)") from None

@@ -36,7 +36,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, 
 from ...config import config_from_dict, load_config
 from ...devices import resolve_device
 from ...errors import InputError
-from ...experiments.harness import preset_recipe
+from ...experiments.harness import PRESETS, preset_recipe
 from ...inference import predict
 from ...io import open_volume
 from ...models import load_model
@@ -120,13 +120,15 @@ class AdaptWidget(JobPanel):
         self.method = ComboBox(label="Method", choices=method_choices(), value="masktwins")
         cpu = preset_recipe("cpu")
         self.steps = SpinBox(label="Steps", value=cpu["train"]["steps"], min=1, max=10**7,
-                             tooltip="optimiser steps in all (default: the CPU preset of masktwins-bio benchmark, "
-                                     "about 10 min on 2 CPU cores); without a start model the first half trains on "
-                                     "the source only (method.adapt_from_step: auto)")
+                             tooltip="optimiser steps in all (default: the CPU preset of masktwins-bio benchmark); "
+                                     "without a start model the first half trains on the source only "
+                                     "(method.adapt_from_step: auto)")
         self.val_every = SpinBox(label="Validate every", value=cpu["train"]["val_every"], min=1, max=10**7,
                                  tooltip="steps between label-free validations (and previews)")
         self.patch_size = LineEdit(label="Patch size", value="",
-                                   tooltip="z,y,x voxels; blank: the start model's, else the preset's (16,96,96; 16,256,256 on a GPU)")
+                                   tooltip="z,y,x voxels; blank: the start model's, else the preset's ("
+                                           + "; ".join(f"{','.join(map(str, p['patch']))} on a {k.upper()}"
+                                                       for k, p in PRESETS.items()) + ")")
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value="auto")
         self.extra = LineEdit(label="Extra settings", value="",
                               tooltip="config overrides as in 'masktwins-bio train --set', separated by ';', "
