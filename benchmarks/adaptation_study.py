@@ -91,6 +91,12 @@ ROWS: dict[str, tuple[str, list[str], bool]] = {
     "keep_0.3": ("masktwins", ["method.keep_ratio=0.3"], True),
     "pseudo_ce": ("masktwins", ["method.pseudo_loss=ce"], True),
     "teacher_flips": ("masktwins", ["method.teacher_tta=flips"], True),
+    # CE pseudo-labels shrink the foreground (right where the source over-segments, a collapse where it
+    # under-segments); class-balanced thresholds are class-balanced self-training's remedy for that drift
+    "pseudo_ce_cb_0.8": ("masktwins", ["method.pseudo_loss=ce", "method.weight_mode=class_balanced",
+                                       "method.class_keep=0.8"], True),
+    "pseudo_ce_cb_0.5": ("masktwins", ["method.pseudo_loss=ce", "method.weight_mode=class_balanced",
+                                       "method.class_keep=0.5"], True),
 }
 
 

@@ -107,7 +107,7 @@ def main() -> None:
     if args.native_prelu:
         import masktwins_bio.training.trainer as trainer_module
 
-        trainer_module.fast_activations = lambda net: net  # the network exactly as MONAI builds it
+        trainer_module.fast_activations = lambda net, **_: net  # the network exactly as MONAI builds it
     if args.concurrent:
         concurrent(args)
         return
@@ -128,7 +128,7 @@ def main() -> None:
     trainers = {}
     for amp in amps:  # "<amp>+native": MONAI's own PReLU (the code before fast_activations)
         setting, native = amp.split("+")[0], amp.endswith("+native")
-        trainer_module.fast_activations = (lambda net: net) if native or args.native_prelu else fast
+        trainer_module.fast_activations = (lambda net, **_: net) if native or args.native_prelu else fast
         for method in ("source_only", "masktwins"):
             tr = Trainer(make_config(work / "data", args, method, work / f"{method}-{amp}", setting), progress=False)
             tr.setup()

@@ -51,6 +51,31 @@ def test_fast_activations_change_no_value_gradient_or_key(name, channels, patch)
     net.load_state_dict(fast.state_dict())
 
 
+@pytest.mark.parametrize("name, channels, patch", CASES)
+def test_cpu_swap_runs_small_convolutions_channels_last_with_equal_values(name, channels, patch):
+    import copy
+
+    from masktwins_bio.models import SMALL_CONV_CHANNELS, _ChannelsLastConv3d
+
+    torch.manual_seed(0)
+    net = build_network(ModelConfig(name=name, channels=channels, num_res_units=1), (40, 8, 8), patch)
+    fast = fast_activations(copy.deepcopy(net), cpu=True)
+    assert list(fast.state_dict()) == list(net.state_dict())
+    small = [m for m in fast.modules() if isinstance(m, torch.nn.Conv3d)
+             and max(m.in_channels, m.out_channels) <= SMALL_CONV_CHANNELS]
+    assert small and all(type(m) is _ChannelsLastConv3d for m in small)  # every case has a 2-channel output unit
+    assert all(type(m) is not _ChannelsLastConv3d for m in fast.modules() if isinstance(m, torch.nn.Conv3d)
+               and m.in_channels > SMALL_CONV_CHANNELS)
+    x = torch.randn(2, 1, *patch)
+    a, b = net(x), fast(x)
+    assert b.is_contiguous()
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)  # the same sums in another order
+    a.square().mean().backward()
+    b.square().mean().backward()
+    for (k, p), q in zip(net.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-3, atol=1e-6, msg=k)
+
+
 def test_anisotropic_strides():
     assert default_strides((40, 8, 8), 3, (16, 128, 128)) == ((1, 2, 2), (1, 2, 2), (2, 2, 2))
     assert default_strides((8, 8, 8), 2, (32, 32, 32)) == ((2, 2, 2), (2, 2, 2))

@@ -314,7 +314,8 @@ class Trainer:
             except RuntimeError:
                 raise ConfigError(f"train.init {self.cfg.train.init}: its architecture differs from model "
                                   "(use the same model section as the run that produced it)") from None
-        net = fast_activations(net).to(self.device)  # same values, a cheaper backward (after loading: same keys)
+        # same values, a cheaper backward (after loading: same keys)
+        net = fast_activations(net, cpu=self.device.type == "cpu").to(self.device)
         self.teacher = EMATeacher(net, self.cfg.method.ema_alpha)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -326,8 +327,8 @@ class Trainer:
     def build_optimizer(self) -> None:
         t = self.cfg.train
         self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self._t_start = time.perf_counter()  # before the scheduler: LambdaLR evaluates lr_factor(0) at once
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
-        self._t_start = time.perf_counter()
 
     def lr_factor(self, step: int) -> float:
         """Warm-up then poly decay over the step budget, or over the time budget when ``train.max_minutes`` is set."""
