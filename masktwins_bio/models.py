@@ -186,7 +186,8 @@ class _FastPReLU(nn.PReLU):
 class _ChannelsLastConv3d(nn.Conv3d):
     """``nn.Conv3d`` run in the channels-last-3d layout and handed back contiguous. For a convolution with a handful of
     channels at full resolution (MONAI UNet's last 2 -> 2 unit) oneDNN's contiguous backward pass is 4-5x slower
-    than its channels-last one on the CPU (``benchmarks/train_step.py``); the layout changes the order of the
+    than its channels-last one on the CPU (BENCHMARKS.md, "Training step"; ``benchmarks/train_step.py`` times the
+    whole step with and without the swap); the layout changes the order of the
     floating-point sums, not the result beyond rounding. Same parameters and state-dict keys."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
