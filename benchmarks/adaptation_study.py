@@ -82,6 +82,8 @@ ROWS: dict[str, tuple[str, list[str], bool]] = {
     "src_patch_128": ("source_only,masktwins", ["data.patch_size=[8,128,128]"], False),
     "src_grid_12nm": ("source_only,masktwins", ["data.voxel_size=[40,12,12]"], False),
     "src_grid_10nm": ("source_only,masktwins", ["data.voxel_size=[40,10,10]"], False),
+    # more in-plane context than the default rule's 1.15 um (12 nm): 1.54 um per 96-pixel patch
+    "src_grid_16nm": ("source_only,masktwins", ["data.voxel_size=[40,16,16]"], False),
     "src_hist_shift": ("source_only,masktwins", ["data.augment.histogram_shift_prob=0.5"], False),
     "src_fg_0.1": ("source_only,masktwins", ["data.foreground_fraction=0.1"], False),
     # the adaptation recipe on top of whole-section masks (the default for anisotropic voxels since the sixth

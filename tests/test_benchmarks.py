@@ -90,3 +90,13 @@ def test_measure_memory_benchmark_runs_and_reports(tmp_path):
                           "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=600, check=True).stdout
     row = json.loads(out.strip().splitlines()[-1])
     assert row["rows"] > 0 and row["peak_rss_gib"] > 0 and row["shape"] == [16, 128, 128]
+
+
+def test_volume_cache_benchmark_runs_the_same_command_lazy_and_in_memory(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCH.parent / "volume_cache.py"), "--steps", "100", "--out", str(tmp_path),
+         "--dry-run"], capture_output=True, text=True, timeout=60, check=True).stdout
+    lazy, mem = out.strip().splitlines()
+    assert "--set data.cache_mb=0" in lazy and "cache_mb" not in mem, out
+    assert lazy.replace(" --set data.cache_mb=0", "").replace("lazy", "in_memory") == mem, out
+    assert "--steps 100" in mem and "--methods source_only,masktwins" in mem, out

@@ -173,6 +173,10 @@ class DataConfig(_Section):
             the model file); statistics are estimated per volume from a strided sample, so each domain is
             normalised by its own statistics.
         num_workers: DataLoader worker processes (0 loads in the main process).
+        cache_mb: Hold a training volume (image and labels, at the training voxel size and their stored data type)
+            in memory when it takes at most this many MiB, so that patches are sliced from memory instead of read
+            and resampled from storage at every step (the same values); ``0`` always reads lazily. Each domain
+            is checked on its own; larger volumes (a terabyte target) stay lazy.
         augment: Augmentation settings.
     """
 
@@ -181,6 +185,7 @@ class DataConfig(_Section):
     foreground_fraction: float = Field(0.5, ge=0, le=1)
     normalization: Literal["zscore", "percentile", "histogram"] = "zscore"
     num_workers: int = Field(0, ge=0)
+    cache_mb: float = Field(1024, ge=0)
     augment: AugmentConfig = AugmentConfig()
 
     _check_vs = field_validator("voxel_size")(lambda v: _positive_triple(v, "voxel_size"))

@@ -99,6 +99,10 @@ class PatchDataset(Dataset):
         seed: Seed of the patch stream.
         length: Nominal length (indices are unbounded in practice; the sampler decides).
         what: Name used in error messages (``source``, ``target``).
+        stats: Normalisation statistics (default: estimated from ``image``).
+        cache_bytes: Read the (resampled) image and labels into memory once when together they take at most this
+            many bytes (see :meth:`~masktwins_bio.io.Volume.in_memory`); patches are then the same values, sliced
+            from memory. ``0``: always lazy.
 
     Each item is ``{"image": (1, Z, Y, X) float32, "label": (1, Z, Y, X) float32 (0/1), "index": int}``
     (no ``label`` without labels).
@@ -107,13 +111,16 @@ class PatchDataset(Dataset):
     def __init__(self, image: Volume, patch_size: Sequence[int], voxel_size=None, labels: Optional[Volume] = None,
                  label_threshold: float = 1.0, foreground_fraction: float = 0.5, transform=None,
                  normalization: str = "zscore", seed: int = 0, length: int = 10**9, what: str = "source",
-                 stats: Optional[dict] = None):
+                 stats: Optional[dict] = None, cache_bytes: float = 0):
         if labels is not None and tuple(labels.shape) != tuple(image.shape):
             raise InputError(f"{labels.path}: label shape {labels.shape} differs from image shape {image.shape} "
                              f"({image.path}); labels must cover exactly the image volume")
         self.stats = stats or volume_statistics(image, seed=seed)
         self.image = prepare_volume(image, voxel_size, what)
         self.labels = prepare_volume(labels, voxel_size, what) if labels is not None else None
+        if self.image.nbytes + (self.labels.nbytes if self.labels is not None else 0) <= cache_bytes:
+            self.image = self.image.in_memory()
+            self.labels = self.labels.in_memory() if self.labels is not None else None
         self.patch_size = tuple(int(p) for p in patch_size)
         for axis, p, s in zip("zyx", self.patch_size, self.image.shape):
             if p > s:

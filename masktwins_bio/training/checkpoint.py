@@ -21,10 +21,11 @@ __all__ = ["save_checkpoint", "load_checkpoint", "config_differences", "CHECKPOI
            "FORKABLE_CHANGES"]
 
 CHECKPOINT_FORMAT = "masktwins-bio-checkpoint"
-# keys that may differ between the run being resumed and the resumed run
+# keys that may differ between the run being resumed and the resumed run (data.cache_mb: where patches are read
+# from, not their values; runs written before it existed lack it)
 RESUMABLE_CHANGES = {
     "train.steps", "train.log_every", "train.val_every", "train.checkpoint_every", "train.device", "run_dir",
-    "data.num_workers", "data_root", "name",
+    "data.num_workers", "data.cache_mb", "data_root", "name",
 }
 # what a run forked from another run's source-only prefix may change besides those: the adaptation method and the
 # settings that act only from method.adapt_from_step on (the teacher's decay acts from step 0, so it must match)

@@ -349,6 +349,7 @@ class Trainer:
     def build_datasets(self) -> None:
         cfg, v = self.cfg, self.vols
         aug = cfg.data.augment
+        cache = cfg.data.cache_mb * 2**20
         self.source_stats = volume_statistics(v.source_image, seed=cfg.seed * 1000 + 1)
         self.normalization = normalization_metadata(cfg.data.normalization, self.source_stats)
         self.source_ds = PatchDataset(
@@ -356,13 +357,13 @@ class Trainer:
             label_threshold=cfg.source.label_threshold, foreground_fraction=cfg.data.foreground_fraction,
             transform=build_transforms(aug, self.voxel_size, self.patch_size, intensity=True),
             normalization=cfg.data.normalization, seed=cfg.seed * 1000 + 1, what="source",
-            stats=with_reference(self.source_stats, self.normalization.get("reference")))
+            stats=with_reference(self.source_stats, self.normalization.get("reference")), cache_bytes=cache)
         self.target_ds = PatchDataset(
             v.target_image, self.patch_size, self.voxel_size,
             transform=build_transforms(aug, self.voxel_size, self.patch_size, intensity=False),
             normalization=cfg.data.normalization, seed=cfg.seed * 1000 + 2, what="target",
             stats=with_reference(volume_statistics(v.target_image, seed=cfg.seed * 1000 + 2),
-                                 self.normalization.get("reference")))
+                                 self.normalization.get("reference")), cache_bytes=cache)
 
     @property
     def source_foreground(self) -> float:

@@ -103,3 +103,25 @@ def test_patch_larger_than_volume(volumes):
     img, _, _ = volumes
     with pytest.raises(InputError, match=r"patch size \[32, 32, 32\] is larger than the source volume"):
         PatchDataset(img, (32, 32, 32))
+
+
+@pytest.mark.parametrize("voxel_size", [None, (40, 16, 16)])
+def test_a_cached_volume_gives_the_lazy_patches(volumes, voxel_size):
+    img, labels, _ = volumes
+    tf = build_transforms(AugmentConfig(), (40, 8, 8), (8, 24, 24), intensity=True)
+    lazy = PatchDataset(img, (8, 24, 24), voxel_size=voxel_size, labels=labels, transform=tf, seed=2)
+    cached = PatchDataset(img, (8, 24, 24), voxel_size=voxel_size, labels=labels, transform=tf, seed=2,
+                          cache_bytes=10**8)
+    assert isinstance(cached.image.array, np.ndarray) and isinstance(cached.labels.array, np.ndarray)
+    assert not isinstance(lazy.image.array, np.ndarray)
+    for i in range(6):
+        a, b = lazy[i], cached[i]
+        torch.testing.assert_close(a["image"], b["image"], atol=1e-4, rtol=0)
+        torch.testing.assert_close(a["label"], b["label"], atol=0, rtol=0)
+
+
+def test_a_volume_above_the_cache_budget_stays_lazy(volumes):
+    img, labels, _ = volumes
+    need = img.nbytes + labels.nbytes
+    assert not isinstance(PatchDataset(img, (8, 24, 24), labels=labels, cache_bytes=need - 1).image.array, np.ndarray)
+    assert isinstance(PatchDataset(img, (8, 24, 24), labels=labels, cache_bytes=need).image.array, np.ndarray)

@@ -77,3 +77,18 @@ def test_resampled_onto_an_explicit_shape_keeps_voxel_centres_and_replicates_the
     np.testing.assert_array_equal(fine[160:], np.full((5, 4, 4), 15.0, np.float32))  # beyond the extent: the edge
     labels = Volume(array=base.astype(np.uint8), voxel_size=(50.0, 5.0, 5.0), path="<l>", kind="labels")
     assert labels.resampled((5.0, 5.0, 5.0), shape=(165, 4, 4))[164, 0, 0] == 15
+
+
+def test_in_memory_holds_the_lazy_views_values_and_reads_storage_no_more(vol, tmp_path):
+    v, data = vol
+    r = v.resampled((40, 10, 10))
+    mem = r.in_memory()
+    assert isinstance(mem.array, np.ndarray) and mem.shape == r.shape and mem.voxel_size == r.voxel_size
+    assert mem.format.endswith("in memory") and mem.in_memory() is mem
+    np.testing.assert_allclose(mem[2:5, 3:9, 1:7], r[2:5, 3:9, 1:7], atol=1e-4)
+    raw = v.in_memory()
+    np.testing.assert_array_equal(raw[:], data)
+    import shutil
+
+    shutil.rmtree(tmp_path / "v.zarr")  # the copy no longer needs the file
+    np.testing.assert_array_equal(raw[1:3], data[1:3])

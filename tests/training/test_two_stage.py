@@ -108,3 +108,13 @@ def test_an_ablation_forks_from_an_earlier_comparisons_prefix(tiny_config, tmp_p
     with pytest.raises(UserError, match="more than the adaptation method"):  # the prefix is another experiment's
         compare(load_config(path, ["train.lr=0.01"]), ["masktwins"], seeds=[0], out_dir=tmp_path / "abl3",
                 progress=False, prefix_from=tmp_path / "base")
+
+
+def test_runs_written_before_the_volume_cache_resume_and_fork():
+    from masktwins_bio.training.checkpoint import FORKABLE_CHANGES, config_differences
+
+    old = {"data": {"patch_size": [8, 96, 96], "num_workers": 0}, "method": {"name": "source_only"}}
+    new = {"data": {"patch_size": [8, 96, 96], "num_workers": 0, "cache_mb": 1024.0},
+           "method": {"name": "masktwins"}}
+    assert config_differences(old, new, FORKABLE_CHANGES) == []
+    assert config_differences(old, {**new, "data": {**new["data"], "patch_size": [8, 64, 64]}}, FORKABLE_CHANGES)
