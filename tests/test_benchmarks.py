@@ -96,7 +96,27 @@ def test_volume_cache_benchmark_runs_the_same_command_lazy_and_in_memory(tmp_pat
     out = subprocess.run(
         [sys.executable, str(BENCH.parent / "volume_cache.py"), "--steps", "100", "--out", str(tmp_path),
          "--dry-run"], capture_output=True, text=True, timeout=60, check=True).stdout
-    lazy, mem = out.strip().splitlines()
+    lazy, mem = out.strip().splitlines()  # one direction by default
     assert "--set data.cache_mb=0" in lazy and "cache_mb" not in mem, out
     assert lazy.replace(" --set data.cache_mb=0", "").replace("lazy", "in_memory") == mem, out
     assert "--steps 100" in mem and "--methods source_only,masktwins" in mem, out
+
+
+def test_false_positive_objects_are_told_from_true_ones_by_their_overlap():
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        from false_positives import object_table
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    import numpy as np
+
+    prob = np.zeros((4, 20, 20), np.float32)
+    truth = np.zeros(prob.shape, bool)
+    prob[1:3, 2:6, 2:6] = 0.9  # a true object, half of it in the ground truth
+    truth[1:3, 2:6, 2:4] = True
+    prob[1:3, 12:15, 12:15] = 0.7  # a false one
+    t = object_table(prob, truth, overlap=0.3)
+    order = np.argsort(t["size"])
+    np.testing.assert_array_equal(t["size"][order], [18, 32])
+    np.testing.assert_array_equal(t["tp"][order], [False, True])
+    np.testing.assert_allclose(t["mean"][order], [0.7, 0.9], rtol=1e-6)
