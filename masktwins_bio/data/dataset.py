@@ -118,9 +118,6 @@ class PatchDataset(Dataset):
         self.stats = stats or volume_statistics(image, seed=seed)
         self.image = prepare_volume(image, voxel_size, what)
         self.labels = prepare_volume(labels, voxel_size, what) if labels is not None else None
-        if self.image.nbytes + (self.labels.nbytes if self.labels is not None else 0) <= cache_bytes:
-            self.image = self.image.in_memory()
-            self.labels = self.labels.in_memory() if self.labels is not None else None
         self.patch_size = tuple(int(p) for p in patch_size)
         for axis, p, s in zip("zyx", self.patch_size, self.image.shape):
             if p > s:
@@ -131,6 +128,9 @@ class PatchDataset(Dataset):
                     f"{list(self.image.shape)}{vs} along {axis}; use a smaller data.patch_size, e.g. --set "
                     f"data.patch_size=[{','.join(map(str, fit))}] (the network may need multiples of its strides)"
                 )
+        if self.image.nbytes + (self.labels.nbytes if self.labels is not None else 0) <= cache_bytes:
+            self.image = self.image.in_memory()
+            self.labels = self.labels.in_memory() if self.labels is not None else None
         self.label_threshold = label_threshold
         self.foreground_fraction = foreground_fraction if self.labels is not None else 0.0
         self.transform = transform
