@@ -90,7 +90,9 @@ ROWS: dict[str, tuple[str, list[str], bool]] = {
     # session), forked from base
     "views_3_sections": ("masktwins", ["method.num_views=3"], True),
     "lambda_target_2": ("masktwins", ["method.lambda_target=2"], True),
+    "keep_0.2": ("masktwins", ["method.keep_ratio=0.2"], True),
     "keep_0.3": ("masktwins", ["method.keep_ratio=0.3"], True),
+    "keep_0.4": ("masktwins", ["method.keep_ratio=0.4"], True),
     "pseudo_ce": ("masktwins", ["method.pseudo_loss=ce"], True),
     "teacher_flips": ("masktwins", ["method.teacher_tta=flips"], True),
     # CE pseudo-labels shrink the foreground (right where the source over-segments, a collapse where it
