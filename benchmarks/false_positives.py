@@ -23,9 +23,9 @@ from pathlib import Path
 
 import cc3d
 import numpy as np
-from scipy import ndimage as ndi
 
 from masktwins_bio.io import open_volume
+from masktwins_bio.metrics.inputs import open_prediction
 
 
 def object_table(prob: np.ndarray, truth: np.ndarray, overlap: float = 0.3) -> dict:
@@ -39,11 +39,10 @@ def object_table(prob: np.ndarray, truth: np.ndarray, overlap: float = 0.3) -> d
     Returns:
         ``{"mean": (N,), "size": (N,), "tp": (N,) bool}``.
     """
-    objects = cc3d.connected_components(prob > 0.5, connectivity=26)
-    index = np.arange(1, int(objects.max()) + 1)
-    size = ndi.sum(np.ones(prob.shape, np.float32), objects, index)
-    return {"mean": np.asarray(ndi.mean(prob, objects, index)), "size": np.asarray(size),
-            "tp": np.asarray(ndi.mean(truth.astype(np.float32), objects, index)) >= overlap}
+    objects = cc3d.connected_components(prob > 0.5, connectivity=26).ravel()
+    size = np.bincount(objects)[1:]
+    per_object = lambda values: np.bincount(objects, weights=values.ravel())[1:] / size  # noqa: E731
+    return {"mean": per_object(prob), "size": size, "tp": per_object(truth) >= overlap}
 
 
 def main() -> int:
@@ -54,13 +53,11 @@ def main() -> int:
     ap.add_argument("--label-threshold", type=float, default=1)
     ap.add_argument("--overlap", type=float, default=0.3)
     args = ap.parse_args()
-    prob_vol = open_volume(args.run / "target_eval" / "target_probability.zarr")
-    prob = np.asarray(prob_vol[:], np.float32)
-    if prob.max() > 1.5:  # stored as uint8
-        prob /= 255.0
+    source = open_prediction(args.run / "target_eval" / "target_probability.zarr", pred_kind="probability")
+    prob = source.probabilities(tuple(slice(0, n) for n in source.volume.shape))  # uint8 p * 255 -> [0, 1]
     labels = open_volume(args.labels, kind="labels").with_voxel_size(
         [float(v) for v in args.labels_voxel_size.split(",")])
-    truth = np.asarray(labels.resampled(prob_vol.voxel_size, shape=prob.shape)[:]) >= args.label_threshold
+    truth = np.asarray(labels.resampled(source.volume.voxel_size, shape=prob.shape)[:]) >= args.label_threshold
     t = object_table(prob, truth, args.overlap)
     print(f"{args.run}: {len(t['tp'])} predicted objects on {'x'.join(map(str, prob.shape))} voxels")
     for name, kind in (("true positive", t["tp"]), ("false positive", ~t["tp"])):

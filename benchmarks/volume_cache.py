@@ -40,6 +40,9 @@ def main() -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = ap.parse_args()
     directions = args.directions.split(",")
+    if args.out and args.out.exists() and any(args.out.iterdir()) and not args.dry_run:
+        ap.error(f"--out {args.out} is not empty: the harness would reuse the runs there instead of timing new ones; "
+                 "give a new folder")
     out = args.out or Path(tempfile.mkdtemp(prefix="mtb-cache-"))
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.jobs))} if args.jobs > 1 else None
     results = {}
