@@ -57,6 +57,14 @@ def timed(fn, device, reps: int) -> list[float]:
     return out
 
 
+class _ReluPReLU(torch.nn.PReLU):
+    """``fast_activations``' PReLU until 2026-12-07 (``--amp auto+relu``): ``relu(x) - w relu(-x)`` with autograd's
+    backward, kept here to time today's fused forward and hand-written backward against it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) - torch.relu(-x) * self.weight.to(x.dtype)
+
+
 def make_config(data: Path, args, method: str, run_dir: Path, amp: str = "auto"):
     from masktwins_bio.config import config_from_dict
 
@@ -90,7 +98,8 @@ def main() -> None:
     ap.add_argument("--batch-target", type=int, default=cpu["batch"][1])
     ap.add_argument("--workers", type=int, default=cpu["workers"])
     ap.add_argument("--amp", default=None, help="comma-separated train.amp settings compared side by side, each "
-                    "optionally '+native' (MONAI's own PReLU, the code before fast_activations); default on CPU: "
+                    "optionally '+native' (MONAI's own PReLU, the code before fast_activations) or '+relu' (PReLU as "
+                    "relu(x) - w relu(-x), fast_activations before 2026-12-07's fused forward); default on CPU: "
                     "none+native,none,auto (the old code first), auto on CUDA")
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions per variant (after warm-up)")
     ap.add_argument("--block", type=int, default=4, help="consecutive steps per timed repetition")
@@ -126,14 +135,19 @@ def main() -> None:
 
     fast = trainer_module.fast_activations
     trainers = {}
-    for amp in amps:  # "<amp>+native": MONAI's own PReLU (the code before fast_activations)
+    import masktwins_bio.models as models_module
+
+    fused = models_module._FastPReLU
+    for amp in amps:  # "<amp>+native": MONAI's own PReLU (the code before fast_activations); "+relu": see --amp
         setting, native = amp.split("+")[0], amp.endswith("+native")
         trainer_module.fast_activations = (lambda net, **_: net) if native or args.native_prelu else fast
+        models_module._FastPReLU = _ReluPReLU if amp.endswith("+relu") else fused
         for method in ("source_only", "masktwins"):
             tr = Trainer(make_config(work / "data", args, method, work / f"{method}-{amp}", setting), progress=False)
             tr.setup()
             trainers[method, amp] = tr
     trainer_module.fast_activations = fast
+    models_module._FastPReLU = fused
     mt = trainers["masktwins", amps[-1]]
     cached = [mt.next_batch(0) for _ in range(4)]  # resident batches for the in-memory variants
 

@@ -51,6 +51,36 @@ def test_fast_activations_change_no_value_gradient_or_key(name, channels, patch)
     net.load_state_dict(fast.state_dict())
 
 
+@pytest.mark.parametrize("num_parameters", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_fast_prelu_equals_nn_prelu_in_value_and_gradient(num_parameters, dtype):
+    from masktwins_bio.models import _FastPReLU
+
+    torch.manual_seed(0)
+    ref = torch.nn.PReLU(num_parameters, init=0.2).to(torch.float64 if dtype == torch.float64 else torch.float32)
+    fast = _FastPReLU(num_parameters)
+    fast.weight = torch.nn.Parameter(ref.weight.detach().clone())
+    x = torch.randn(2, 3, 4, 5, 6, dtype=dtype)
+    x[0, :, 0] = 0  # the kink: ATen's PReLU passes w * grad there, and so must the swap
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad = torch.randn_like(x)
+    a = torch.nn.functional.prelu(xa, ref.weight.to(dtype))
+    b = fast(xb)
+    assert torch.equal(a, b)
+    a.backward(grad)
+    b.backward(grad)
+    assert torch.equal(xb.grad, xa.grad)  # bit for bit: grad or w * grad
+    assert fast.weight.grad.dtype == fast.weight.dtype and fast.weight.grad.shape == (num_parameters,)
+    tol = {"rtol": 1e-2, "atol": 1e-2} if dtype == torch.bfloat16 else {}
+    torch.testing.assert_close(fast.weight.grad, ref.weight.grad, **tol)
+    if dtype == torch.float64:
+        from masktwins_bio.models import _PReLUFunction
+
+        w = fast.weight.detach().clone().requires_grad_()
+        assert torch.autograd.gradcheck(_PReLUFunction.apply, (torch.randn(1, 3, 2, 3, 3, dtype=dtype,
+                                                                           requires_grad=True), w))
+
+
 @pytest.mark.parametrize("name, channels, patch", CASES)
 def test_cpu_swap_runs_small_convolutions_channels_last_with_equal_values(name, channels, patch):
     import copy
