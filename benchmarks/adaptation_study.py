@@ -92,7 +92,13 @@ ROWS: dict[str, tuple[str, list[str], bool]] = {
     "lambda_target_2": ("masktwins", ["method.lambda_target=2"], True),
     "keep_0.2": ("masktwins", ["method.keep_ratio=0.2"], True),
     "keep_0.3": ("masktwins", ["method.keep_ratio=0.3"], True),
+    "keep_0.35": ("masktwins", ["method.keep_ratio=0.35"], True),
     "keep_0.4": ("masktwins", ["method.keep_ratio=0.4"], True),
+    # the views' agreement ramped in over the adaptation (the student learns to infer hidden sections first)
+    "cm_ramp": ("masktwins", ["method.cm_rampup_steps=2000"], True),
+    "cm_ramp_0.3": ("masktwins", ["method.cm_rampup_steps=2000", "method.lambda_cm=0.3"], True),
+    # the random pair's matched control for uneven views: two independent masks keeping 30 % and 70 %
+    "random_pair_keep_0.3": ("masktwins_random_pair", ["method.keep_ratio=0.3"], True),
     "pseudo_ce": ("masktwins", ["method.pseudo_loss=ce"], True),
     "teacher_flips": ("masktwins", ["method.teacher_tta=flips"], True),
     # CE pseudo-labels shrink the foreground (right where the source over-segments, a collapse where it

@@ -120,3 +120,37 @@ def test_false_positive_objects_are_told_from_true_ones_by_their_overlap():
     np.testing.assert_array_equal(t["size"][order], [18, 32])
     np.testing.assert_array_equal(t["tp"][order], [False, True])
     np.testing.assert_allclose(t["mean"][order], [0.7, 0.9], rtol=1e-6)
+
+
+def test_hidden_section_probability_never_sees_the_section_it_predicts(tmp_path):
+    """``false_positives.py --hidden-sections``: a voxel's probability comes from the view that hid its section, so
+    reshuffling one section's pixels (same volume statistics, so the same normalisation) leaves that section's
+    hidden-section probability bit for bit as it was, while the sections that saw it change."""
+    import numpy as np
+    import tifffile
+    import torch
+
+    from masktwins_bio.config import ModelConfig
+    from masktwins_bio.models import build_network, export_model
+
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        from false_positives import hidden_section_probability
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="unet", channels=(4, 8), num_res_units=1)
+    net = build_network(cfg, (40, 8, 8), (4, 16, 16))
+    export_model(net, tmp_path / "model.pt", cfg, {"voxel_size": [40, 8, 8], "patch_size": [4, 16, 16]})
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (8, 32, 32), dtype=np.uint8)
+    shuffled = image.copy()
+    shuffled[3] = rng.permutation(image[3].ravel()).reshape(32, 32)
+    maps = []
+    for i, data in enumerate((image, shuffled)):
+        tifffile.imwrite(tmp_path / f"im{i}.tif", data)
+        maps.append(hidden_section_probability(tmp_path, str(tmp_path / f"im{i}.tif"), (40, 8, 8), (40, 8, 8),
+                                               (8, 32, 32)))
+    assert maps[0].shape == (8, 32, 32) and 0 <= maps[0].min() and maps[0].max() <= 1
+    np.testing.assert_array_equal(maps[1][3], maps[0][3])
+    assert not np.array_equal(maps[1], maps[0])

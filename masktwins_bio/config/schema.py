@@ -258,6 +258,10 @@ class MethodConfig(_Section):
         lambda_cm: Weight of the MSE between the two masked views' logits (MaskTwins variants).
         target_rampup_steps: Linear ramp of the target losses from 0 to full weight over this many steps (0 = none),
             counted from ``adapt_from_step``.
+        cm_rampup_steps: Linear ramp of the views' agreement term (``lambda_cm``) alone from 0 to full weight over this
+            many adapting steps (0 = none), counted from ``adapt_from_step``: the agreement pulls each view towards
+            the one that must infer the hidden sections, so objects the student cannot yet infer lose probability
+            (BENCHMARKS.md); ramping it lets the pseudo-labels teach the inference first.
         strong_augment: Apply strong intensity augmentation to the student's target input (shared by both views).
         teacher_tta: ``none``: the pseudo-labels are the teacher's prediction on the clean target patch (the
             paper); ``flips``: the mean of its predictions on the patch and its three in-plane flips (four teacher
@@ -286,6 +290,7 @@ class MethodConfig(_Section):
     lambda_target: float = Field(1.0, ge=0)
     lambda_cm: float = Field(0.1, ge=0)
     target_rampup_steps: int = Field(0, ge=0)
+    cm_rampup_steps: int = Field(0, ge=0)
     strong_augment: bool = True
     teacher_tta: Literal["none", "flips"] = "none"
     adapt_from_step: Union[Literal["auto"], Annotated[int, Field(ge=0)]] = "auto"

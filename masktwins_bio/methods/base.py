@@ -112,8 +112,10 @@ class UDAMethod:
         """Whether the target terms are on at ``step`` (off for ``source_only`` and before ``adapt_from_step``)."""
         return self.uses_target and self.adapt_start is not None and step >= self.adapt_start
 
-    def ramp(self, step: int) -> float:
-        n = self.cfg.target_rampup_steps
+    def ramp(self, step: int, steps: Optional[int] = None) -> float:
+        """Weight in [0, 1] of a term ramped linearly over ``steps`` adapting steps (default
+        ``method.target_rampup_steps``; 0 = full weight at once)."""
+        n = self.cfg.target_rampup_steps if steps is None else steps
         return 1.0 if n == 0 else min(1.0, (step - self.adapt_start + 1) / n)
 
     def losses(self, student, teacher, batch: dict, step: int, generator: torch.Generator
@@ -149,6 +151,8 @@ class UDAMethod:
         loss_src = self.source_loss(src_logits, ys)
         mix_logits = view_logits.pop() if extra else None
         terms = self.target_terms(view_logits, labels, weight)
+        if "consistency" in terms and c.cm_rampup_steps:
+            terms["consistency"] = self.ramp(step, c.cm_rampup_steps) * terms["consistency"]
         if mix_logits is not None:
             terms["mix"] = c.lambda_mix * self.pseudo_loss(mix_logits, mix_labels, mix_weight)
         ramp = self.ramp(step)

@@ -149,6 +149,21 @@ def test_lambdas_scale_their_terms():
     assert float(b["loss_pseudo"]) == pytest.approx(3 * float(a["loss_pseudo"]), rel=1e-5)
 
 
+def test_cm_rampup_ramps_the_agreement_term_alone_from_adapt_from_step():
+    def terms(step, **kw):
+        m = build_method(MethodConfig(name="masktwins", mask_block=(1, 4, 4), strong_augment=False,
+                                      adapt_from_step=10, **kw), "softmax", AugmentConfig(), (4, 16, 16))
+        net = _Recorder()
+        net.forward = lambda x: torch.randn(x.shape[0], 2, *x.shape[2:], generator=torch.Generator().manual_seed(3))
+        return m.losses(net, _Recorder(), _batch(), step, torch.Generator().manual_seed(0))[1]
+
+    full = terms(10)
+    for step, share in ((10, 0.25), (11, 0.5), (13, 1.0), (50, 1.0)):  # ramp over 4 steps from step 10
+        ramped = terms(step, cm_rampup_steps=4)
+        assert float(ramped["loss_consistency"]) == pytest.approx(share * float(full["loss_consistency"]), rel=1e-5)
+        assert float(ramped["loss_pseudo"]) == pytest.approx(float(full["loss_pseudo"]), rel=1e-5)  # untouched
+
+
 @pytest.mark.parametrize("head", ["softmax", "sigmoid"])
 def test_teacher_flips_average_the_predictions_on_the_flipped_patch(head):
     """``method.teacher_tta: flips``: the pseudo-label probabilities are the mean over the patch and its three
