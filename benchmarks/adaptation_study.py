@@ -11,6 +11,7 @@ found there (mean +- std over seeds, x100), which is what BENCHMARKS.md shows.
     python benchmarks/adaptation_study.py --rows mix_box,cm_1 --seeds 0        # ablations (after base)
     python benchmarks/adaptation_study.py --report                             # the table
     python benchmarks/adaptation_study.py --report-runs                        # ... from every evaluated seed
+    python benchmarks/adaptation_study.py --report-runs --out runs/final --also runs/s9   # seeds of several folders
     python benchmarks/adaptation_study.py --rows base --dry-run                # print the commands only
 
 Data: ``$MASKTWINS_DATA_ROOT`` or ``../shared/data`` beside the checkout (VNC III and FAFB, see their SOURCE.md).
@@ -25,6 +26,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -44,7 +46,9 @@ LADDER = "source_only,mean_teacher,mic,masktwins_random_pair,masktwins"
 
 #: row name -> (methods, --set overrides, forks from the base row's source-only prefix); "base" is the shipped
 #: preset's ladder. A row that changes what the prefix trains (the source recipe, the teacher's decay, adaptation
-#: from the first step) trains its own source-only row instead of forking.
+#: from the first step) trains its own source-only row instead of forking. The MaskTwins variants' keep ratio with
+#: whole-section masks defaults to 0.3 since 2026-12-07 (session 9); every row measured before that ran at 0.5, so
+#: BENCHMARKS.md's earlier screenings are reproduced with ``--set method.keep_ratio=0.5`` added.
 ROWS: dict[str, tuple[str, list[str], bool]] = {
     "base": (LADDER, [], False),
     # the ladder's two controls (MIC's single masked view, a random non-complementary pair), forked from base
@@ -90,6 +94,8 @@ ROWS: dict[str, tuple[str, list[str], bool]] = {
     # session), forked from base
     "views_3_sections": ("masktwins", ["method.num_views=3"], True),
     "lambda_target_2": ("masktwins", ["method.lambda_target=2"], True),
+    # keep ratio of the first view (default with whole-section masks since session 9: 0.3; before it 0.5)
+    "keep_0.5": ("masktwins,masktwins_random_pair", ["method.keep_ratio=0.5"], True),
     "keep_0.2": ("masktwins", ["method.keep_ratio=0.2"], True),
     "keep_0.3": ("masktwins", ["method.keep_ratio=0.3"], True),
     "keep_0.35": ("masktwins", ["method.keep_ratio=0.35"], True),
@@ -162,24 +168,34 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
-def report_runs(out: Path) -> str:
+def report_runs(out: Path, also: Sequence[Path] = ()) -> str:
     """One line per direction, row and method from the runs' own target evaluations (``<method>/seed<N>/target_eval``
     summaries), whatever invocation made them: a row whose ladder was stopped early, or whose seeds were added by
-    several invocations, is reported from every seed that was evaluated (each row names its seeds)."""
+    several invocations, is reported from every seed that was evaluated (each row names its seeds). ``also``: more
+    study folders whose seeds of the same direction, row and method are pooled with ``out``'s (a seed found twice
+    counts once, from the first folder). "P / R": the per-section precision and recall, means over the seeds."""
     from masktwins_bio.experiments.ladder import INSTANCE_METRICS, KEY_METRICS
 
     cols = ["IoU", "F1", "MCC", "AP", "IoU (vol)", "inst F1@0.5"]
-    lines = ["| direction | row | method | seeds | " + " | ".join(cols) + " |", "|---" * (len(cols) + 4) + "|"]
+    lines = ["| direction | row | method | seeds | " + " | ".join(cols) + " | P / R |", "|---" * (len(cols) + 5) + "|"]
+    folders = [out, *also]
     for direction in DIRECTIONS:
         for row in ROWS:
-            for method_dir in sorted((out / direction / row).glob("*/")):
-                seeds, values = [], {c: [] for c in cols}
-                for seed_dir in sorted(method_dir.glob("seed*")):
+            methods = sorted({d.name for f in folders for d in (f / direction / row).glob("*/") if d.is_dir()})
+            for method in methods:
+                seeds, values, pr = [], {c: [] for c in cols}, []
+                seed_dirs = {}
+                for f in folders:
+                    for seed_dir in sorted((f / direction / row / method).glob("seed*")):
+                        if (seed_dir / "target_eval" / "summary.json").exists():
+                            seed_dirs.setdefault(seed_dir.name, seed_dir)
+                for _, seed_dir in sorted(seed_dirs.items(), key=lambda kv: int(kv[0][len("seed"):])):
                     sem_file = seed_dir / "target_eval" / "summary.json"
-                    if not sem_file.exists():
-                        continue
                     sem = json.loads(sem_file.read_text())["semantic"]
                     got = {title: sem.get(sec, {}).get(m) for (sec, m), title in KEY_METRICS.items()}
+                    per_section = sem.get("per_section_mean", {})
+                    if per_section.get("precision") is not None and per_section.get("recall") is not None:
+                        pr.append((100 * per_section["precision"], 100 * per_section["recall"]))
                     inst_file = seed_dir / "target_eval" / "instance_summary.json"
                     if inst_file.exists():
                         inst = json.loads(inst_file.read_text()).get("instance", {})
@@ -191,8 +207,8 @@ def report_runs(out: Path) -> str:
                 if not seeds:
                     continue
                 cells = [f"{np.mean(v):.1f} +- {np.std(v):.1f}" if v else "-" for v in values.values()]
-                lines.append(f"| {direction} | {row} | {method_dir.name} | {','.join(seeds)} | " + " | ".join(cells)
-                             + " |")
+                cells.append(" / ".join(f"{v:.1f}" for v in np.mean(pr, axis=0)) if pr else "-")
+                lines.append(f"| {direction} | {row} | {method} | {','.join(seeds)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -206,6 +222,9 @@ def main() -> int:
                     "of the ladder when time is short; finished runs are reused when the set grows)")
     ap.add_argument("--set", dest="extra", action="append", default=[], help="extra overrides for every row")
     ap.add_argument("--report", action="store_true", help="print the table of the results found in --out")
+    ap.add_argument("--also", action="append", type=Path, default=[], metavar="DIR",
+                    help="with --report-runs: pool the seeds of another study folder (repeatable), e.g. seeds that "
+                         "were added under another --out")
     ap.add_argument("--report-runs", action="store_true", help="the table from every evaluated seed's own summary "
                     "(rows stopped early or grown by several invocations)")
     ap.add_argument("--jobs", type=int, default=1, help="directions trained at once, the CPU threads split between "
@@ -221,7 +240,7 @@ def main() -> int:
         print(report(args.out))
         return 0
     if args.report_runs:
-        print(report_runs(args.out))
+        print(report_runs(args.out, args.also))
         return 0
     rows = args.rows.split(",")
     for row in rows:

@@ -233,8 +233,11 @@ class MethodConfig(_Section):
             sections are at least twice as thick as the in-plane pixel (serial-section EM; each view infers the
             hidden sections from their neighbours), else about 1/8 of the patch side in-plane (the paper's 2D
             optimum is 1/16 of a 1024 crop; our patches are smaller) and the same physical size in z.
-        keep_ratio: Fraction of blocks kept visible in the (first) masked view; ``None`` uses the method's default
-            (0.5 for the MaskTwins variants, 0.3 for MIC, i.e. MIC's mask ratio 0.7).
+        keep_ratio: Fraction of blocks kept visible in the (first) masked view; ``None`` uses the method's default:
+            for the MaskTwins variants 0.3 with whole-section blocks (uneven complementary views of about 30 % and
+            70 % of the sections: on the real pairs they remove more of a source model's false positives, at a cost
+            where it under-segments; BENCHMARKS.md) and the paper's 0.5 with any other block; 0.3 for MIC (its mask
+            ratio 0.7).
         ema_alpha: EMA teacher decay; the warm-up is ``min(1 - 1/(t+1), ema_alpha)``.
         confidence_threshold: Teacher confidence counted as "confident" for the pseudo-label weight.
         weight_mode: ``scalar`` (fraction of confident voxels, one number per batch, as in the paper), ``voxel``

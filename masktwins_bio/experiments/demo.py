@@ -157,7 +157,7 @@ def demo_figure(out: Path, cfg: Config, results: dict) -> Path:
 
     from ..data.normalize import normalize, statistics_for
     from ..io import open_volume
-    from ..methods.masks import complementary_masks, default_mask_block
+    from ..methods.masks import complementary_masks, default_keep_ratio, default_mask_block
     from ..methods.losses import pseudo_labels
     from ..models import load_model
 
@@ -175,7 +175,8 @@ def demo_figure(out: Path, cfg: Config, results: dict) -> Path:
     norm = model.metadata.get("normalization") or {}
     x = torch.from_numpy(normalize(grid[sl], statistics_for(target, norm), norm.get("mode", "zscore")))[None, None]
     block = cfg.method.mask_block or default_mask_block(cfg.data.patch_size, vs)
-    m1, m2 = complementary_masks(x.shape, block, 0.5, torch.Generator().manual_seed(0))
+    keep = cfg.method.keep_ratio or default_keep_ratio(block, cfg.data.patch_size)
+    m1, m2 = complementary_masks(x.shape, block, keep, torch.Generator().manual_seed(0))
     with torch.no_grad():
         labels, _, _ = pseudo_labels(model.network(x), model.model_cfg.head, cfg.method.confidence_threshold)
     zc = pz // 2

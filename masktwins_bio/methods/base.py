@@ -73,11 +73,15 @@ class UDAMethod:
         self.foreground_cap = None if cfg.foreground_cap is None else cfg.foreground_cap * source_foreground
         self.head = head
         self.augment = augment
-        self.keep_ratio = cfg.keep_ratio if cfg.keep_ratio is not None else self.default_keep_ratio
         self.mask_block = tuple(cfg.mask_block) if cfg.mask_block else default_mask_block(patch_size, voxel_size)
+        self.keep_ratio = cfg.keep_ratio if cfg.keep_ratio is not None else self.default_keep(patch_size)
         self.source_loss = build_source_loss(source_loss, head)
 
     # -- what subclasses change ------------------------------------------------------------------------------
+    def default_keep(self, patch_size: Sequence[int]) -> float:
+        """The keep ratio when ``method.keep_ratio`` is not set (``default_keep_ratio``)."""
+        return self.default_keep_ratio
+
     def make_views(self, target: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
         """Student inputs built from the (augmented) target batch."""
         return []

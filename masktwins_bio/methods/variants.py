@@ -9,7 +9,8 @@ import torch
 
 from .base import UDAMethod, register
 from .losses import consistency_mse
-from .masks import apply_mask, block_mask, complementary_masks, partition_masks, random_pair_masks
+from .masks import (apply_mask, block_mask, complementary_masks, default_keep_ratio, partition_masks,
+                    random_pair_masks)
 
 __all__ = ["SourceOnly", "MeanTeacher", "MIC", "MaskTwinsRandomPair", "MaskTwins"]
 
@@ -54,12 +55,20 @@ class MIC(UDAMethod):
 class MaskTwins(UDAMethod):
     """MaskTwins (ICML 2025): complementary views M and 1 - M of the same augmented target patch.
 
+    M keeps each mask block with probability ``keep_ratio``: 0.5 as in the paper, 0.3 by default with whole-section
+    blocks (the default for serial-section EM), where the first view sees about 30 % of the sections and the second
+    the other 70 %.
+
     Loss: ``0.5 CE_w(view M) + 0.5 CE_w(view 1-M)`` against the teacher's pseudo-label, plus
     ``lambda_cm * MSE(logits_M, logits_1-M)`` with gradients into both views. With ``method.num_views`` K > 2 the
     blocks are partitioned among K views: the mean pseudo-label loss over views plus the mean MSE over view pairs.
     """
 
     name = "masktwins"
+
+    def default_keep(self, patch_size):
+        """0.3 with whole-section masks (uneven views), else the paper's 0.5 (:func:`~.masks.default_keep_ratio`)."""
+        return default_keep_ratio(self.mask_block, patch_size)
 
     def masks(self, target: torch.Tensor, generator) -> tuple[torch.Tensor, ...]:
         if self.cfg.num_views > 2:

@@ -553,6 +553,7 @@ class Trainer:
             "best": dict(self.best),
             "history": self.history,
             "model_metadata": self.model_metadata(step),
+            "keep_ratio": self.method.keep_ratio,  # resolved: a later default must not change a resumed run
         }
         save_checkpoint(self.run_dir / "last.pt", state)
         if step in self.snapshot_steps:
@@ -567,6 +568,13 @@ class Trainer:
             raise InputError(f"{path}: was written by a different config ({shown}); resume with the same config or "
                              "start a new run_dir")
         self._restore(state)
+        # checkpoints before the resolved keep ratio was stored ran with the method's class default (0.5 for the
+        # MaskTwins variants, 0.3 for MIC); whole-section masks have defaulted to 0.3 since
+        started_with = state.get("keep_ratio", self.method.default_keep_ratio)
+        if started_with != self.method.keep_ratio:
+            log.warning("%s: resuming with method.keep_ratio %g, the default when the run started (today's default "
+                        "for its masks is %g)", path, started_with, self.method.keep_ratio)
+            self.method.keep_ratio = started_with
         self.best = dict(state["best"])
         self.history = list(state["history"])
         log.info("resumed %s at step %d", path, self.step)

@@ -148,3 +148,23 @@ def test_masks_are_complementary_exactly_when_they_should_be(name, keep):
     else:
         assert not torch.equal(m1 + m2, torch.ones_like(m1))
         assert float(m2.mean()) == pytest.approx(1 - keep, abs=0.2)
+
+
+#: (method, patch, voxel size nm, mask_block, keep_ratio set) -> the keep ratio the method uses
+KEEP_CASES = [
+    ("masktwins", (8, 96, 96), (40, 12, 12), None, None, 0.3),  # whole sections by default: uneven views
+    ("masktwins_random_pair", (8, 96, 96), (40, 12, 12), None, None, 0.3),  # its matched control
+    ("masktwins", (8, 96, 96), (40, 12, 12), (1, 96, 96), None, 0.3),  # whole sections, given explicitly
+    ("masktwins", (8, 96, 96), (40, 12, 12), (1, 12, 12), None, 0.5),  # in-plane blocks: the paper's 0.5
+    ("masktwins", (16, 64, 64), (8, 8, 8), None, None, 0.5),  # isotropic voxels: cubic blocks
+    ("masktwins", (8, 96, 96), (40, 12, 12), None, 0.5, 0.5),  # the config wins
+    ("mic", (8, 96, 96), (40, 12, 12), None, None, 0.3),
+    ("mic", (16, 64, 64), (8, 8, 8), None, None, 0.3),
+]
+
+
+@pytest.mark.parametrize("name, patch, voxel, block, keep, expected", KEEP_CASES)
+def test_default_keep_ratio_follows_the_mask_geometry(name, patch, voxel, block, keep, expected):
+    method = build_method(MethodConfig(name=name, mask_block=block, keep_ratio=keep), "softmax", AugmentConfig(),
+                          patch, voxel)
+    assert method.keep_ratio == expected

@@ -45,6 +45,12 @@ def test_complementary_masks_on_current_patch(widget, pair_viewer, model_file):
     widget.seed.value = 1  # another draw replaces the layers
     m2, _ = widget.show_masks()
     assert (m2 != m).any() and len([layer for layer in pair_viewer.layers if layer.name == MASK_LAYER]) == 1
+    assert "keep 0.3" in widget.status.value  # blank: MaskTwins' default for whole sections (40 x 8 x 8 nm voxels)
+    widget.keep_ratio.value = "0.75"
+    m3, _ = widget.show_masks()
+    assert "keep 0.75" in widget.status.value and m3.mean() > 0.4
+    widget.keep_ratio.value = "1.5"
+    assert widget.show_masks() is None  # a one-line error, no layer changed
 
 
 def test_instance_table_sort_jump_and_export(widget, pair_viewer, tiny_pair, wait_job, tmp_path):

@@ -50,6 +50,23 @@ def test_resume_is_exact(tiny_config, tmp_path):
             torch.testing.assert_close(a[key][name], b[key][name], rtol=0, atol=0)
 
 
+def test_a_run_resumes_with_the_keep_ratio_it_started_with(tiny_config, tmp_path, caplog):
+    """The default keep ratio of whole-section masks changed (0.5 -> 0.3): a run whose checkpoint predates the
+    stored, resolved value resumes with the old default instead of silently switching mid-run."""
+    path, _ = tiny_config(method={"name": "masktwins"})
+    stops = iter([False, False, True])
+    train(load_config(path), run_dir=tmp_path / "part", progress=False, should_stop=lambda: next(stops))
+    last = tmp_path / "part" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    assert state["keep_ratio"] == 0.3  # tiny_config: 40 x 8 x 8 nm voxels, whole-section masks
+    del state["keep_ratio"]  # as written before the key existed
+    torch.save(state, last)
+    with caplog.at_level("WARNING", logger="masktwins_bio.train"):
+        train(load_config(path), run_dir=tmp_path / "part", resume=True, progress=False)
+    assert "resuming with method.keep_ratio 0.5" in caplog.text
+    assert torch.load(last, weights_only=True)["keep_ratio"] == 0.5
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

@@ -132,7 +132,9 @@ class AdaptWidget(JobPanel):
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value="auto")
         self.extra = LineEdit(label="Extra settings", value="",
                               tooltip="config overrides as in 'masktwins-bio train --set', separated by ';', "
-                                      "e.g. train.lr=5e-4; model.channels=[8,16,32]")
+                                      "e.g. train.lr=5e-4; model.channels=[8,16,32]; method.keep_ratio=0.5; "
+                                      "method.lambda_cm=0.01 (more recall where the source model misses "
+                                      "mitochondria instead of over-segmenting the target, README)")
         self.project = FileEdit(label="Project folder", mode="d", nullable=True,
                                 value=remembered("project") or None,
                                 tooltip="every run is saved in <project>/runs/<time>-<method> with a config.yaml "

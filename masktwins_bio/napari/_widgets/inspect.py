@@ -28,7 +28,7 @@ from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpin
                               SpinBox, Table, TextEdit)
 
 from ...errors import InputError, UserError
-from ...methods.masks import complementary_masks, default_mask_block
+from ...methods.masks import complementary_masks, default_keep_ratio, default_mask_block
 from ...metrics import evaluate, format_summary
 from .._jobs import library_hooks
 from .._plots import HistogramPlot, make_plot
@@ -120,7 +120,9 @@ class InspectWidget(JobPanel):
                                                                           "16,96,96")
         self.mask_block = LineEdit(label="Mask block", value="", tooltip="z,y,x voxels; blank: the default block "
                                                                           "for the patch and voxel size")
-        self.keep_ratio = FloatSpinBox(label="Keep ratio", value=0.5, min=0.05, max=0.95, step=0.05)
+        self.keep_ratio = LineEdit(label="Keep ratio", value="", tooltip="fraction of the blocks M shows; blank: "
+                                                                          "MaskTwins' default for the block (0.3 for "
+                                                                          "whole sections, else 0.5)")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
         self.masks_button = PushButton(text="Show masks")
         self.masks_button.changed.connect(self.show_masks)
@@ -261,8 +263,9 @@ class InspectWidget(JobPanel):
             start = [int(min(max(round(c - p / 2), 0), n - p)) for c, p, n in zip(centre, patch, vol.shape)]
             region = tuple(slice(a, a + p) for a, p in zip(start, patch))
             image = vol[region]
+            keep = self._keep_ratio(block, patch)
             generator = torch.Generator().manual_seed(int(self.seed.value))
-            m, _ = complementary_masks((1, 1, *patch), block, float(self.keep_ratio.value), generator=generator)
+            m, _ = complementary_masks((1, 1, *patch), block, keep, generator=generator)
             m = m[0, 0].numpy() > 0.5
         except UserError as exc:
             notify_error(str(exc))
@@ -278,8 +281,21 @@ class InspectWidget(JobPanel):
         for name, data in zip(VIEW_LAYERS, views):
             self.mask_layers.append(self._upsert("image", name, data, visible=False, contrast_limits=limits, **common))
         self.status.value = (f"masks: patch {patch} at voxel {tuple(start)}, block {tuple(block)}, keep "
-                             f"{self.keep_ratio.value:g}; M keeps {m.mean():.0%} of the voxels")
+                             f"{keep:g}; M keeps {m.mean():.0%} of the voxels")
         return m, image
+
+    def _keep_ratio(self, block, patch) -> float:
+        text = self.keep_ratio.value.strip()
+        if not text:
+            return default_keep_ratio(block, patch)
+        try:
+            keep = float(text)
+        except ValueError:
+            keep = -1.0
+        if not 0 < keep < 1:
+            raise InputError(f"keep ratio {text!r}: expected a number between 0 and 1 (e.g. 0.3), or blank for "
+                             "MaskTwins' default")
+        return keep
 
     def _upsert(self, kind: str, name: str, data, **kwargs):
         if name in self.viewer.layers:
