@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,16 @@ ROWS: dict[str, tuple[str, list[str], bool]] = {
     "cm_ramp_0.3": ("masktwins", ["method.cm_rampup_steps=2000", "method.lambda_cm=0.3"], True),
     # the random pair's matched control for uneven views: two independent masks keeping 30 % and 70 %
     "random_pair_keep_0.3": ("masktwins_random_pair", ["method.keep_ratio=0.3"], True),
+    # session 10: the source patches of adapting steps seen through the same masks, supervised with their labels
+    "src_mask_0.5": ("masktwins", ["method.source_mask_prob=0.5"], True),
+    "src_mask_1": ("masktwins", ["method.source_mask_prob=1"], True),
+    # hidden voxels filled with noise of the patch's own statistics instead of zeros (instance norm sees the same
+    # moments in a sparse view as in the clean patch)
+    "fill_noise": ("masktwins", ["method.mask_fill=noise"], True),
+    # the teacher's decay (the preset's 1 - 20 / steps = 0.995 at 4000 steps; the paper's 0.999): it acts from step 0,
+    # so these rows train their own source-only prefix
+    "ema_0.999": ("masktwins", ["method.ema_alpha=0.999"], False),
+    "ema_0.99": ("masktwins", ["method.ema_alpha=0.99"], False),
     "pseudo_ce": ("masktwins", ["method.pseudo_loss=ce"], True),
     "teacher_flips": ("masktwins", ["method.teacher_tta=flips"], True),
     # CE pseudo-labels shrink the foreground (right where the source over-segments, a collapse where it
@@ -256,6 +267,11 @@ def main() -> int:
     # (BENCHMARKS.md, "Adaptation study"): small 3D convolutions do not keep two threads busy. The directions of a
     # row are independent; rows run in order (a forking row needs its base row's prefix first).
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.jobs))}
+    # the CLI installed next to this interpreter, so an un-activated virtual environment runs its own copy
+    cli = shutil.which("masktwins-bio", path=str(Path(sys.executable).parent)) or shutil.which("masktwins-bio")
+    if cli is None:
+        ap.error("the masktwins-bio command is not installed with this Python; run `pip install -e .` first")
+    cmds = [[cli, *c[1:]] for c in cmds]
     n_dirs = len(args.directions.split(","))
     for i in range(0, len(cmds), n_dirs):
         group = cmds[i:i + n_dirs]

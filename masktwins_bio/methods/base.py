@@ -26,7 +26,7 @@ from ..config import AugmentConfig, MethodConfig
 from ..data.transforms import strong_intensity_augment
 from ..errors import ConfigError
 from ..registry import METHODS
-from .masks import default_mask_block
+from .masks import apply_mask, block_mask, default_mask_block
 from .losses import build_source_loss, pseudo_label_loss, pseudo_labels
 from .mixing import mix_source_into_target
 
@@ -60,6 +60,7 @@ class UDAMethod:
     name = "base"
     uses_target = True
     default_keep_ratio = 0.5
+    default_source_mask_prob = 0.0
 
     def __init__(self, cfg: MethodConfig, head: str, augment: AugmentConfig, patch_size: Sequence[int],
                  voxel_size: Optional[Sequence[float]] = None, source_loss: str = "dice_ce",
@@ -75,6 +76,8 @@ class UDAMethod:
         self.augment = augment
         self.mask_block = tuple(cfg.mask_block) if cfg.mask_block else default_mask_block(patch_size, voxel_size)
         self.keep_ratio = cfg.keep_ratio if cfg.keep_ratio is not None else self.default_keep(patch_size)
+        self.source_mask_prob = (cfg.source_mask_prob if cfg.source_mask_prob is not None
+                                 else self.default_source_mask_prob)
         self.source_loss = build_source_loss(source_loss, head)
 
     # -- what subclasses change ------------------------------------------------------------------------------
@@ -110,6 +113,23 @@ class UDAMethod:
             probs.append(out.flip(dims) if dims else out)
         p = torch.stack(probs).mean(0).clamp(1e-6, 1 - 1e-6)
         return torch.logit(p) if self.head == "sigmoid" else p.log()
+
+    def mask_source(self, xs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The source batch with each patch, with probability ``method.source_mask_prob``, seen through a block mask
+        of the method's geometry: the first view's keep ratio or its complement's, at random (labels unchanged)."""
+        p = self.source_mask_prob
+        if p <= 0:
+            return xs
+        b = xs.shape[0]
+        m = block_mask(xs.shape, self.mask_block, self.keep_ratio, generator, xs.device, xs.dtype)
+        coins = torch.rand((2, b, 1, 1, 1, 1), generator=generator, device=xs.device)
+        m = torch.where(coins[0] < 0.5, m, 1.0 - m)  # as often the sparse view as the dense one
+        m = torch.where(coins[1] < p, m, torch.ones_like(m))
+        return self.hide(xs, m, generator)
+
+    def hide(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``x`` seen through ``mask`` (1 = visible), hidden voxels filled as ``method.mask_fill`` says."""
+        return apply_mask(x, mask, self.cfg.mask_fill, generator)
 
     # -- the shared step --------------------------------------------------------------------------------------
     def adapts_at(self, step: int) -> bool:
@@ -150,7 +170,7 @@ class UDAMethod:
         if c.mix != "none":
             mixed, mix_labels, mix_weight = mix_source_into_target(xs, ys, xt_aug, labels, weight, c.mix, generator)
             extra = [mixed]
-        logits = student(torch.cat([xs, *views, *extra]))
+        logits = student(torch.cat([self.mask_source(xs, generator), *views, *extra]))
         src_logits, *view_logits = logits.split([xs.shape[0]] + [v.shape[0] for v in views + extra])
         loss_src = self.source_loss(src_logits, ys)
         mix_logits = view_logits.pop() if extra else None

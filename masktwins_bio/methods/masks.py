@@ -6,7 +6,8 @@ voxels. MaskTwins uses the *complementary* pair (M, 1 - M): every voxel is visib
 MIC uses one mask with keep ratio 0.3 (its mask ratio 0.7), and the random-pair ablation two independent masks.
 
 Masks are float tensors of the input's dtype and device, shaped ``(B, 1, Z, Y, X)``, so applying one is a single
-multiplication of the normalised image (masked voxels take the normalised mean, 0). Generation is a ``torch.rand``
+multiplication of the normalised image (masked voxels take the normalised mean, 0; ``method.mask_fill: noise`` fills
+them with noise of the sample's own mean and spread instead). Generation is a ``torch.rand``
 on the coarse block grid plus a nearest-neighbour expansion: no CPU round trip, no NumPy.
 """
 
@@ -132,6 +133,26 @@ def random_pair_masks(shape: Sequence[int], block: Sequence[int], keep_ratio: fl
             block_mask(shape, block, 1.0 - keep_ratio, generator, device, dtype))
 
 
-def apply_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Masked view of a normalised batch: masked voxels become 0 (the normalised mean)."""
-    return x * mask.to(x.dtype)
+def apply_mask(x: torch.Tensor, mask: torch.Tensor, fill: str = "zero",
+               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Masked view of a normalised batch.
+
+    Args:
+        x: ``(B, C, Z, Y, X)`` normalised images.
+        mask: ``(B, 1, Z, Y, X)`` 0/1 mask (1 = visible).
+        fill: What hidden voxels become: ``zero`` (the normalised mean, as in the paper) or ``noise`` (Gaussian
+            noise with each sample's own mean and standard deviation, so that the view keeps the image's first two
+            moments: instance normalisation then rescales the visible voxels of a sparse view as it rescales the
+            clean patch, instead of by about ``1 / sqrt(keep ratio)``).
+        generator: Random generator on ``x``'s device for ``noise``.
+    """
+    m = mask.to(x.dtype)
+    if fill == "zero":
+        return x * m
+    if fill != "noise":
+        raise ValueError(f"mask fill must be 'zero' or 'noise', got {fill!r}")
+    dims = tuple(range(1, x.dim()))
+    mean = x.float().mean(dim=dims, keepdim=True)
+    std = x.float().std(dim=dims, keepdim=True)
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=torch.float32) * std + mean
+    return x * m + noise.to(x.dtype) * (1 - m)

@@ -9,7 +9,7 @@ import torch
 
 from .base import UDAMethod, register
 from .losses import consistency_mse
-from .masks import (apply_mask, block_mask, complementary_masks, default_keep_ratio, partition_masks,
+from .masks import (block_mask, complementary_masks, default_keep_ratio, partition_masks,
                     random_pair_masks)
 
 __all__ = ["SourceOnly", "MeanTeacher", "MIC", "MaskTwinsRandomPair", "MaskTwins"]
@@ -45,7 +45,7 @@ class MIC(UDAMethod):
 
     def make_views(self, target, generator):
         m = block_mask(target.shape, self.mask_block, self.keep_ratio, generator, target.device, target.dtype)
-        return [apply_mask(target, m)]
+        return [self.hide(target, m, generator)]
 
     def target_terms(self, view_logits, labels, weight):
         return {"pseudo": self.cfg.lambda_target * self.pseudo_loss(view_logits[0], labels, weight)}
@@ -59,12 +59,17 @@ class MaskTwins(UDAMethod):
     blocks (the default for serial-section EM), where the first view sees about 30 % of the sections and the second
     the other 70 %.
 
+    Half of the source patches of an adapting step are seen through such a mask too, supervised with their full
+    labels (``method.source_mask_prob``), so that inferring hidden sections is also learnt from real labels.
+
     Loss: ``0.5 CE_w(view M) + 0.5 CE_w(view 1-M)`` against the teacher's pseudo-label, plus
     ``lambda_cm * MSE(logits_M, logits_1-M)`` with gradients into both views. With ``method.num_views`` K > 2 the
     blocks are partitioned among K views: the mean pseudo-label loss over views plus the mean MSE over view pairs.
     """
 
     name = "masktwins"
+    #: source patches of adapting steps seen through the masks half of the time (``method.source_mask_prob``)
+    default_source_mask_prob = 0.5
 
     def default_keep(self, patch_size):
         """0.3 with whole-section masks (uneven views), else the paper's 0.5 (:func:`~.masks.default_keep_ratio`)."""
@@ -78,7 +83,7 @@ class MaskTwins(UDAMethod):
                                    target.dtype)
 
     def make_views(self, target, generator):
-        return [apply_mask(target, m) for m in self.masks(target, generator)]
+        return [self.hide(target, m, generator) for m in self.masks(target, generator)]
 
     def target_terms(self, view_logits, labels, weight):
         k = len(view_logits)

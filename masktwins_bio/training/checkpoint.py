@@ -31,6 +31,10 @@ RESUMABLE_CHANGES = {
 # settings that act only from method.adapt_from_step on (the teacher's decay acts from step 0, so it must match)
 FORKABLE_CHANGES = RESUMABLE_CHANGES | {"train.selection"}
 FORK_FIXED_METHOD_KEYS = {"method.ema_alpha"}
+# options added after runs were already written with this checkpoint format, each with the value that reproduces
+# what those runs did: a checkpoint whose config lacks the key compares as if it held that value (a default resolved
+# per method, e.g. source_mask_prob, is restored by the trainer from the checkpoint itself)
+ADDED_KEYS = {"method.cm_rampup_steps": 0, "method.mask_fill": "zero", "method.source_mask_prob": None}
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
@@ -72,6 +76,7 @@ def config_differences(old: dict, new: dict, allowed: set = RESUMABLE_CHANGES) -
     for key in sorted(set(a) | set(b)):
         if key in allowed or (forking and key.startswith("method.") and key not in FORK_FIXED_METHOD_KEYS):
             continue
-        if a.get(key) != b.get(key):
-            diffs.append((key, a.get(key), b.get(key)))
+        old_value = a[key] if key in a else ADDED_KEYS.get(key)
+        if old_value != b.get(key):
+            diffs.append((key, old_value, b.get(key)))
     return diffs

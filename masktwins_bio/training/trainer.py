@@ -553,7 +553,9 @@ class Trainer:
             "best": dict(self.best),
             "history": self.history,
             "model_metadata": self.model_metadata(step),
-            "keep_ratio": self.method.keep_ratio,  # resolved: a later default must not change a resumed run
+            # resolved: a later default must not change a resumed run
+            "keep_ratio": self.method.keep_ratio,
+            "source_mask_prob": self.method.source_mask_prob,
         }
         save_checkpoint(self.run_dir / "last.pt", state)
         if step in self.snapshot_steps:
@@ -575,6 +577,11 @@ class Trainer:
             log.warning("%s: resuming with method.keep_ratio %g, the default when the run started (today's default "
                         "for its masks is %g)", path, started_with, self.method.keep_ratio)
             self.method.keep_ratio = started_with
+        started_with = state.get("source_mask_prob", 0.0)  # runs before the option saw clean source patches
+        if started_with != self.method.source_mask_prob:
+            log.warning("%s: resuming with method.source_mask_prob %g, the default when the run started (today's "
+                        "default is %g)", path, started_with, self.method.source_mask_prob)
+            self.method.source_mask_prob = started_with
         self.best = dict(state["best"])
         self.history = list(state["history"])
         log.info("resumed %s at step %d", path, self.step)

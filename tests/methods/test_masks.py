@@ -92,3 +92,21 @@ def test_the_old_module_path_still_works_and_warns():
     from masktwins_bio.methods import masks
 
     assert old.complementary_masks is masks.complementary_masks
+
+
+def test_noise_fill_keeps_visible_voxels_and_each_samples_moments():
+    """``method.mask_fill: noise``: hidden voxels get noise of the sample's own mean and spread, visible ones stay."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(1, 1, 8, 32, 32, generator=g) * 3 + 5, torch.randn(1, 1, 8, 32, 32, generator=g)])
+    m, _ = complementary_masks(x.shape, (1, 32, 32), 0.3, g)
+    m[:, :, 0], m[:, :, 1] = 0, 1  # at least one hidden and one visible section per sample
+    out = apply_mask(x, m, "noise", torch.Generator().manual_seed(1))
+    visible = m.expand_as(x).bool()
+    assert torch.equal(out[visible], x[visible])
+    for b, (mean, std) in enumerate([(5.0, 3.0), (0.0, 1.0)]):
+        hidden = out[b][~visible[b]]
+        assert hidden.mean().item() == pytest.approx(mean, abs=0.15 * std)
+        assert hidden.std().item() == pytest.approx(std, rel=0.1)
+    assert torch.equal(apply_mask(x, m), x * m)  # the default: zeros (the paper)
+    with pytest.raises(ValueError, match="zero' or 'noise"):
+        apply_mask(x, m, "mean")

@@ -104,8 +104,8 @@ def _batch():
 @pytest.mark.parametrize("name, views", [("source_only", 0), ("mean_teacher", 1), ("mic", 1),
                                          ("masktwins_random_pair", 2), ("masktwins", 2)])
 def test_each_variant_feeds_its_views_and_reports_its_terms(name, views):
-    method = build_method(MethodConfig(name=name, mask_block=(1, 4, 4), strong_augment=False), "softmax",
-                          AugmentConfig(), (4, 16, 16), source_foreground=0.1)
+    method = build_method(MethodConfig(name=name, mask_block=(1, 4, 4), strong_augment=False, source_mask_prob=0),
+                          "softmax", AugmentConfig(), (4, 16, 16), source_foreground=0.1)
     net, teacher = _Recorder(), _Recorder()
     batch = _batch()
     loss, logs = method.losses(net, teacher, batch, step=0, generator=torch.Generator().manual_seed(0))
@@ -188,3 +188,35 @@ def test_teacher_flips_average_the_predictions_on_the_flipped_patch(head):
     torch.testing.assert_close(p_fg(tta.teacher_logits(ramp, x)), expected, atol=1e-5, rtol=1e-5)
     same = lambda t: torch.cat([torch.zeros_like(t), t], 1) if channels == 2 else t  # noqa: E731 - equivariant
     torch.testing.assert_close(p_fg(tta.teacher_logits(same, x)), p_fg(same(x)), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("prob", [0.0, 0.5, 1.0])
+def test_source_mask_prob_hides_whole_sections_of_source_patches_only_while_adapting(prob):
+    """``method.source_mask_prob``: source patches of adapting steps are seen through the method's section mask
+    (the sparse view or its complement) with that probability; labels, the batch size and pre-adaptation steps are
+    untouched, and 0 leaves the source exactly as it was."""
+    m = build_method(MethodConfig(name="masktwins", mask_block=(1, 8, 8), keep_ratio=0.3, source_mask_prob=prob,
+                                  adapt_from_step=5, strong_augment=False), "softmax", AugmentConfig(), (10, 8, 8))
+    xs = torch.rand(400, 1, 10, 8, 8) + 1.0  # strictly positive: a zero voxel was masked
+    out = m.mask_source(xs, torch.Generator().manual_seed(0))
+    hidden = (out == 0).all(dim=(-2, -1))[:, 0]  # (B, Z): whole sections hidden
+    assert torch.equal(out == 0, hidden[:, None, :, None, None].expand_as(out))
+    visible = ~hidden
+    assert torch.equal(out[visible[:, None, :, None, None].expand_as(out)],
+                       xs[visible[:, None, :, None, None].expand_as(xs)])
+    masked = hidden.any(dim=1)
+    assert masked.float().mean().item() == pytest.approx(prob, abs=0.08)
+    if prob == 1.0:  # sparse views keep ~30 % of the sections, dense ones ~70 %: overall about half
+        assert hidden.float().mean().item() == pytest.approx(0.5, abs=0.05)
+    batch = _batch()
+    batch["source_image"] = batch["source_image"].abs() + 1.0  # strictly positive again
+    clean = batch["source_image"]
+    net = _Recorder()
+    m.losses(net, _Recorder(), batch, 4, torch.Generator().manual_seed(0))  # before adapting: the clean source
+    assert torch.equal(net.inputs[-1][: clean.shape[0]], clean)
+    m.losses(net, _Recorder(), batch, 5, torch.Generator().manual_seed(1))
+    src_in = net.inputs[-1][: clean.shape[0]]
+    if prob == 0.0:
+        assert torch.equal(src_in, clean)
+    if prob == 1.0:
+        assert (src_in == 0).any() and torch.equal(src_in[src_in != 0], clean[src_in != 0])

@@ -74,6 +74,7 @@ def _batch(kind=dict):
 
 
 def _method(name, **kw):
+    kw.setdefault("source_mask_prob", 0.0)  # clean source patches: the loss is assembled by hand below
     cfg = MethodConfig(name=name, mask_block=(1, 4, 4), strong_augment=False, lambda_target=LT, lambda_cm=LCM,
                        target_rampup_steps=RAMP_STEPS, adapt_from_step=ADAPT, **kw)
     return build_method(cfg, "softmax", AugmentConfig(), (4, 16, 16), source_foreground=0.1)
@@ -168,3 +169,14 @@ def test_default_keep_ratio_follows_the_mask_geometry(name, patch, voxel, block,
     method = build_method(MethodConfig(name=name, mask_block=block, keep_ratio=keep), "softmax", AugmentConfig(),
                           patch, voxel)
     assert method.keep_ratio == expected
+
+
+@pytest.mark.parametrize("name, prob, expected", [
+    ("masktwins", None, 0.5), ("masktwins_random_pair", None, 0.5),  # the control matches its method
+    ("masktwins", 0.0, 0.0), ("masktwins", 1.0, 1.0),  # the config wins
+    ("source_only", None, 0.0), ("mean_teacher", None, 0.0), ("mic", None, 0.0),
+])
+def test_default_source_mask_prob_is_per_method(name, prob, expected):
+    method = build_method(MethodConfig(name=name, source_mask_prob=prob), "softmax", AugmentConfig(), (8, 96, 96),
+                          (40, 12, 12))
+    assert method.source_mask_prob == expected

@@ -67,6 +67,30 @@ def test_a_run_resumes_with_the_keep_ratio_it_started_with(tiny_config, tmp_path
     assert torch.load(last, weights_only=True)["keep_ratio"] == 0.5
 
 
+def test_a_run_written_before_newer_options_resumes_as_it_ran(tiny_config, tmp_path, caplog):
+    """A checkpoint from before ``method.source_mask_prob`` / ``mask_fill`` / ``cm_rampup_steps`` existed resumes
+    (the options' absence means their old behaviour), with clean source patches - not today's MaskTwins default."""
+    path, _ = tiny_config(method={"name": "masktwins"})
+    stops = iter([False, False, True])
+    train(load_config(path), run_dir=tmp_path / "part", progress=False, should_stop=lambda: next(stops))
+    last = tmp_path / "part" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    assert state["source_mask_prob"] == 0.5
+    del state["source_mask_prob"]
+    for key in ("source_mask_prob", "mask_fill", "cm_rampup_steps"):
+        del state["config"]["method"][key]
+    torch.save(state, last)
+    with caplog.at_level("WARNING", logger="masktwins_bio.train"):
+        train(load_config(path), run_dir=tmp_path / "part", resume=True, progress=False)
+    assert "resuming with method.source_mask_prob 0" in caplog.text
+    assert torch.load(last, weights_only=True)["source_mask_prob"] == 0.0
+    state = torch.load(last, weights_only=True)
+    state["config"]["method"]["mask_fill"] = "noise"  # a real difference still refuses to resume
+    torch.save(state, last)
+    with pytest.raises(UserError, match="method.mask_fill: 'noise' -> 'zero'"):
+        train(load_config(path), run_dir=tmp_path / "part", resume=True, progress=False)
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
