@@ -7,6 +7,7 @@ which method runs. All methods share the same step:
 2. the target patch gets one strong intensity augmentation (on device);
 3. the method builds its student *views* of that patch (none, the patch itself, one masked view, two masked views),
    plus, with ``method.mix``, a view with source voxels pasted in (source label, weight 1);
+   with ``method.source_mask_prob``, some source patches are seen through a mask of the same geometry (full labels);
 4. source patches and all views go through the student in **one batched forward** (one DDP forward per backward;
    instance normalisation keeps samples independent);
 5. supervised source loss + the method's target terms (ramped up over ``method.target_rampup_steps``).
