@@ -116,6 +116,8 @@ ROWS: dict[str, tuple[str, list[str], bool]] = {
     # so these rows train their own source-only prefix
     "ema_0.999": ("masktwins", ["method.ema_alpha=0.999"], False),
     "ema_0.99": ("masktwins", ["method.ema_alpha=0.99"], False),
+    # session 11: the agreement directed from the view that sees each voxel to the one that hides it
+    "agree_visible": ("masktwins", ["method.agreement=visible"], True),
     "pseudo_ce": ("masktwins", ["method.pseudo_loss=ce"], True),
     "teacher_flips": ("masktwins", ["method.teacher_tta=flips"], True),
     # CE pseudo-labels shrink the foreground (right where the source over-segments, a collapse where it

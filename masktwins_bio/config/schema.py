@@ -265,6 +265,10 @@ class MethodConfig(_Section):
             many adapting steps (0 = none), counted from ``adapt_from_step``: the agreement pulls each view towards
             the one that must infer the hidden sections, so objects the student cannot yet infer lose probability
             (BENCHMARKS.md); ramping it lets the pseudo-labels teach the inference first.
+        agreement: How the views' agreement (``lambda_cm``) trains: ``symmetric`` (the paper: the MSE between the
+            views' logits with gradients into both) or ``visible`` (at each voxel the view that sees it is the
+            reference and only the view that hides it learns to match: the agreement teaches inferring hidden
+            sections without pulling what a view sees towards what the other infers).
         mask_fill: What the masked views' hidden voxels become: ``zero`` (the normalised mean, as in the paper) or
             ``noise`` (Gaussian noise with the patch's own mean and spread, so a sparse view keeps the clean patch's
             intensity statistics under instance normalisation).
@@ -272,8 +276,8 @@ class MethodConfig(_Section):
             masks (the first view's or its complement, at random) and still supervised with its full labels, so the
             student learns from real labels to infer hidden sections - the inference the masked target views and
             their agreement demand. No extra forward pass. ``None`` uses the method's default: 0.5 for the MaskTwins
-            variants (on both real pairs +1.3 IoU where the source model under-segments, level where it
-            over-segments; BENCHMARKS.md), 0 (clean source patches) for the others.
+            variants (on the real pairs +1.1 IoU where the source model under-segments, level where it
+            over-segments, 3 seeds; BENCHMARKS.md), 0 (clean source patches) for the others.
         strong_augment: Apply strong intensity augmentation to the student's target input (shared by both views).
         teacher_tta: ``none``: the pseudo-labels are the teacher's prediction on the clean target patch (the
             paper); ``flips``: the mean of its predictions on the patch and its three in-plane flips (four teacher
@@ -303,6 +307,7 @@ class MethodConfig(_Section):
     lambda_cm: float = Field(0.1, ge=0)
     target_rampup_steps: int = Field(0, ge=0)
     cm_rampup_steps: int = Field(0, ge=0)
+    agreement: Literal["symmetric", "visible"] = "symmetric"
     mask_fill: Literal["zero", "noise"] = "zero"
     source_mask_prob: Optional[float] = Field(None, ge=0, le=1)
     strong_augment: bool = True

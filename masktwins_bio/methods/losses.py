@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["pseudo_labels", "PSEUDO_WEIGHT_MODES", "weighted_ce", "weighted_dice", "pseudo_label_loss", "consistency_mse",
+__all__ = ["pseudo_labels", "PSEUDO_WEIGHT_MODES", "weighted_ce", "weighted_dice", "pseudo_label_loss", "consistency_mse", "directed_consistency_mse",
            "build_source_loss", "foreground_probability"]
 
 
@@ -154,3 +154,23 @@ def build_source_loss(kind: str, head: str):
     if head == "sigmoid":
         return lambda logits, label: F.binary_cross_entropy_with_logits(logits.float(), label.float())
     return lambda logits, label: F.cross_entropy(logits.float(), label[:, 0].long())
+
+
+def directed_consistency_mse(logits_a: torch.Tensor, logits_b: torch.Tensor, mask_a: torch.Tensor,
+                             mask_b: torch.Tensor) -> torch.Tensor:
+    """The views' agreement with the view that sees a voxel as the reference (``method.agreement: visible``).
+
+    Where one view sees a voxel and the other hides it, the hiding view's logits learn to match the seeing view's
+    (no gradient into the seeing view), so the agreement teaches the inference of hidden voxels without pulling what
+    a view sees towards what the other can only infer. Where both views see a voxel, or both hide it (possible with
+    non-complementary masks), both learn, as in :func:`consistency_mse`. The mean over all voxels and channels.
+
+    Args:
+        logits_a, logits_b: ``(B, C, Z, Y, X)`` logits of the two views.
+        mask_a, mask_b: ``(B, 1, Z, Y, X)`` visibility masks of the views (1 = visible).
+    """
+    a, b = logits_a.float(), logits_b.float()
+    a_only, b_only = mask_a * (1 - mask_b), mask_b * (1 - mask_a)
+    both_or_neither = 1 - a_only - b_only
+    sq = (a_only * (a.detach() - b) ** 2 + b_only * (b.detach() - a) ** 2 + both_or_neither * (a - b) ** 2)
+    return sq.mean()

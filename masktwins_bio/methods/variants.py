@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from .base import UDAMethod, register
-from .losses import consistency_mse
+from .losses import consistency_mse, directed_consistency_mse
 from .masks import (block_mask, complementary_masks, default_keep_ratio, partition_masks,
                     random_pair_masks)
 
@@ -63,8 +63,9 @@ class MaskTwins(UDAMethod):
     labels (``method.source_mask_prob``), so that inferring hidden sections is also learnt from real labels.
 
     Loss: ``0.5 CE_w(view M) + 0.5 CE_w(view 1-M)`` against the teacher's pseudo-label, plus
-    ``lambda_cm * MSE(logits_M, logits_1-M)`` with gradients into both views. With ``method.num_views`` K > 2 the
-    blocks are partitioned among K views: the mean pseudo-label loss over views plus the mean MSE over view pairs.
+    ``lambda_cm * MSE(logits_M, logits_1-M)`` with gradients into both views (``method.agreement: visible``: into
+    the view that hides each voxel only). With ``method.num_views`` K > 2 the blocks are partitioned among K views:
+    the mean pseudo-label loss over views plus the mean MSE over view pairs.
     """
 
     name = "masktwins"
@@ -83,13 +84,21 @@ class MaskTwins(UDAMethod):
                                    target.dtype)
 
     def make_views(self, target, generator):
-        return [self.hide(target, m, generator) for m in self.masks(target, generator)]
+        # kept for target_terms, which scores the same batch's views (the directed agreement needs them)
+        self.view_masks = self.masks(target, generator)
+        return [self.hide(target, m, generator) for m in self.view_masks]
+
+    def agreement(self, view_logits: list[torch.Tensor], i: int, j: int) -> torch.Tensor:
+        """The MSE between views ``i`` and ``j`` (``method.agreement``)."""
+        if self.cfg.agreement == "visible":
+            return directed_consistency_mse(view_logits[i], view_logits[j], self.view_masks[i], self.view_masks[j])
+        return consistency_mse(view_logits[i], view_logits[j])
 
     def target_terms(self, view_logits, labels, weight):
         k = len(view_logits)
         pseudo = sum(self.pseudo_loss(v, labels, weight) for v in view_logits) / k
         pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
-        cm = sum(consistency_mse(view_logits[i], view_logits[j]) for i, j in pairs) / len(pairs)
+        cm = sum(self.agreement(view_logits, i, j) for i, j in pairs) / len(pairs)
         return {"pseudo": self.cfg.lambda_target * pseudo, "consistency": self.cfg.lambda_cm * cm}
 
 

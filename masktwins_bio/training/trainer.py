@@ -570,18 +570,17 @@ class Trainer:
             raise InputError(f"{path}: was written by a different config ({shown}); resume with the same config or "
                              "start a new run_dir")
         self._restore(state)
-        # checkpoints before the resolved keep ratio was stored ran with the method's class default (0.5 for the
-        # MaskTwins variants, 0.3 for MIC); whole-section masks have defaulted to 0.3 since
-        started_with = state.get("keep_ratio", self.method.default_keep_ratio)
-        if started_with != self.method.keep_ratio:
-            log.warning("%s: resuming with method.keep_ratio %g, the default when the run started (today's default "
-                        "for its masks is %g)", path, started_with, self.method.keep_ratio)
-            self.method.keep_ratio = started_with
-        started_with = state.get("source_mask_prob", 0.0)  # runs before the option saw clean source patches
-        if started_with != self.method.source_mask_prob:
-            log.warning("%s: resuming with method.source_mask_prob %g, the default when the run started (today's "
-                        "default is %g)", path, started_with, self.method.source_mask_prob)
-            self.method.source_mask_prob = started_with
+        # a setting the config leaves to the method's default resumes with the value the run started with: stored
+        # since it became default-dependent, before that the value every run had (a setting given in the config
+        # was already checked against the checkpoint's config above)
+        for key, before in (("keep_ratio", self.method.default_keep_ratio), ("source_mask_prob", 0.0)):
+            if getattr(self.cfg.method, key) is not None:
+                continue
+            started_with, today = state.get(key, before), getattr(self.method, key)
+            if started_with != today:
+                log.warning("%s: resuming with method.%s %g, the default when the run started (today's default is "
+                            "%g)", path, key, started_with, today)
+                setattr(self.method, key, started_with)
         self.best = dict(state["best"])
         self.history = list(state["history"])
         log.info("resumed %s at step %d", path, self.step)

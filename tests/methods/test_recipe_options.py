@@ -220,3 +220,45 @@ def test_source_mask_prob_hides_whole_sections_of_source_patches_only_while_adap
         assert torch.equal(src_in, clean)
     if prob == 1.0:
         assert (src_in == 0).any() and torch.equal(src_in[src_in != 0], clean[src_in != 0])
+
+
+def test_directed_agreement_trains_only_the_view_that_hides_each_voxel():
+    from masktwins_bio.methods.losses import consistency_mse, directed_consistency_mse
+
+    a = torch.randn(1, 2, 2, 3, 3, requires_grad=True)
+    b = torch.randn(1, 2, 2, 3, 3, requires_grad=True)
+    m_a = torch.zeros(1, 1, 2, 3, 3)
+    m_a[:, :, 0] = 1  # view a sees section 0, view b (its complement) section 1
+    loss = directed_consistency_mse(a, b, m_a, 1 - m_a)
+    loss.backward()
+    assert torch.all(a.grad[:, :, 0] == 0) and torch.all(a.grad[:, :, 1] != 0)  # a learns where it is blind
+    assert torch.all(b.grad[:, :, 1] == 0) and torch.all(b.grad[:, :, 0] != 0)
+    # same value as the symmetric MSE; where both views see (or both hide) a voxel, both learn, as symmetric MSE
+    assert float(loss.detach()) == pytest.approx(float(consistency_mse(a, b).detach()), rel=1e-6)
+    a.grad = b.grad = None
+    ones = torch.ones_like(m_a)
+    directed_consistency_mse(a, b, ones, ones).backward()
+    ga, gb = a.grad.clone(), b.grad.clone()
+    a.grad = b.grad = None
+    consistency_mse(a, b).backward()
+    torch.testing.assert_close(ga, a.grad)
+    torch.testing.assert_close(gb, b.grad)
+
+
+def test_agreement_visible_reaches_the_masktwins_loss():
+    def grads(agreement):
+        m = build_method(MethodConfig(name="masktwins", mask_block=(1, 16, 16), strong_augment=False,
+                                      source_mask_prob=0, agreement=agreement, lambda_target=0.0),
+                         "softmax", AugmentConfig(), (4, 16, 16))
+        x = torch.zeros(6, 2, 4, 16, 16, requires_grad=True)  # logits of 2 source patches + 2 views of 2 patches
+        net = _Recorder()
+        net.forward = lambda inp: x + torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+        loss, _ = m.losses(net, _Recorder(), _batch(), 0, torch.Generator().manual_seed(0))
+        loss.backward()
+        return x.grad[2:], m.view_masks
+
+    g_sym, _ = grads("symmetric")
+    g_vis, masks = grads("visible")
+    seen_by_first = masks[0].expand(-1, 2, -1, -1, -1).bool()
+    assert torch.all(g_vis[:2][seen_by_first] == 0) and torch.all(g_vis[2:][~seen_by_first] == 0)
+    assert torch.count_nonzero(g_sym[:2][seen_by_first]) > 0

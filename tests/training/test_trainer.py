@@ -67,6 +67,21 @@ def test_a_run_resumes_with_the_keep_ratio_it_started_with(tiny_config, tmp_path
     assert torch.load(last, weights_only=True)["keep_ratio"] == 0.5
 
 
+def test_a_keep_ratio_given_in_the_config_is_not_replaced_on_resume(tiny_config, tmp_path, caplog):
+    """Only a ratio left to the method's default resumes with the old default: one the config sets is what ran."""
+    path, _ = tiny_config(method={"name": "masktwins", "keep_ratio": 0.4})
+    stops = iter([False, False, True])
+    train(load_config(path), run_dir=tmp_path / "part", progress=False, should_stop=lambda: next(stops))
+    last = tmp_path / "part" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    del state["keep_ratio"]
+    torch.save(state, last)
+    with caplog.at_level("WARNING", logger="masktwins_bio.train"):
+        train(load_config(path), run_dir=tmp_path / "part", resume=True, progress=False)
+    assert "resuming with method.keep_ratio" not in caplog.text
+    assert torch.load(last, weights_only=True)["keep_ratio"] == 0.4
+
+
 def test_a_run_written_before_newer_options_resumes_as_it_ran(tiny_config, tmp_path, caplog):
     """A checkpoint from before ``method.source_mask_prob`` / ``mask_fill`` / ``cm_rampup_steps`` existed resumes
     (the options' absence means their old behaviour), with clean source patches - not today's MaskTwins default."""
@@ -77,7 +92,7 @@ def test_a_run_written_before_newer_options_resumes_as_it_ran(tiny_config, tmp_p
     state = torch.load(last, weights_only=True)
     assert state["source_mask_prob"] == 0.5
     del state["source_mask_prob"]
-    for key in ("source_mask_prob", "mask_fill", "cm_rampup_steps"):
+    for key in ("source_mask_prob", "mask_fill", "cm_rampup_steps", "agreement"):
         del state["config"]["method"][key]
     torch.save(state, last)
     with caplog.at_level("WARNING", logger="masktwins_bio.train"):
