@@ -186,17 +186,20 @@ def report_runs(out: Path, also: Sequence[Path] = ()) -> str:
     summaries), whatever invocation made them: a row whose ladder was stopped early, or whose seeds were added by
     several invocations, is reported from every seed that was evaluated (each row names its seeds). ``also``: more
     study folders whose seeds of the same direction, row and method are pooled with ``out``'s (a seed found twice
-    counts once, from the first folder). "P / R": the per-section precision and recall, means over the seeds."""
+    counts once, from the first folder). "P / R": the per-section precision and recall, means over the seeds.
+    "arith.": the arithmetic the seeds trained in (``bf16`` autocast on CPUs with native bf16, ``fp32`` on others,
+    ``?`` for runs before it was recorded), so seeds of different machines are not pooled unawares."""
     from masktwins_bio.experiments.ladder import INSTANCE_METRICS, KEY_METRICS
 
     cols = ["IoU", "F1", "MCC", "AP", "IoU (vol)", "inst F1@0.5"]
-    lines = ["| direction | row | method | seeds | " + " | ".join(cols) + " | P / R |", "|---" * (len(cols) + 5) + "|"]
+    lines = ["| direction | row | method | seeds | arith. | " + " | ".join(cols) + " | P / R |",
+             "|---" * (len(cols) + 6) + "|"]
     folders = [out, *also]
     for direction in DIRECTIONS:
         for row in ROWS:
             methods = sorted({d.name for f in folders for d in (f / direction / row).glob("*/") if d.is_dir()})
             for method in methods:
-                seeds, values, pr = [], {c: [] for c in cols}, []
+                seeds, values, pr, arith = [], {c: [] for c in cols}, [], set()
                 seed_dirs = {}
                 for f in folders:
                     for seed_dir in sorted((f / direction / row / method).glob("seed*")):
@@ -214,6 +217,9 @@ def report_runs(out: Path, also: Sequence[Path] = ()) -> str:
                         inst = json.loads(inst_file.read_text()).get("instance", {})
                         got.update({title: inst.get(k) for k, title in INSTANCE_METRICS.items()})
                     seeds.append(seed_dir.name[len("seed"):])
+                    run_summary = seed_dir / "summary.json"
+                    arith.add(json.loads(run_summary.read_text()).get("precision", "?") if run_summary.exists()
+                              else "?")
                     for c in cols:
                         if got.get(c) is not None:
                             values[c].append(100 * float(got[c]))
@@ -221,7 +227,8 @@ def report_runs(out: Path, also: Sequence[Path] = ()) -> str:
                     continue
                 cells = [f"{np.mean(v):.1f} +- {np.std(v):.1f}" if v else "-" for v in values.values()]
                 cells.append(" / ".join(f"{v:.1f}" for v in np.mean(pr, axis=0)) if pr else "-")
-                lines.append(f"| {direction} | {row} | {method} | {','.join(seeds)} | " + " | ".join(cells) + " |")
+                lines.append(f"| {direction} | {row} | {method} | {','.join(seeds)} | {'+'.join(sorted(arith))} | "
+                             + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -634,6 +634,10 @@ class Trainer:
                 "selection_score": self.best["score"],
                 "config_hash": self.cfg.hash(),
                 "device": str(self.device),
+                # the arithmetic the steps ran in: bf16 autocast where the CPU has it natively, else fp32, so the
+                # same config gives different numerics on different CPUs (tables must not pool them unawares)
+                "precision": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.autocast_dtype, "fp32"),
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "world_size": self.dist.world_size,
                 "history": self.history,
                 "version": __version__,

@@ -13,6 +13,7 @@ from masktwins_bio.config import load_config
 from masktwins_bio.registry import METHODS
 from masktwins_bio.errors import UserError
 from masktwins_bio.models import load_model
+from masktwins_bio.precision import autocast_dtype
 from masktwins_bio.training import train
 from masktwins_bio.training.runlog import RunLogger
 
@@ -29,6 +30,9 @@ def test_each_method_trains_and_exports(tiny_config, method):
     assert model.voxel_size == (40, 8, 8) and model.patch_size == (4, 32, 32)
     summary = json.loads((rd / "summary.json").read_text())
     assert summary["steps"] == 3 and "label_free_score" in summary["history"][-1]
+    # the arithmetic the run used is recorded: the same config trains in bf16 or fp32 depending on the CPU
+    amp = autocast_dtype(torch.device("cpu"), load_config(path).train.amp)
+    assert summary["precision"] == ("bf16" if amp == torch.bfloat16 else "fp32") and summary["cpu_capability"]
     assert "target_iou" in summary["history"][-1]  # target labels given: reported, not used for selection
     if method != "source_only":
         assert any(t == "train/confident_fraction" for _, t, _ in RunLogger.read(rd))
