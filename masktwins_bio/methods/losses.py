@@ -11,8 +11,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["pseudo_labels", "PSEUDO_WEIGHT_MODES", "weighted_ce", "weighted_dice", "pseudo_label_loss", "consistency_mse", "directed_consistency_mse",
-           "build_source_loss", "foreground_probability"]
+__all__ = ["pseudo_labels", "PSEUDO_WEIGHT_MODES", "weighted_ce", "weighted_dice", "pseudo_label_loss", "consistency_mse",
+           "directed_consistency_mse", "build_source_loss", "foreground_probability"]
 
 
 def foreground_probability(logits: torch.Tensor, head: str) -> torch.Tensor:

@@ -34,7 +34,8 @@ FORK_FIXED_METHOD_KEYS = {"method.ema_alpha"}
 # options added after runs were already written with this checkpoint format, each with the value that reproduces
 # what those runs did: a checkpoint whose config lacks the key compares as if it held that value (a default resolved
 # per method, e.g. source_mask_prob, is restored by the trainer from the checkpoint itself)
-ADDED_KEYS = {"method.cm_rampup_steps": 0, "method.agreement": "symmetric", "method.mask_fill": "zero", "method.source_mask_prob": None}
+ADDED_KEYS = {"method.cm_rampup_steps": 0, "method.agreement": "symmetric", "method.mask_fill": "zero",
+              "method.source_mask_prob": None}
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
