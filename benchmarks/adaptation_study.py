@@ -12,6 +12,7 @@ found there (mean +- std over seeds, x100), which is what BENCHMARKS.md shows.
     python benchmarks/adaptation_study.py --report                             # the table
     python benchmarks/adaptation_study.py --report-runs                        # ... from every evaluated seed
     python benchmarks/adaptation_study.py --report-runs --out runs/final --also runs/s9   # seeds of several folders
+    python benchmarks/adaptation_study.py --report-choice --out runs/s11 --also runs/s12  # the agreement choice
     python benchmarks/adaptation_study.py --rows base --dry-run                # print the commands only
 
 Data: ``$MASKTWINS_DATA_ROOT`` or ``../shared/data`` beside the checkout (VNC III and FAFB, see their SOURCE.md).
@@ -49,7 +50,9 @@ LADDER = "source_only,mean_teacher,mic,masktwins_random_pair,masktwins"
 #: preset's ladder. A row that changes what the prefix trains (the source recipe, the teacher's decay, adaptation
 #: from the first step) trains its own source-only row instead of forking. The MaskTwins variants' keep ratio with
 #: whole-section masks defaults to 0.3 since 2026-12-07 (session 9); every row measured before that ran at 0.5, so
-#: BENCHMARKS.md's earlier screenings are reproduced with ``--set method.keep_ratio=0.5`` added.
+#: BENCHMARKS.md's earlier screenings are reproduced with ``--set method.keep_ratio=0.5`` added. The preset's
+#: ``method.agreement`` is ``auto`` since session 12; rows measured before it ran at ``symmetric`` (add
+#: ``--set method.agreement=symmetric`` to reproduce them at one adaptation each).
 ROWS: dict[str, tuple[str, list[str], bool]] = {
     "base": (LADDER, [], False),
     # the ladder's two controls (MIC's single masked view, a random non-complementary pair), forked from base
@@ -118,6 +121,9 @@ ROWS: dict[str, tuple[str, list[str], bool]] = {
     "ema_0.99": ("masktwins", ["method.ema_alpha=0.99"], False),
     # session 11: the agreement directed from the view that sees each voxel to the one that hides it
     "agree_visible": ("masktwins", ["method.agreement=visible"], True),
+    "agree_symmetric": ("masktwins", ["method.agreement=symmetric"], True),
+    # session 12: both agreements adapted from the prefix, the better label-free score kept (two adaptations a run)
+    "agree_auto": ("masktwins", ["method.agreement=auto"], True),
     "pseudo_ce": ("masktwins", ["method.pseudo_loss=ce"], True),
     "teacher_flips": ("masktwins", ["method.teacher_tta=flips"], True),
     # CE pseudo-labels shrink the foreground (right where the source over-segments, a collapse where it
@@ -232,6 +238,60 @@ def report_runs(out: Path, also: Sequence[Path] = ()) -> str:
     return "\n".join(lines)
 
 
+#: the label-free choice between two agreements, composed from the runs of separate rows (agreement -> rows, the
+#: first found per seed counts): what ``method.agreement: auto`` chooses (training/choice.py). ``src_mask_0.5`` ran
+#: at the symmetric agreement (the default before session 12)
+CHOICE_ROWS = {"symmetric": ("agree_symmetric", "src_mask_0.5"), "visible": ("agree_visible",)}
+
+
+def report_choice(out: Path, also: Sequence[Path] = ()) -> str:
+    """Per direction and seed: each agreement's label-free score (``selection_score`` of the run) and per-section
+    IoU, the one ``method.agreement: auto`` keeps (the higher score; ties: symmetric) and whether it is the better
+    one; then per direction the mean +- std of the symmetric, the directed and the chosen runs over the seeds where
+    both exist (the :data:`CHOICE_ROWS` runs of ``out`` and ``also``, and ``agree_auto`` runs' own candidates)."""
+    folders = [out, *also]
+    lines = ["| direction | seed | score sym. | score vis. | IoU sym. | IoU vis. | chosen | right |",
+             "|---" * 8 + "|"]
+    means = []
+    for direction in DIRECTIONS:
+        found: dict[str, dict[str, tuple[float, float]]] = {}
+        for agreement, row in ((a, r) for a, rows in CHOICE_ROWS.items() for r in rows):
+            for f in folders:
+                for seed_dir in sorted((f / direction / row / "masktwins").glob("seed*")):
+                    run_summary, ev = seed_dir / "summary.json", seed_dir / "target_eval" / "summary.json"
+                    if run_summary.exists() and ev.exists():
+                        found.setdefault(seed_dir.name, {}).setdefault(agreement, (
+                            json.loads(run_summary.read_text())["selection_score"],
+                            100 * json.loads(ev.read_text())["semantic"]["per_section_mean"]["iou"]))
+            for seed_dir in sorted((f / direction / "agree_auto" / "masktwins").glob("seed*")):
+                for agreement in ("symmetric", "visible"):
+                    cand = seed_dir / f"agreement-{agreement}"
+                    ev = cand / "target_eval" / "summary.json"
+                    if agreement == json.loads((seed_dir / "summary.json").read_text())["agreement_choice"]["chosen"]:
+                        ev = seed_dir / "target_eval" / "summary.json"
+                    if (cand / "summary.json").exists() and ev.exists():
+                        found.setdefault(seed_dir.name, {}).setdefault(agreement, (
+                            json.loads((cand / "summary.json").read_text())["selection_score"],
+                            100 * json.loads(ev.read_text())["semantic"]["per_section_mean"]["iou"]))
+        cols = {"symmetric": [], "visible": [], "chosen": []}
+        right = 0
+        for seed, got in sorted(found.items(), key=lambda kv: int(kv[0][len("seed"):])):
+            if len(got) < 2:
+                continue
+            (s_sym, iou_sym), (s_vis, iou_vis) = got["symmetric"], got["visible"]
+            chosen = "visible" if s_vis > s_sym else "symmetric"
+            ok = got[chosen][1] >= max(iou_sym, iou_vis)
+            right += ok
+            cols["symmetric"].append(iou_sym), cols["visible"].append(iou_vis), cols["chosen"].append(got[chosen][1])
+            lines.append(f"| {direction} | {seed[len('seed'):]} | {s_sym:.5f} | {s_vis:.5f} | {iou_sym:.1f} | "
+                         f"{iou_vis:.1f} | {chosen} | {'yes' if ok else 'no'} |")
+        if cols["chosen"]:
+            cells = ", ".join(f"{k} {np.mean(v):.1f} +- {np.std(v):.1f}" for k, v in cols.items())
+            means.append(f"{direction}: {cells} (IoU x100 over {len(cols['chosen'])} seeds; the choice right in "
+                         f"{right} of {len(cols['chosen'])})")
+    return "\n".join(lines + [""] + means)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", default="base", help=f"comma-separated rows: {', '.join(ROWS)}")
@@ -245,6 +305,9 @@ def main() -> int:
     ap.add_argument("--also", action="append", type=Path, default=[], metavar="DIR",
                     help="with --report-runs: pool the seeds of another study folder (repeatable), e.g. seeds that "
                          "were added under another --out")
+    ap.add_argument("--report-choice", action="store_true",
+                    help="the label-free choice between the symmetric and the directed agreement, per seed (rows "
+                         "agree_symmetric or src_mask_0.5, and agree_visible, or agree_auto runs; with --also)")
     ap.add_argument("--report-runs", action="store_true", help="the table from every evaluated seed's own summary "
                     "(rows stopped early or grown by several invocations)")
     ap.add_argument("--jobs", type=int, default=1, help="directions trained at once, the CPU threads split between "
@@ -261,6 +324,9 @@ def main() -> int:
         return 0
     if args.report_runs:
         print(report_runs(args.out, args.also))
+        return 0
+    if args.report_choice:
+        print(report_choice(args.out, args.also))
         return 0
     rows = args.rows.split(",")
     for row in rows:

@@ -96,6 +96,28 @@ def test_adaptation_study_dry_run_and_report(tmp_path):
     assert runs.strip().endswith("| 80.0 / 60.0 |"), runs  # precision / recall where the summaries have them
 
 
+def test_adaptation_study_reports_the_agreement_choice(tmp_path):
+    """--report-choice: per seed, the run the label-free score keeps (ties: symmetric) and whether it was right."""
+    study = BENCH.parent / "adaptation_study.py"
+    runs = {("symmetric", 0): (0.93, 0.65), ("visible", 0): (0.94, 0.68),   # the directed run scores and is better
+            ("symmetric", 1): (0.95, 0.67), ("visible", 1): (0.94, 0.59),   # the symmetric one
+            ("symmetric", 2): (0.90, 0.70), ("visible", 2): (0.90, 0.60),   # a tie keeps symmetric
+            ("symmetric", 3): (0.91, 0.70)}                                 # one candidate only: left out
+    for (agreement, seed), (score, iou) in runs.items():
+        row = "src_mask_0.5" if agreement == "symmetric" else "agree_visible"
+        run = tmp_path / "fafb2vnc" / row / "masktwins" / f"seed{seed}"
+        (run / "target_eval").mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({"selection_score": score}))
+        (run / "target_eval" / "summary.json").write_text(json.dumps({"semantic": {"per_section_mean": {"iou": iou}}}))
+    out = subprocess.run([sys.executable, str(study), "--report-choice", "--out", str(tmp_path)], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert "| fafb2vnc | 0 | 0.93000 | 0.94000 | 65.0 | 68.0 | visible | yes |" in out, out
+    assert "| fafb2vnc | 1 | 0.95000 | 0.94000 | 67.0 | 59.0 | symmetric | yes |" in out, out
+    assert "| fafb2vnc | 2 | 0.90000 | 0.90000 | 70.0 | 60.0 | symmetric | yes |" in out, out
+    assert "| fafb2vnc | 3 |" not in out
+    assert "chosen 68.3 +- 1.2 (IoU x100 over 3 seeds; the choice right in 3 of 3)" in out, out
+
+
 def test_measure_memory_benchmark_runs_and_reports(tmp_path):
     import json
 

@@ -271,6 +271,8 @@ class MethodConfig(_Section):
             sections without pulling what a view sees towards what the other infers). That pull is what removes a
             source model's false positives: ``visible`` raises recall and lowers precision on both real pairs
             (seed 0: +3.2 IoU where the source model under-segments, -8.0 where it over-segments; BENCHMARKS.md).
+            ``auto``: adapt once with each from the same source-only prefix and keep the model with the higher
+            label-free score (one more adaptation's time; :mod:`masktwins_bio.training.choice`).
         mask_fill: What the masked views' hidden voxels become: ``zero`` (the normalised mean, as in the paper) or
             ``noise`` (Gaussian noise with the patch's own mean and spread, so a sparse view keeps the clean patch's
             intensity statistics under instance normalisation).
@@ -309,7 +311,7 @@ class MethodConfig(_Section):
     lambda_cm: float = Field(0.1, ge=0)
     target_rampup_steps: int = Field(0, ge=0)
     cm_rampup_steps: int = Field(0, ge=0)
-    agreement: Literal["symmetric", "visible"] = "symmetric"
+    agreement: Literal["symmetric", "visible", "auto"] = "symmetric"
     mask_fill: Literal["zero", "noise"] = "zero"
     source_mask_prob: Optional[float] = Field(None, ge=0, le=1)
     strong_augment: bool = True

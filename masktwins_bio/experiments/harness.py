@@ -53,7 +53,11 @@ def preset_recipe(preset: str = "cpu", steps: Optional[int] = None) -> dict:
                   "checkpoint_every": max(1, min(500, steps // 2)), "steps": steps},
         # The paper's teacher decay (0.999) averages ~1000 steps: too slow to track a student trained for a few
         # hundred; scale the averaging horizon with the budget (0.99 at <= 2000 steps, 0.999 from 20k steps).
-        "method": {"name": "masktwins", "ema_alpha": round(min(0.999, max(0.99, 1 - 20 / steps)), 4)},
+        # The views' agreement is chosen without labels (training/choice.py): symmetric removes a source model's
+        # false positives, directed keeps the true objects it under-segments; the label-free score of the two
+        # adapted models told which one a pair needs in every paired run of the study (one more adaptation).
+        "method": {"name": "masktwins", "ema_alpha": round(min(0.999, max(0.99, 1 - 20 / steps)), 4),
+                   "agreement": "auto"},
     }
 
 

@@ -107,6 +107,22 @@ def _train_prefix(base: Config, seed: int, prefix: Path, progress: bool, volumes
           snapshot_steps=(step,))
 
 
+def _audit_choice(cfg: Config, choice: dict, chosen_metrics: Optional[dict], progress: bool,
+                  instances: bool) -> dict:
+    """The agreement choice of an ``auto`` run: each candidate's label-free score and, with target labels, its
+    metrics (the chosen one's are the run's own; the others are evaluated here) - whether the choice was right."""
+    out = {"chosen": choice["chosen"], "candidates": {}}
+    for agreement, score in choice["scores"].items():
+        cand = {"label_free_score": score}
+        if chosen_metrics is not None:
+            run = Path(choice["runs"][agreement])
+            cand["metrics"] = (chosen_metrics if agreement == choice["chosen"] else
+                               evaluate_on_target(cfg, run / "model.pt", run / "target_eval",
+                                                  cfg.train.device, progress, instances))
+        out["candidates"][agreement] = cand
+    return out
+
+
 def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean_teacher", "masktwins"),
             seeds: Optional[Sequence[int]] = None, out_dir=None, overrides: Optional[Sequence[str]] = None,
             progress: bool = True, overwrite: bool = False, instances: bool = False, volumes=None,
@@ -184,6 +200,9 @@ def compare(config: Config | str, methods: Sequence[str] = ("source_only", "mean
                     history = json.loads(summary_path.read_text()).get("history", [])
                     start = json.loads(summary_path.read_text()).get("adapt_from_step", 0)
                     entry["selection_audit"] = audit_selection(history, selected, start)
+            choice = json.loads(summary_path.read_text()).get("agreement_choice")
+            if choice:  # method.agreement=auto: the choice, and (with target labels) each candidate's metrics
+                entry["agreement_choice"] = _audit_choice(cfg, choice, entry.get("metrics"), progress, instances)
             runs.append(entry)
     runs.sort(key=lambda r: (list(methods).index(r["method"]), seeds.index(r["seed"])))
     titles = list(KEY_METRICS.values()) + (list(INSTANCE_METRICS.values()) if instances else [])
@@ -230,6 +249,18 @@ def format_comparison(result: dict) -> str:
                          (f"{100 * v[0]:.1f}" + (f" +- {100 * v[1]:.1f}" if row["seeds"] > 1 else "")))
         secs = "-" if row.get("train_seconds") is None else f"{row['train_seconds']:.0f}"
         lines.append(f"| {row['method']} | " + " | ".join(cells) + f" | {secs} |")
+    choices = [r for r in result.get("runs", []) if r.get("agreement_choice")]
+    if choices:
+        said = []
+        for r in choices:
+            c = r["agreement_choice"]
+            iou = {a: (v.get("metrics") or {}).get("IoU") for a, v in c["candidates"].items()}
+            shown = ", ".join(f"{a} {v['label_free_score']:.4f}"
+                              + ("" if iou[a] is None else f" (IoU {100 * iou[a]:.1f})")
+                              for a, v in c["candidates"].items())
+            said.append(f"{r['method']} seed {r['seed']}: {c['chosen']} ({shown})")
+        lines += ["", "Agreement chosen without target labels (method.agreement: auto; label-free scores): "
+                  + "; ".join(said) + "."]
     sel = result.get("selection")
     if sel:
         rho = "-" if sel["mean_spearman"] is None else f"{sel['mean_spearman']:.2f}"

@@ -60,6 +60,8 @@ class UDAMethod:
 
     name = "base"
     uses_target = True
+    #: whether ``method.agreement`` acts (views whose logits must agree); ``auto`` is then resolved by training
+    has_agreement = False
     default_keep_ratio = 0.5
     default_source_mask_prob = 0.0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ConfigError
 from .base import UDAMethod, register
 from .losses import consistency_mse, directed_consistency_mse
 from .masks import (block_mask, complementary_masks, default_keep_ratio, partition_masks,
@@ -69,6 +70,7 @@ class MaskTwins(UDAMethod):
     """
 
     name = "masktwins"
+    has_agreement = True
     #: source patches of adapting steps seen through the masks half of the time (``method.source_mask_prob``)
     default_source_mask_prob = 0.5
 
@@ -90,6 +92,9 @@ class MaskTwins(UDAMethod):
 
     def agreement(self, view_logits: list[torch.Tensor], i: int, j: int) -> torch.Tensor:
         """The MSE between views ``i`` and ``j`` (``method.agreement``)."""
+        if self.cfg.agreement == "auto":  # resolved by training.train into one run per agreement
+            raise ConfigError("method.agreement=auto trains one run per agreement: train through "
+                              "masktwins_bio.training.train (or the CLI), not a bare Trainer")
         if self.cfg.agreement == "visible":
             return directed_consistency_mse(view_logits[i], view_logits[j], self.view_masks[i], self.view_masks[j])
         return consistency_mse(view_logits[i], view_logits[j])

@@ -64,6 +64,16 @@ class _ThemedPlot:
         self.widget.canvas.draw_idle()
 
 
+def _monotonic_parts(points: list[tuple[int, float]]) -> list[list[tuple[int, float]]]:
+    """``(step, value)`` points split where the step does not increase."""
+    parts: list[list[tuple[int, float]]] = []
+    for p in points:
+        if not parts or p[0] <= parts[-1][-1][0]:
+            parts.append([])
+        parts[-1].append(p)
+    return parts
+
+
 class LossPlot(_ThemedPlot):
     """Training loss and label-free score against the step."""
 
@@ -86,10 +96,12 @@ class LossPlot(_ThemedPlot):
         with self.styled():
             self.ax.clear()
             self.ax2.clear()
-            if self.train:
-                self.ax.plot(*zip(*self.train), color=TRAIN_COLOR, lw=1)
-            if self.val:
-                self.ax2.plot(*zip(*self.val), "o-", color=SCORE_COLOR, ms=3, lw=1)
+            # a run that trains again from an earlier step (method.agreement=auto's second candidate) is drawn
+            # as a line of its own, not joined back to the first one's end
+            for part in _monotonic_parts(self.train):
+                self.ax.plot(*zip(*part), color=TRAIN_COLOR, lw=1)
+            for part in _monotonic_parts(self.val):
+                self.ax2.plot(*zip(*part), "o-", color=SCORE_COLOR, ms=3, lw=1)
             self.ax.set_xlabel("step", fontsize=7)
             self.ax.set_ylabel("loss", fontsize=7, color=TRAIN_COLOR)
             # clear() puts the twin's axis back on the left, over the loss ticks: move it to the right again

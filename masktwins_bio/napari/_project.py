@@ -96,8 +96,12 @@ def new_run_folder(project: Path, method: str) -> Path:
 def run_state(run: Path) -> str:
     """``finished`` (all its steps done), ``resumable`` (a checkpoint before its last step: stopped, interrupted or
     crashed) or ``empty`` (nothing to continue from)."""
+    from ..training.choice import AGREEMENTS, candidate_dir
+
     run = Path(run)
-    if not ((run / "last.pt").exists() and (run / "config.yaml").exists()):
+    # a method.agreement=auto run keeps its checkpoints in its candidates' folders
+    checkpoints = [run / "last.pt", *(candidate_dir(run, a) / "last.pt" for a in AGREEMENTS)]
+    if not (any(c.exists() for c in checkpoints) and (run / "config.yaml").exists()):
         return "empty"
     try:
         done = json.loads((run / "summary.json").read_text())["steps"]

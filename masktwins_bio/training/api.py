@@ -32,11 +32,20 @@ def train(config: Config | str | os.PathLike, overrides: Optional[Sequence[str]]
         overwrite: Replace an existing run directory.
         run_dir: Output directory (default from the config).
         progress: Progress bar.
-        **kwargs: Passed to :class:`Trainer` (``volumes``, ``callback``, ``should_stop``).
+        **kwargs: Passed to :class:`Trainer` (``volumes``, ``callback``, ``should_stop``, ``fork_from``,
+            ``snapshot_steps``).
+
+    With ``method.agreement: auto`` (a MaskTwins variant) the adaptation is trained once per agreement and the
+    better label-free score kept (:mod:`.choice`).
 
     Returns:
         A :class:`TrainResult` with the exported ``model.pt``.
     """
     cfg = _as_config(config, overrides)
+    from .choice import chooses_agreement, train_choosing_agreement
+
+    if chooses_agreement(cfg):  # two adaptations from one prefix, the better label-free score kept
+        return train_choosing_agreement(cfg, run_dir=run_dir, resume=resume, overwrite=overwrite, progress=progress,
+                                        **kwargs)
     return Trainer(cfg, run_dir=run_dir, resume=resume, overwrite=overwrite, progress=progress, **kwargs).run()
 

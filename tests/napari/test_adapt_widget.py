@@ -49,8 +49,13 @@ def test_adapt_with_live_log_preview_and_save(widget, pair_viewer, tmp_path, wai
     assert "step 4: loss" in log and "validation @ 2: label-free score" in log and "target IoU" in log
     preview = pair_viewer.layers["adapt preview"]
     assert preview.data.ndim == 3 and preview.metadata["masktwins_bio"]["preview_step"] == 4
+    # the preset adapts once per agreement (method.agreement=auto): steps 1-4, then the second candidate's 3-4
+    # from the shared prefix (step 2), each announced in the log and drawn as a line of its own
+    assert "adapting with the symmetric agreement (1 of 2" in log and "visible agreement (2 of 2" in log
+    assert (run / "summary.json").exists() and "agreement_choice" in (run / "summary.json").read_text()
     if widget.plot is not None:
-        assert len(widget.plot.train) == 4 and len(widget.plot.val) == 2
+        assert [s for s, _ in widget.plot.train] == [1, 2, 3, 4, 3, 4]
+        assert [s for s, _ in widget.plot.val] == [2, 4, 2, 4]
     assert widget.save_button.enabled
     widget.save_as.value = tmp_path / "copy"
     assert widget.save_model() == tmp_path / "copy.pt" and (tmp_path / "copy.pt").exists()

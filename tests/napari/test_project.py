@@ -78,6 +78,15 @@ def test_run_states_and_listing(tmp_path):
     (second / "config.yaml").write_text("train: {steps: 10}\n")
     (second / "last.pt").write_bytes(b"")
     assert project_runs(project, "resumable") == [second] and set(project_runs(project)) == {first, second}
+    # a method.agreement=auto run: its checkpoints are in its candidates' folders until the choice is made
+    third = new_run_folder(project, "masktwins")
+    (third / "agreement-symmetric").mkdir(parents=True)
+    (third / "config.yaml").write_text("train: {steps: 10}\n")
+    assert run_state(third) == "empty"
+    (third / "agreement-symmetric" / "last.pt").write_bytes(b"")
+    assert run_state(third) == "resumable"
+    (third / "summary.json").write_text('{"steps": 10}')
+    assert run_state(third) == "finished"
 
 
 def test_settings_are_remembered_and_a_damaged_file_is_no_error(remembered_settings):

@@ -42,6 +42,7 @@ from ...io import open_volume
 from ...models import load_model
 from ...registry import METHODS as REGISTERED_METHODS
 from ...training import TrainingVolumes, open_training_volumes, train
+from ...training.choice import model_so_far
 from .._jobs import temporary_folder
 from .._plots import LossPlot, make_plot
 from .._project import layer_spec, new_run_folder, project_runs, remember, remembered
@@ -451,6 +452,10 @@ class AdaptWidget(JobPanel):
         shown_at = [0.0]
 
         def callback(step: int, logs: dict) -> None:
+            if "candidate" in logs:  # method.agreement=auto: one adaptation per agreement, then the choice
+                c = logs["candidate"]
+                emit("log", f"adapting with the {c['agreement']} agreement ({c['index'] + 1} of {c['of']}; the "
+                            "higher label-free score is kept)")
             if "progress" in logs:  # every step; shown at most ten times a second, and the last step always
                 now = time.perf_counter()
                 if now - shown_at[0] >= 0.1 or step == steps:
@@ -460,8 +465,8 @@ class AdaptWidget(JobPanel):
                 emit("train", (step, logs["train"]))
             if "val" in logs:
                 emit("val", (step, logs["val"]))
-                model = run_dir / "model.pt"
-                if preview and model.exists() and not cancel.is_set():
+                model = model_so_far(run_dir)  # a candidate's while method.agreement=auto has not chosen yet
+                if preview and model is not None and not cancel.is_set():
                     self._preview(emit, model, tgt, placement, preview_store, device, step)
 
         return train(config, run_dir=run_dir, resume=resume, progress=False, volumes=volumes, callback=callback,

@@ -1,0 +1,169 @@
+"""The label-free choice of the views' agreement (``method.agreement: auto``).
+
+Which agreement a pair needs depends on how its source model fails on the target: the symmetric agreement (the
+paper's) pulls what a view sees towards what the other view infers, which removes a source model's false positives
+where it over-segments and costs recall where it under-segments; the directed agreement (``visible``) does the
+opposite (BENCHMARKS.md: the two real directions go opposite ways by 3 to 8 IoU). Before adapting, neither the
+predicted foreground nor the confidence tells the two kinds apart; after adapting, the label-free selection score
+of the two models did, on every paired run of the study. So ``auto`` adapts once per agreement, both from the same
+source-only prefix, and keeps the model with the higher label-free score (ties: the symmetric agreement).
+
+Layout of the run folder::
+
+    run_dir/agreement-symmetric/   a complete run (model.pt, last.pt, summary.json, logs)
+    run_dir/agreement-visible/     the same, forked from the first one's source-only prefix snapshot
+    run_dir/model.pt               the chosen run's model
+    run_dir/summary.json           the chosen run's summary + ``agreement_choice`` (both scores, the choice);
+                                   written last, so a folder with it is finished
+    run_dir/config.yaml            the ``auto`` config
+
+Cost: one more adaptation (the prefix is trained once). ``--resume`` continues whichever candidate was interrupted
+and reuses finished ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ..config import Config, apply_overrides, config_from_dict
+from ..errors import InputError
+from ..files import atomic_file
+from ..registry import METHODS
+from .trainer import Trainer, TrainResult
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AGREEMENTS", "chooses_agreement", "train_choosing_agreement", "candidate_dir", "model_so_far"]
+
+#: the candidates of ``method.agreement: auto``, in order of preference on a tie
+AGREEMENTS = ("symmetric", "visible")
+
+
+def chooses_agreement(cfg: Config) -> bool:
+    """Whether ``cfg`` asks for the label-free choice (``auto``) with a method whose views have an agreement."""
+    return cfg.method.agreement == "auto" and getattr(METHODS[cfg.method.name], "has_agreement", False)
+
+
+def candidate_dir(run_dir, agreement: str) -> Path:
+    """The folder of one candidate run inside an ``auto`` run folder."""
+    return Path(run_dir) / f"agreement-{agreement}"
+
+
+def model_so_far(run_dir) -> Optional[Path]:
+    """The model a live view should show now: ``run_dir/model.pt`` (a single run's selection so far, or the
+    choice once made), else the newest candidate's selection so far; None before any."""
+    run_dir = Path(run_dir)
+    if (run_dir / "model.pt").exists():
+        return run_dir / "model.pt"
+    models = [p for a in AGREEMENTS if (p := candidate_dir(run_dir, a) / "model.pt").exists()]
+    return max(models, key=lambda p: p.stat().st_mtime_ns) if models else None
+
+
+def _finished(run_dir: Path, cfg: Config) -> Optional[dict]:
+    """The summary of a finished run of exactly ``cfg`` in ``run_dir`` (else None)."""
+    path = run_dir / "summary.json"
+    if not (path.exists() and (run_dir / "model.pt").exists()):
+        return None
+    summary = json.loads(path.read_text())
+    done = summary.get("config_hash") == cfg.hash() and summary.get("steps") == cfg.train.steps
+    return summary if done else None
+
+
+def _score(summary: dict) -> float:
+    s = summary.get("selection_score")
+    return float(s) if isinstance(s, (int, float)) and math.isfinite(s) else -math.inf
+
+
+def train_choosing_agreement(cfg: Config, run_dir=None, *, resume: bool = False, overwrite: bool = False,
+                             fork_from=None, snapshot_steps: Sequence[int] = (),
+                             should_stop: Optional[Callable[[], bool]] = None, **kwargs) -> TrainResult:
+    """Adapt once per agreement from one shared source-only prefix and keep the better label-free score.
+
+    Args:
+        cfg: A config with ``method.agreement: auto``.
+        run_dir: The run folder (default from the config); the candidates train in sub-folders.
+        resume: Continue interrupted candidates, reuse finished ones.
+        overwrite: Retrain both candidates.
+        fork_from: A source-only prefix snapshot both candidates start from (see :class:`Trainer`); without it the
+            first candidate trains the prefix and keeps its snapshot for the second.
+        snapshot_steps: Passed to the first candidate (the ladder's shared prefix).
+        should_stop: Polled every step; once it returns True no further candidate is started.
+        **kwargs: Passed to :class:`Trainer` (``volumes``, ``progress``, ``callback``); before each candidate
+            trains, ``callback(prefix_step, {"candidate": {"agreement", "index", "of"}})``.
+
+    Returns:
+        The chosen candidate's :class:`TrainResult`, with ``run_dir`` and ``model_path`` in ``run_dir`` and the
+        summary's ``agreement_choice``.
+    """
+    from .distributed import DistContext
+
+    run_dir = Path(run_dir or cfg.get_run_dir())
+    main = DistContext.from_env().is_main
+    if resume and not any((candidate_dir(run_dir, a) / "last.pt").exists() for a in AGREEMENTS):
+        raise InputError(f"{run_dir}: no checkpoint (last.pt) of either agreement to resume from; run without "
+                         "--resume")
+    if not (resume or overwrite) and run_dir.exists() and any(run_dir.iterdir()):
+        from ..io.guard import refuse_existing
+
+        refuse_existing(run_dir, "run directory", resumable=True, other="--set run_dir=another/path")
+    if overwrite and run_dir.exists():
+        from ..io.guard import check_replaceable
+
+        check_replaceable(run_dir, (), "training run folder", "train")
+        if main:
+            shutil.rmtree(run_dir)
+    if main:
+        from ..io.guard import write_marker
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("summary.json", "model.pt"):  # no longer finished until the choice is made again
+            (run_dir / name).unlink(missing_ok=True)
+        write_marker(run_dir, "train")
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    stop = should_stop or (lambda: False)
+    prefix_step = cfg.adapt_start_step() or 0
+    fork = Path(fork_from) if fork_from else None
+    results: dict[str, dict] = {}
+    for i, agreement in enumerate(AGREEMENTS):
+        if i and stop():  # stopped (a GUI's Stop): the candidates trained so far are chosen from
+            break
+        if i == 1 and fork is None and prefix_step:  # the second candidate adapts from the first one's prefix
+            fork = candidate_dir(run_dir, AGREEMENTS[0]) / f"step{prefix_step}.pt"
+            if not fork.exists():
+                raise InputError(f"{fork}: the first candidate kept no source-only prefix snapshot; run again with "
+                                 "--overwrite")
+        sub_cfg = config_from_dict(apply_overrides(cfg.resolved(), [f"method.agreement={agreement}"]),
+                                   f"{cfg.method.name} ({agreement} agreement)")
+        sub = candidate_dir(run_dir, agreement)
+        summary = None if overwrite else _finished(sub, sub_cfg)
+        if summary is None:
+            if kwargs.get("callback") is not None:  # a live view: the steps start again from the prefix
+                kwargs["callback"](prefix_step, {"candidate": {"agreement": agreement, "index": i,
+                                                               "of": len(AGREEMENTS)}})
+            again = resume and not overwrite and (sub / "last.pt").exists()
+            start_from = None if again else fork
+            snaps = tuple(snapshot_steps) + ((prefix_step,) if prefix_step and i == 0 and fork is None else ())
+            result = Trainer(sub_cfg, run_dir=sub, resume=again, overwrite=not again, fork_from=start_from,
+                             snapshot_steps=snaps, should_stop=should_stop, **kwargs).run()
+            summary = result.summary
+        results[agreement] = summary
+    chosen = max(results, key=lambda a: (_score(results[a]), -AGREEMENTS.index(a)))
+    sub = candidate_dir(run_dir, chosen)
+    choice = {"chosen": chosen, "rule": "label_free_score",
+              "scores": {a: results[a].get("selection_score") for a in results},
+              "runs": {a: str(candidate_dir(run_dir, a)) for a in results}}
+    summary = {**results[chosen], "config_hash": cfg.hash(), "agreement_choice": choice}
+    if not main:
+        return TrainResult(run_dir, run_dir / "model.pt", sub / "last.pt", 0, -1, [], {})
+    with atomic_file(run_dir / "model.pt") as tmp:
+        shutil.copyfile(sub / "model.pt", tmp)
+    with atomic_file(run_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    log.info("method.agreement=auto: chose %s (label-free scores %s)", chosen, choice["scores"])
+    return TrainResult(run_dir, run_dir / "model.pt", sub / "last.pt", int(summary.get("steps", 0)),
+                       int(summary.get("selected_step", -1)), list(summary.get("history", [])), summary)
