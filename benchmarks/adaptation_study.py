@@ -187,6 +187,38 @@ def report(out: Path) -> str:
     return "\n".join(lines)
 
 
+RUNS_COLUMNS = ["IoU", "F1", "MCC", "AP", "IoU (vol)", "inst F1@0.5"]
+
+
+def _runs_line(direction: str, row: str, method: str, seed_dirs: dict, cols: Sequence[str]) -> str:
+    """One table line of :func:`report_runs` from ``{"seed<N>": run folder}`` (each with ``target_eval/``)."""
+    from masktwins_bio.experiments.ladder import INSTANCE_METRICS, KEY_METRICS
+
+    seeds, values, pr, arith = [], {c: [] for c in cols}, [], set()
+    for _, seed_dir in sorted(seed_dirs.items(), key=lambda kv: int(kv[0][len("seed"):])):
+        sem = json.loads((seed_dir / "target_eval" / "summary.json").read_text())["semantic"]
+        got = {title: sem.get(sec, {}).get(m) for (sec, m), title in KEY_METRICS.items()}
+        per_section = sem.get("per_section_mean", {})
+        if per_section.get("precision") is not None and per_section.get("recall") is not None:
+            pr.append((100 * per_section["precision"], 100 * per_section["recall"]))
+        inst_file = seed_dir / "target_eval" / "instance_summary.json"
+        if inst_file.exists():
+            inst = json.loads(inst_file.read_text()).get("instance", {})
+            got.update({title: inst.get(k) for k, title in INSTANCE_METRICS.items()})
+        seeds.append(seed_dir.name[len("seed"):])
+        run_summary = seed_dir / "summary.json"
+        arith.add(json.loads(run_summary.read_text()).get("precision", "?") if run_summary.exists() else "?")
+        for c in cols:
+            if got.get(c) is not None:
+                values[c].append(100 * float(got[c]))
+    if not seeds:
+        return ""
+    cells = [f"{np.mean(v):.1f} +- {np.std(v):.1f}" if v else "-" for v in values.values()]
+    cells.append(" / ".join(f"{v:.1f}" for v in np.mean(pr, axis=0)) if pr else "-")
+    return (f"| {direction} | {row} | {method} | {','.join(seeds)} | {'+'.join(sorted(arith))} | "
+            + " | ".join(cells) + " |")
+
+
 def report_runs(out: Path, also: Sequence[Path] = ()) -> str:
     """One line per direction, row and method from the runs' own target evaluations (``<method>/seed<N>/target_eval``
     summaries), whatever invocation made them: a row whose ladder was stopped early, or whose seeds were added by
@@ -195,9 +227,7 @@ def report_runs(out: Path, also: Sequence[Path] = ()) -> str:
     counts once, from the first folder). "P / R": the per-section precision and recall, means over the seeds.
     "arith.": the arithmetic the seeds trained in (``bf16`` autocast on CPUs with native bf16, ``fp32`` on others,
     ``?`` for runs before it was recorded), so seeds of different machines are not pooled unawares."""
-    from masktwins_bio.experiments.ladder import INSTANCE_METRICS, KEY_METRICS
-
-    cols = ["IoU", "F1", "MCC", "AP", "IoU (vol)", "inst F1@0.5"]
+    cols = RUNS_COLUMNS
     lines = ["| direction | row | method | seeds | arith. | " + " | ".join(cols) + " | P / R |",
              "|---" * (len(cols) + 6) + "|"]
     folders = [out, *also]
@@ -205,36 +235,14 @@ def report_runs(out: Path, also: Sequence[Path] = ()) -> str:
         for row in ROWS:
             methods = sorted({d.name for f in folders for d in (f / direction / row).glob("*/") if d.is_dir()})
             for method in methods:
-                seeds, values, pr, arith = [], {c: [] for c in cols}, [], set()
                 seed_dirs = {}
                 for f in folders:
                     for seed_dir in sorted((f / direction / row / method).glob("seed*")):
                         if (seed_dir / "target_eval" / "summary.json").exists():
                             seed_dirs.setdefault(seed_dir.name, seed_dir)
-                for _, seed_dir in sorted(seed_dirs.items(), key=lambda kv: int(kv[0][len("seed"):])):
-                    sem_file = seed_dir / "target_eval" / "summary.json"
-                    sem = json.loads(sem_file.read_text())["semantic"]
-                    got = {title: sem.get(sec, {}).get(m) for (sec, m), title in KEY_METRICS.items()}
-                    per_section = sem.get("per_section_mean", {})
-                    if per_section.get("precision") is not None and per_section.get("recall") is not None:
-                        pr.append((100 * per_section["precision"], 100 * per_section["recall"]))
-                    inst_file = seed_dir / "target_eval" / "instance_summary.json"
-                    if inst_file.exists():
-                        inst = json.loads(inst_file.read_text()).get("instance", {})
-                        got.update({title: inst.get(k) for k, title in INSTANCE_METRICS.items()})
-                    seeds.append(seed_dir.name[len("seed"):])
-                    run_summary = seed_dir / "summary.json"
-                    arith.add(json.loads(run_summary.read_text()).get("precision", "?") if run_summary.exists()
-                              else "?")
-                    for c in cols:
-                        if got.get(c) is not None:
-                            values[c].append(100 * float(got[c]))
-                if not seeds:
-                    continue
-                cells = [f"{np.mean(v):.1f} +- {np.std(v):.1f}" if v else "-" for v in values.values()]
-                cells.append(" / ".join(f"{v:.1f}" for v in np.mean(pr, axis=0)) if pr else "-")
-                lines.append(f"| {direction} | {row} | {method} | {','.join(seeds)} | {'+'.join(sorted(arith))} | "
-                             + " | ".join(cells) + " |")
+                line = _runs_line(direction, row, method, seed_dirs, cols)
+                if line:
+                    lines.append(line)
     return "\n".join(lines)
 
 
@@ -248,11 +256,12 @@ def report_choice(out: Path, also: Sequence[Path] = ()) -> str:
     """Per direction and seed: each agreement's label-free score (``selection_score`` of the run) and per-section
     IoU, the one ``method.agreement: auto`` keeps (the higher score; ties: symmetric) and whether it is the better
     one; then per direction the mean +- std of the symmetric, the directed and the chosen runs over the seeds where
-    both exist (the :data:`CHOICE_ROWS` runs of ``out`` and ``also``, and ``agree_auto`` runs' own candidates)."""
+    both exist (the :data:`CHOICE_ROWS` runs of ``out`` and ``also``, and ``agree_auto`` runs' own candidates), and
+    the chosen runs' metrics as a :func:`report_runs` line."""
     folders = [out, *also]
     lines = ["| direction | seed | score sym. | score vis. | IoU sym. | IoU vis. | chosen | right |",
              "|---" * 8 + "|"]
-    means = []
+    means, runs_lines = [], []
     for direction in DIRECTIONS:
         found: dict[str, dict[str, tuple[float, float]]] = {}
         for agreement, row in ((a, r) for a, rows in CHOICE_ROWS.items() for r in rows):
@@ -262,24 +271,26 @@ def report_choice(out: Path, also: Sequence[Path] = ()) -> str:
                     if run_summary.exists() and ev.exists():
                         found.setdefault(seed_dir.name, {}).setdefault(agreement, (
                             json.loads(run_summary.read_text())["selection_score"],
-                            100 * json.loads(ev.read_text())["semantic"]["per_section_mean"]["iou"]))
+                            100 * json.loads(ev.read_text())["semantic"]["per_section_mean"]["iou"], seed_dir))
             for seed_dir in sorted((f / direction / "agree_auto" / "masktwins").glob("seed*")):
                 for agreement in ("symmetric", "visible"):
                     cand = seed_dir / f"agreement-{agreement}"
-                    ev = cand / "target_eval" / "summary.json"
+                    evaluated = cand  # the chosen candidate is evaluated as the auto run itself
                     if agreement == json.loads((seed_dir / "summary.json").read_text())["agreement_choice"]["chosen"]:
-                        ev = seed_dir / "target_eval" / "summary.json"
+                        evaluated = seed_dir
+                    ev = evaluated / "target_eval" / "summary.json"
                     if (cand / "summary.json").exists() and ev.exists():
                         found.setdefault(seed_dir.name, {}).setdefault(agreement, (
                             json.loads((cand / "summary.json").read_text())["selection_score"],
-                            100 * json.loads(ev.read_text())["semantic"]["per_section_mean"]["iou"]))
+                            100 * json.loads(ev.read_text())["semantic"]["per_section_mean"]["iou"], evaluated))
         cols = {"symmetric": [], "visible": [], "chosen": []}
-        right = 0
+        right, chosen_runs = 0, {}
         for seed, got in sorted(found.items(), key=lambda kv: int(kv[0][len("seed"):])):
             if len(got) < 2:
                 continue
-            (s_sym, iou_sym), (s_vis, iou_vis) = got["symmetric"], got["visible"]
+            (s_sym, iou_sym, _), (s_vis, iou_vis, _) = got["symmetric"], got["visible"]
             chosen = "visible" if s_vis > s_sym else "symmetric"
+            chosen_runs[seed] = got[chosen][2]
             ok = got[chosen][1] >= max(iou_sym, iou_vis)
             right += ok
             cols["symmetric"].append(iou_sym), cols["visible"].append(iou_vis), cols["chosen"].append(got[chosen][1])
@@ -289,7 +300,10 @@ def report_choice(out: Path, also: Sequence[Path] = ()) -> str:
             cells = ", ".join(f"{k} {np.mean(v):.1f} +- {np.std(v):.1f}" for k, v in cols.items())
             means.append(f"{direction}: {cells} (IoU x100 over {len(cols['chosen'])} seeds; the choice right in "
                          f"{right} of {len(cols['chosen'])})")
-    return "\n".join(lines + [""] + means)
+            runs_lines.append(_runs_line(direction, "auto (chosen)", "masktwins", chosen_runs, RUNS_COLUMNS))
+    head = ["| direction | row | method | seeds | arith. | " + " | ".join(RUNS_COLUMNS) + " | P / R |",
+            "|---" * (len(RUNS_COLUMNS) + 6) + "|"]
+    return "\n".join(lines + [""] + means + [""] + head + runs_lines)
 
 
 def main() -> int:

@@ -116,6 +116,7 @@ def test_adaptation_study_reports_the_agreement_choice(tmp_path):
     assert "| fafb2vnc | 2 | 0.90000 | 0.90000 | 70.0 | 60.0 | symmetric | yes |" in out, out
     assert "| fafb2vnc | 3 |" not in out
     assert "chosen 68.3 +- 1.2 (IoU x100 over 3 seeds; the choice right in 3 of 3)" in out, out
+    assert "| fafb2vnc | auto (chosen) | masktwins | 0,1,2 | ? | 68.3 +- 1.2 |" in out, out  # the chosen runs' line
 
 
 def test_measure_memory_benchmark_runs_and_reports(tmp_path):
