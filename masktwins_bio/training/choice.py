@@ -5,8 +5,9 @@ paper's) pulls what a view sees towards what the other view infers, which remove
 where it over-segments and costs recall where it under-segments; the directed agreement (``visible``) does the
 opposite (BENCHMARKS.md: the two real directions go opposite ways by 3 to 8 IoU). Before adapting, neither the
 predicted foreground nor the confidence tells the two kinds apart; after adapting, the label-free selection score
-of the two models did, on every paired run of the study. So ``auto`` adapts once per agreement, both from the same
-source-only prefix, and keeps the model with the higher label-free score (ties: the symmetric agreement).
+of the two models did, in 6 of 6 paired runs (3 seeds, both real directions; BENCHMARKS.md, session 12). So ``auto``
+adapts once per agreement, both from the same source-only prefix, and keeps the model with the higher label-free
+score (ties: the symmetric agreement).
 
 Layout of the run folder::
 
@@ -17,8 +18,8 @@ Layout of the run folder::
                                    written last, so a folder with it is finished
     run_dir/config.yaml            the ``auto`` config
 
-Cost: one more adaptation (the prefix is trained once). ``--resume`` continues whichever candidate was interrupted
-and reuses finished ones.
+Cost: one more adaptation (the prefix is trained once); a wall-clock budget (``train.max_minutes``) applies to each
+candidate. ``--resume`` continues whichever candidate was interrupted and reuses finished ones.
 """
 
 from __future__ import annotations
