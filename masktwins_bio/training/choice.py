@@ -35,7 +35,7 @@ from ..config import Config, apply_overrides, config_from_dict
 from ..errors import InputError
 from ..files import atomic_file
 from ..registry import METHODS
-from .trainer import Trainer, TrainResult
+from .trainer import Trainer, TrainResult, config_input_paths, open_training_volumes
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,8 @@ def train_choosing_agreement(cfg: Config, run_dir=None, *, resume: bool = False,
 
     run_dir = Path(run_dir or cfg.get_run_dir())
     main = DistContext.from_env().is_main
+    if kwargs.get("volumes") is None:  # inputs checked before anything is written; opened once for both candidates
+        kwargs["volumes"] = open_training_volumes(cfg)
     if resume and not any((candidate_dir(run_dir, a) / "last.pt").exists() for a in AGREEMENTS):
         raise InputError(f"{run_dir}: no checkpoint (last.pt) of either agreement to resume from; run without "
                          "--resume")
@@ -112,12 +114,34 @@ def train_choosing_agreement(cfg: Config, run_dir=None, *, resume: bool = False,
         from ..io.guard import refuse_existing
 
         refuse_existing(run_dir, "run directory", resumable=True, other="--set run_dir=another/path")
+    aside = None
     if overwrite and run_dir.exists():
-        from ..io.guard import check_replaceable
+        from ..io.guard import check_replaceable, set_aside
 
-        check_replaceable(run_dir, (), "training run folder", "train")
-        if main:
-            shutil.rmtree(run_dir)
+        check_replaceable(run_dir, config_input_paths(cfg), "training run folder", "train")
+        if main:  # the old run stays whole until the new one has made progress (as a single run's --overwrite)
+            aside = set_aside(run_dir)
+    try:
+        result = _train_candidates(cfg, run_dir, main, resume, overwrite, fork_from, snapshot_steps, should_stop,
+                                   **kwargs)
+    except BaseException as exc:
+        if aside is not None:
+            from ..io.guard import settle_replacement
+
+            settle_replacement(run_dir, aside, type(exc),
+                               lambda: any((candidate_dir(run_dir, a) / "last.pt").exists() for a in AGREEMENTS))
+        raise
+    if aside is not None:
+        from ..io.guard import discard_asides
+
+        discard_asides(run_dir)
+    return result
+
+
+def _train_candidates(cfg: Config, run_dir: Path, main: bool, resume: bool, overwrite: bool, fork_from,
+                      snapshot_steps: Sequence[int], should_stop: Optional[Callable[[], bool]],
+                      **kwargs) -> TrainResult:
+    """The body of :func:`train_choosing_agreement` (the run folder checked, an old one set aside)."""
     if main:
         from ..io.guard import write_marker
 

@@ -122,6 +122,13 @@ class TrainResult:
     summary: dict = field(default_factory=dict)
 
 
+def config_input_paths(c: Config) -> list:
+    """The volumes and model files a run of ``c`` reads (its run folder must not be, hold or lie inside one)."""
+    domains = [c.source, c.target, c.target.eval]
+    specs = [getattr(d, key, None) for d in domains if d is not None for key in ("image", "labels")]
+    return [c.resolve_path(s) for s in specs if s] + ([c.train.init] if c.train.init else [])
+
+
 class Trainer:
     """Trains one method on one source/target pair.
 
@@ -249,10 +256,7 @@ class Trainer:
 
     def input_paths(self) -> list:
         """The volumes and model files this run reads (the run folder must not be, hold or lie inside one)."""
-        c = self.cfg
-        domains = [c.source, c.target, c.target.eval]
-        specs = [getattr(d, key, None) for d in domains if d is not None for key in ("image", "labels")]
-        return [c.resolve_path(s) for s in specs if s] + ([c.train.init] if c.train.init else [])
+        return config_input_paths(self.cfg)
 
     def prepare_run_dir(self) -> None:
         from ..io.guard import (check_not_an_input, check_replaceable, refuse_existing, set_aside, settle_replacement,

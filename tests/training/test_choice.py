@@ -120,3 +120,14 @@ def test_the_comparison_table_says_which_agreement_was_chosen():
                   "visible": {"label_free_score": 0.93, "metrics": {"IoU": 0.6}}}}}]}
     text = format_comparison(result)
     assert ("masktwins seed 0: visible (symmetric 0.9100 (IoU 55.0), visible 0.9300 (IoU 60.0))" in text), text
+
+
+def test_a_failed_overwrite_brings_the_old_auto_run_back(tiny_config, tmp_path):
+    path, _ = tiny_config(method={"name": "masktwins", "adapt_from_step": 3, "agreement": "auto"})
+    train(load_config(path), run_dir=tmp_path / "auto", progress=False)
+    before = (tmp_path / "auto" / "summary.json").read_text()
+    bad = load_config(path, ["source.image=missing.zarr"])
+    with pytest.raises(UserError, match="missing.zarr"):
+        train(bad, run_dir=tmp_path / "auto", overwrite=True, progress=False)
+    assert (tmp_path / "auto" / "summary.json").read_text() == before  # the old run, whole
+    assert not list(tmp_path.glob(".auto.replaced-*"))
