@@ -124,6 +124,13 @@ ROWS: dict[str, tuple[str, list[str], bool]] = {
     "agree_symmetric": ("masktwins", ["method.agreement=symmetric"], True),
     # session 12: both agreements adapted from the prefix, the better label-free score kept (two adaptations a run)
     "agree_auto": ("masktwins", ["method.agreement=auto"], True),
+    # session 13: the adaptation at twice the schedule's learning rate (FAFB -> VNC III still rises at the last step),
+    # one row per agreement (an auto run's two candidates)
+    "lr_adapt_2_symmetric": ("masktwins", ["method.adapt_lr_scale=2", "method.agreement=symmetric"], True),
+    "lr_adapt_2_visible": ("masktwins", ["method.adapt_lr_scale=2", "method.agreement=visible"], True),
+    # session 13: pseudo-labels learnt only where a view is blind (no self-training on what a view sees)
+    "pl_hidden_symmetric": ("masktwins", ["method.pseudo_voxels=hidden", "method.agreement=symmetric"], True),
+    "pl_hidden_visible": ("masktwins", ["method.pseudo_voxels=hidden", "method.agreement=visible"], True),
     "pseudo_ce": ("masktwins", ["method.pseudo_loss=ce"], True),
     "teacher_flips": ("masktwins", ["method.teacher_tta=flips"], True),
     # CE pseudo-labels shrink the foreground (right where the source over-segments, a collapse where it

@@ -293,6 +293,13 @@ class MethodConfig(_Section):
             this shared prefix once per seed and branches every method from it. ``auto`` (default): half of
             ``train.steps`` (half of ``train.max_minutes`` under a wall-clock budget), or 0 when ``train.init``
             starts from a model that is already trained; 0 = adapt from the first step.
+        pseudo_voxels: Where a masked view learns the teacher's pseudo-labels (MaskTwins variants): ``all`` voxels
+            (the paper) or only those its mask ``hidden`` (the cross-entropy averaged over them), so the target is
+            learnt only by inferring hidden sections and never by self-training on what a view sees - the
+            mean teacher's self-training reinforces a source model's false positives on FAFB -> VNC III.
+        adapt_lr_scale: Factor on the learning rate from ``adapt_from_step`` on (the schedule's own shape kept). The
+            poly decay leaves a two-stage run's adaptation about half the source stage's mean learning rate, and
+            on FAFB -> VNC III the target IoU is still rising at the last step (BENCHMARKS.md); 1 = unchanged.
     """
 
     name: _registered(METHODS) = "masktwins"
@@ -317,6 +324,8 @@ class MethodConfig(_Section):
     strong_augment: bool = True
     teacher_tta: Literal["none", "flips"] = "none"
     adapt_from_step: Union[Literal["auto"], Annotated[int, Field(ge=0)]] = "auto"
+    adapt_lr_scale: float = Field(1.0, gt=0, le=10)
+    pseudo_voxels: Literal["all", "hidden"] = "all"
 
     _check_mb = field_validator("mask_block")(lambda v: _positive_triple(v, "mask_block"))
 

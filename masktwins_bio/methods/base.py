@@ -97,9 +97,11 @@ class UDAMethod:
         """Weighted target loss terms (already multiplied by their lambdas)."""
         return {}
 
-    def pseudo_loss(self, logits: torch.Tensor, labels: torch.Tensor, weight) -> torch.Tensor:
-        """Loss of one student view against the pseudo-labels (``method.pseudo_loss``)."""
-        return pseudo_label_loss(logits, labels, weight, self.head, self.cfg.pseudo_loss)
+    def pseudo_loss(self, logits: torch.Tensor, labels: torch.Tensor, weight,
+                    region: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Loss of one student view against the pseudo-labels (``method.pseudo_loss``), over ``region``'s voxels
+        when given (:func:`~.losses.pseudo_label_loss`)."""
+        return pseudo_label_loss(logits, labels, weight, self.head, self.cfg.pseudo_loss, region)
 
     @torch.no_grad()
     def teacher_logits(self, teacher, target: torch.Tensor) -> torch.Tensor:

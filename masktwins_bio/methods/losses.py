@@ -119,17 +119,29 @@ def weighted_dice(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tens
     return scale * (1 - dice)
 
 
-def pseudo_label_loss(logits: torch.Tensor, labels: torch.Tensor, weight, head: str, kind: str = "ce"
-                      ) -> torch.Tensor:
+def pseudo_label_loss(logits: torch.Tensor, labels: torch.Tensor, weight, head: str, kind: str = "ce",
+                      region: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The loss of a student view against the teacher's pseudo-labels.
 
     ``ce``: the paper's confidence-weighted cross-entropy. ``dice_ce``: plus a weighted soft Dice term, which keeps
     the minority class (mitochondria, a few percent of voxels) from being self-trained away.
+
+    Args:
+        region: Optional ``(B, Z, Y, X)`` 0/1 mask of the voxels the loss covers (``method.pseudo_voxels: hidden``):
+            the cross-entropy is the mean over the region, the Dice term pools the region only, and a scalar
+            ``weight`` scales both as without a region.
     """
-    loss = weighted_ce(logits, labels, weight, head)
+    if region is None:
+        loss = weighted_ce(logits, labels, weight, head)
+        if kind == "dice_ce":
+            loss = loss + weighted_dice(logits, labels, weight, head)
+        return loss
+    scalar = not (isinstance(weight, torch.Tensor) and weight.dim() > 0)
+    voxel_weight = region if scalar else weight * region
+    loss = weighted_ce(logits, labels, voxel_weight, head) / region.float().mean().clamp_min(1e-6)
     if kind == "dice_ce":
-        loss = loss + weighted_dice(logits, labels, weight, head)
-    return loss
+        loss = loss + weighted_dice(logits, labels, voxel_weight, head)
+    return weight * loss if scalar else loss
 
 
 def consistency_mse(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:

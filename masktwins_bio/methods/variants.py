@@ -101,7 +101,11 @@ class MaskTwins(UDAMethod):
 
     def target_terms(self, view_logits, labels, weight):
         k = len(view_logits)
-        pseudo = sum(self.pseudo_loss(v, labels, weight) for v in view_logits) / k
+        if self.cfg.pseudo_voxels == "hidden":  # each view learns the pseudo-label only where it must infer it
+            pseudo = sum(self.pseudo_loss(v, labels, weight, region=1 - m[:, 0])
+                         for v, m in zip(view_logits, self.view_masks)) / k
+        else:
+            pseudo = sum(self.pseudo_loss(v, labels, weight) for v in view_logits) / k
         pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
         cm = sum(self.agreement(view_logits, i, j) for i, j in pairs) / len(pairs)
         return {"pseudo": self.cfg.lambda_target * pseudo, "consistency": self.cfg.lambda_cm * cm}

@@ -35,7 +35,8 @@ FORK_FIXED_METHOD_KEYS = {"method.ema_alpha"}
 # what those runs did: a checkpoint whose config lacks the key compares as if it held that value (a default resolved
 # per method, e.g. source_mask_prob, is restored by the trainer from the checkpoint itself)
 ADDED_KEYS = {"method.cm_rampup_steps": 0, "method.agreement": "symmetric", "method.mask_fill": "zero",
-              "method.source_mask_prob": None}
+              "method.source_mask_prob": None, "method.adapt_lr_scale": 1.0,
+              "method.pseudo_voxels": "all"}
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:

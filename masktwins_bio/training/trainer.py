@@ -335,12 +335,15 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
 
     def lr_factor(self, step: int) -> float:
-        """Warm-up then poly decay over the step budget, or over the time budget when ``train.max_minutes`` is set."""
+        """Warm-up then poly decay over the step budget, or over the time budget when ``train.max_minutes`` is set,
+        times ``method.adapt_lr_scale`` while adapting."""
         t = self.cfg.train
+        # the adaptation's own factor (method.adapt_lr_scale); LambdaLR sets the LR of optimiser step ``step`` from it
+        scale = self.cfg.method.adapt_lr_scale if self.method.adapts_at(step) else 1.0
         if t.max_minutes is None or step < t.warmup_steps:
-            return warmup_poly(step, t.warmup_steps, t.steps, t.poly_power)
+            return scale * warmup_poly(step, t.warmup_steps, t.steps, t.poly_power)
         elapsed = (time.perf_counter() - self._t_start) / (60 * t.max_minutes)
-        return max(0.0, 1.0 - min(1.0, max(elapsed, step / t.steps))) ** t.poly_power
+        return scale * max(0.0, 1.0 - min(1.0, max(elapsed, step / t.steps))) ** t.poly_power
 
     def half_time_spent(self) -> bool:
         t = self.cfg.train

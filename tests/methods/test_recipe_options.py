@@ -262,3 +262,41 @@ def test_agreement_visible_reaches_the_masktwins_loss():
     seen_by_first = masks[0].expand(-1, 2, -1, -1, -1).bool()
     assert torch.all(g_vis[:2][seen_by_first] == 0) and torch.all(g_vis[2:][~seen_by_first] == 0)
     assert torch.count_nonzero(g_sym[:2][seen_by_first]) > 0
+
+
+@pytest.mark.parametrize("weight_kind", ["scalar", "voxel"])
+@pytest.mark.parametrize("kind", ["ce", "dice_ce"])
+def test_a_pseudo_label_region_is_the_loss_of_its_voxels_alone(kind, weight_kind):
+    from masktwins_bio.methods.losses import pseudo_label_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 2, 4, 5, 5, generator=g)
+    labels = (torch.rand(2, 4, 5, 5, generator=g) > 0.7).long()
+    weight = torch.tensor(0.6) if weight_kind == "scalar" else (torch.rand(2, 4, 5, 5, generator=g) > 0.3).float()
+    region = torch.zeros(2, 4, 5, 5)
+    region[:, 1:3] = 1  # sections 1 and 2 hidden
+    sliced_weight = weight if weight_kind == "scalar" else weight[:, 1:3]
+    expected = pseudo_label_loss(logits[:, :, 1:3], labels[:, 1:3], sliced_weight, "softmax", kind)
+    got = pseudo_label_loss(logits, labels, weight, "softmax", kind, region=region)
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_pseudo_voxels_hidden_teaches_each_view_only_where_it_is_blind():
+    def grads(pseudo_voxels):
+        m = build_method(MethodConfig(name="masktwins", mask_block=(1, 16, 16), strong_augment=False,
+                                      source_mask_prob=0, lambda_cm=0.0, pseudo_voxels=pseudo_voxels),
+                         "softmax", AugmentConfig(), (4, 16, 16))
+        x = torch.zeros(6, 2, 4, 16, 16, requires_grad=True)  # logits of 2 source patches + 2 views of 2 patches
+        net = _Recorder()
+        net.forward = lambda inp: x + torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+        teacher = _Recorder()  # confident (|logit| 6), so the scalar weight is 1
+        teacher.forward = lambda inp: torch.cat([torch.zeros_like(inp), (inp > 0).float() * 12 - 6], 1)
+        m.losses(net, teacher, _batch(), 0, torch.Generator().manual_seed(0))[0].backward()
+        return x.grad[2:], m.view_masks
+
+    g_all, _ = grads("all")
+    g_hidden, masks = grads("hidden")
+    seen_by_first = masks[0].expand(-1, 2, -1, -1, -1).bool()
+    assert torch.all(g_hidden[:2][seen_by_first] == 0) and torch.all(g_hidden[2:][~seen_by_first] == 0)
+    assert torch.count_nonzero(g_hidden[:2][~seen_by_first]) > 0 and torch.count_nonzero(g_hidden[2:][seen_by_first])
+    assert torch.count_nonzero(g_all[:2][seen_by_first]) > 0

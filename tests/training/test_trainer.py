@@ -96,7 +96,7 @@ def test_a_run_written_before_newer_options_resumes_as_it_ran(tiny_config, tmp_p
     state = torch.load(last, weights_only=True)
     assert state["source_mask_prob"] == 0.5
     del state["source_mask_prob"]
-    for key in ("source_mask_prob", "mask_fill", "cm_rampup_steps", "agreement"):
+    for key in ("source_mask_prob", "mask_fill", "cm_rampup_steps", "agreement", "adapt_lr_scale"):
         del state["config"]["method"][key]
     torch.save(state, last)
     with caplog.at_level("WARNING", logger="masktwins_bio.train"):

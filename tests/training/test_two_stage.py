@@ -59,6 +59,21 @@ def test_fork_refuses_another_config_or_a_checkpoint_past_the_prefix(tiny_config
               fork_from=tmp_path / "so" / "last.pt")
 
 
+def test_adapt_lr_scale_multiplies_the_adaptations_learning_rate_only(tiny_config, tmp_path):
+    path, _ = tiny_config(method={"name": "masktwins", "adapt_from_step": 3})
+    lrs = {}
+    for scale in (1.0, 2.5):
+        run_dir = tmp_path / f"lr{scale}"
+        train(load_config(path, [f"method.adapt_lr_scale={scale}", "train.log_every=1"]), run_dir=run_dir,
+              progress=False)
+        lrs[scale] = dict((s, v) for s, _, v in RunLogger.read(run_dir, "train/lr"))
+    assert sorted(lrs[1.0]) == sorted(lrs[2.5]) and len(lrs[1.0]) == 6
+    for step, lr in lrs[1.0].items():  # logged after s optimiser steps: the learning rate of (0-based) step s
+        assert lrs[2.5][step] == pytest.approx(lr * (2.5 if step >= 3 else 1.0), rel=1e-5), step
+    with pytest.raises(UserError, match="adapt_lr_scale"):
+        load_config(path, ["method.adapt_lr_scale=0"])
+
+
 def test_adapt_from_step_must_leave_adaptation_steps(tiny_config):
     path, _ = tiny_config(method={"adapt_from_step": 6})
     with pytest.raises(UserError, match="must be smaller than train.steps"):
