@@ -606,6 +606,11 @@ class Trainer:
             raise InputError(f"{path}: is at step {step}, past this run's method.adapt_from_step={self.adapt_start}; "
                              "fork from a checkpoint inside the source-only prefix")
         self._restore(state)
+        # the prefix's optimiser holds the source-only schedule's learning rate for this step: set this run's own
+        # (method.adapt_lr_scale), as LambdaLR would have, so the fork equals the same run trained from scratch
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * self.lr_factor(self.step)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         self.history = [h for h in state["history"] if h["step"] < step]  # selection starts afresh at the fork
         log.info("forked from %s at step %d", path, self.step)
 

@@ -72,6 +72,12 @@ def test_adapt_lr_scale_multiplies_the_adaptations_learning_rate_only(tiny_confi
         assert lrs[2.5][step] == pytest.approx(lr * (2.5 if step >= 3 else 1.0), rel=1e-5), step
     with pytest.raises(UserError, match="adapt_lr_scale"):
         load_config(path, ["method.adapt_lr_scale=0"])
+    # a fork from the source-only prefix (whose optimiser holds the unscaled rate) equals the fresh run
+    train(load_config(path, ["method.name=source_only"]), run_dir=tmp_path / "so", progress=False,
+          snapshot_steps=(3,))
+    train(load_config(path, ["method.adapt_lr_scale=2.5", "train.log_every=1"]), run_dir=tmp_path / "fork",
+          progress=False, fork_from=tmp_path / "so" / "step3.pt")
+    _assert_same_state(_weights(tmp_path / "lr2.5"), _weights(tmp_path / "fork"))
 
 
 def test_adapt_from_step_must_leave_adaptation_steps(tiny_config):
