@@ -259,6 +259,27 @@ def report_runs(out: Path, also: Sequence[Path] = ()) -> str:
 CHOICE_ROWS = {"symmetric": ("agree_symmetric", "src_mask_0.5"), "visible": ("agree_visible",)}
 
 
+def _score_at_probe(run: Path, share: float = 0.5):
+    """``(step, score)``: a candidate's selection score as ``method.agreement_probe`` sees it - the best label-free
+    score of its adaptation's validations up to the probe step (``share`` of the adaptation; the default 0.5) -
+    from its ``summary.json`` history, or None (an ``agree_auto`` run's own folder: the candidate's is read)."""
+    summary = run / "summary.json"
+    if not summary.exists():
+        return None
+    s = json.loads(summary.read_text())
+    if "agreement_choice" in s:  # an auto run evaluated as itself: its chosen candidate's history is the same
+        s = json.loads((Path(s["agreement_choice"]["runs"][s["agreement_choice"]["chosen"]]) /
+                        "summary.json").read_text())
+    if not {"adapt_from_step", "steps", "history"} <= set(s):
+        return None
+    adapt, steps = s["adapt_from_step"], s["steps"]
+    limit = adapt + share * (steps - adapt)
+    seen = [h for h in s["history"] if adapt < h["step"] <= limit]
+    if not seen:
+        return None
+    return seen[-1]["step"], max(h["label_free_score"] for h in seen)
+
+
 def report_choice(out: Path, also: Sequence[Path] = ()) -> str:
     """Per direction and seed: each agreement's label-free score (``selection_score`` of the run) and per-section
     IoU, the one ``method.agreement: auto`` keeps (the higher score; ties: symmetric) and whether it is the better
@@ -266,8 +287,8 @@ def report_choice(out: Path, also: Sequence[Path] = ()) -> str:
     both exist (the :data:`CHOICE_ROWS` runs of ``out`` and ``also``, and ``agree_auto`` runs' own candidates), and
     the chosen runs' metrics as a :func:`report_runs` line."""
     folders = [out, *also]
-    lines = ["| direction | seed | score sym. | score vis. | IoU sym. | IoU vis. | chosen | right |",
-             "|---" * 8 + "|"]
+    lines = ["| direction | seed | score sym. | score vis. | IoU sym. | IoU vis. | chosen | right | at the probe "
+             "(step: sym. / vis.) | probe chose the same |", "|---" * 10 + "|"]
     means, runs_lines = [], []
     for direction in DIRECTIONS:
         found: dict[str, dict[str, tuple[float, float]]] = {}
@@ -301,8 +322,14 @@ def report_choice(out: Path, also: Sequence[Path] = ()) -> str:
             ok = got[chosen][1] >= max(iou_sym, iou_vis)
             right += ok
             cols["symmetric"].append(iou_sym), cols["visible"].append(iou_vis), cols["chosen"].append(got[chosen][1])
+            probe = {a: _score_at_probe(got[a][2]) for a in ("symmetric", "visible")}
+            at_probe, same = "-", "-"
+            if all(probe.values()):
+                at_probe = f"{probe['symmetric'][0]}: {probe['symmetric'][1]:.5f} / {probe['visible'][1]:.5f}"
+                same = "yes" if ("visible" if probe["visible"][1] > probe["symmetric"][1] else "symmetric") == chosen \
+                    else "no"
             lines.append(f"| {direction} | {seed[len('seed'):]} | {s_sym:.5f} | {s_vis:.5f} | {iou_sym:.1f} | "
-                         f"{iou_vis:.1f} | {chosen} | {'yes' if ok else 'no'} |")
+                         f"{iou_vis:.1f} | {chosen} | {'yes' if ok else 'no'} | {at_probe} | {same} |")
         if cols["chosen"]:
             cells = ", ".join(f"{k} {np.mean(v):.1f} +- {np.std(v):.1f}" for k, v in cols.items())
             means.append(f"{direction}: {cells} (IoU x100 over {len(cols['chosen'])} seeds; the choice right in "

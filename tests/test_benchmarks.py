@@ -107,13 +107,20 @@ def test_adaptation_study_reports_the_agreement_choice(tmp_path):
         row = "src_mask_0.5" if agreement == "symmetric" else "agree_visible"
         run = tmp_path / "fafb2vnc" / row / "masktwins" / f"seed{seed}"
         (run / "target_eval").mkdir(parents=True)
-        (run / "summary.json").write_text(json.dumps({"selection_score": score}))
+        summary = {"selection_score": score}
+        if seed == 0:  # validations every 250 steps, adapting from 2000 of 4000: the probe sees steps 2250-3000
+            late = {"symmetric": 0.92, "visible": 0.91}[agreement]  # halfway the symmetric run scored higher
+            summary.update(adapt_from_step=2000, steps=4000, history=[
+                {"step": 2000, "label_free_score": 0.99}, {"step": 2250, "label_free_score": 0.9},
+                {"step": 3000, "label_free_score": late}, {"step": 3250, "label_free_score": 0.99}])
+        (run / "summary.json").write_text(json.dumps(summary))
         (run / "target_eval" / "summary.json").write_text(json.dumps({"semantic": {"per_section_mean": {"iou": iou}}}))
     out = subprocess.run([sys.executable, str(study), "--report-choice", "--out", str(tmp_path)], capture_output=True,
                          text=True, timeout=60, check=True).stdout
-    assert "| fafb2vnc | 0 | 0.93000 | 0.94000 | 65.0 | 68.0 | visible | yes |" in out, out
-    assert "| fafb2vnc | 1 | 0.95000 | 0.94000 | 67.0 | 59.0 | symmetric | yes |" in out, out
-    assert "| fafb2vnc | 2 | 0.90000 | 0.90000 | 70.0 | 60.0 | symmetric | yes |" in out, out
+    assert "| fafb2vnc | 0 | 0.93000 | 0.94000 | 65.0 | 68.0 | visible | yes | 3000: 0.92000 / 0.91000 | no |" in out, \
+        out  # the fork step (2000) and the validations after the probe (3250) do not count
+    assert "| fafb2vnc | 1 | 0.95000 | 0.94000 | 67.0 | 59.0 | symmetric | yes | - | - |" in out, out
+    assert "| fafb2vnc | 2 | 0.90000 | 0.90000 | 70.0 | 60.0 | symmetric | yes | - | - |" in out, out
     assert "| fafb2vnc | 3 |" not in out
     assert "chosen 68.3 +- 1.2 (IoU x100 over 3 seeds; the choice right in 3 of 3)" in out, out
     assert "| fafb2vnc | auto (chosen) | masktwins | 0,1,2 | ? | 68.3 +- 1.2 |" in out, out  # the chosen runs' line

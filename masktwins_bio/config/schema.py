@@ -272,7 +272,12 @@ class MethodConfig(_Section):
             source model's false positives: ``visible`` raises recall and lowers precision on both real pairs
             (seed 0: +3.2 IoU where the source model under-segments, -8.0 where it over-segments; BENCHMARKS.md).
             ``auto``: adapt once with each from the same source-only prefix and keep the model with the higher
-            label-free score (one more adaptation's time; :mod:`masktwins_bio.training.choice`).
+            label-free score (:mod:`masktwins_bio.training.choice`).
+        agreement_probe: With ``agreement: auto``, the share of the adaptation steps both candidates train; then
+            only the one with the higher label-free score trains on to the end (the other is kept as it was). Default
+            (None) 0.5: half an adaptation more than a single agreement instead of a whole one - on both real pairs
+            the halfway score chose as the final scores did in 6 of 6 paired runs (BENCHMARKS.md); 1 = both train to
+            the end. A wall-clock budget (``train.max_minutes``) trains both to the end.
         mask_fill: What the masked views' hidden voxels become: ``zero`` (the normalised mean, as in the paper) or
             ``noise`` (Gaussian noise with the patch's own mean and spread, so a sparse view keeps the clean patch's
             intensity statistics under instance normalisation).
@@ -319,6 +324,7 @@ class MethodConfig(_Section):
     target_rampup_steps: int = Field(0, ge=0)
     cm_rampup_steps: int = Field(0, ge=0)
     agreement: Literal["symmetric", "visible", "auto"] = "symmetric"
+    agreement_probe: Optional[float] = Field(None, gt=0, le=1)
     mask_fill: Literal["zero", "noise"] = "zero"
     source_mask_prob: Optional[float] = Field(None, ge=0, le=1)
     strong_augment: bool = True

@@ -111,7 +111,7 @@ def _audit_choice(cfg: Config, choice: dict, chosen_metrics: Optional[dict], pro
                   instances: bool) -> dict:
     """The agreement choice of an ``auto`` run: each candidate's label-free score and, with target labels, its
     metrics (the chosen one's are the run's own; the others are evaluated here) - whether the choice was right."""
-    out = {"chosen": choice["chosen"], "candidates": {}}
+    out = {"chosen": choice["chosen"], "candidates": {}, "probe_step": choice.get("probe_step")}
     for agreement, score in choice["scores"].items():
         cand = {"label_free_score": score}
         if chosen_metrics is not None:
@@ -258,7 +258,8 @@ def format_comparison(result: dict) -> str:
             shown = ", ".join(f"{a} {v['label_free_score']:.4f}"
                               + ("" if iou[a] is None else f" (IoU {100 * iou[a]:.1f})")
                               for a, v in c["candidates"].items())
-            said.append(f"{r['method']} seed {r['seed']}: {c['chosen']} ({shown})")
+            probe = f"; compared at step {c['probe_step']}, where the other stopped" if c.get("probe_step") else ""
+            said.append(f"{r['method']} seed {r['seed']}: {c['chosen']} ({shown}{probe})")
         lines += ["", "Agreement chosen without target labels (method.agreement: auto; label-free scores): "
                   + "; ".join(said) + "."]
     sel = result.get("selection")

@@ -36,7 +36,7 @@ FORK_FIXED_METHOD_KEYS = {"method.ema_alpha"}
 # per method, e.g. source_mask_prob, is restored by the trainer from the checkpoint itself)
 ADDED_KEYS = {"method.cm_rampup_steps": 0, "method.agreement": "symmetric", "method.mask_fill": "zero",
               "method.source_mask_prob": None, "method.adapt_lr_scale": 1.0,
-              "method.pseudo_voxels": "all"}
+              "method.pseudo_voxels": "all", "method.agreement_probe": None}
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:

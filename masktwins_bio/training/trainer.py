@@ -145,14 +145,17 @@ class Trainer:
         fork_from: A checkpoint of a run whose first steps this run shares (a two-stage prefix: see
             ``method.adapt_from_step``); training continues from its state, as if this run had computed them.
         snapshot_steps: Steps after which a copy of the checkpoint is kept as ``step<N>.pt`` (a prefix to fork).
+        stop_at: Stop after this many steps (a checkpoint, model and summary are written; ``resume`` continues
+            exactly as if uninterrupted): ``method.agreement: auto``'s probe.
     """
 
     def __init__(self, cfg: Config, run_dir=None, resume: bool = False, overwrite: bool = False,
                  volumes: Optional[TrainingVolumes] = None, progress: bool = True,
                  callback: Optional[Callable[[int, dict], None]] = None,
                  should_stop: Optional[Callable[[], bool]] = None, fork_from=None,
-                 snapshot_steps: Sequence[int] = ()):
+                 snapshot_steps: Sequence[int] = (), stop_at: Optional[int] = None):
         self.cfg = cfg
+        self.stop_at = cfg.train.steps if stop_at is None else min(int(stop_at), cfg.train.steps)
         self.run_dir = Path(run_dir or cfg.get_run_dir())
         self.resume = resume
         self.fork_from = Path(fork_from) if fork_from else None
@@ -173,7 +176,7 @@ class Trainer:
     def run(self) -> TrainResult:
         with contextlib.ExitStack() as self.held:  # the run folder's writer lock (prepare_run_dir) until the end
             self.setup()
-            for step in range(self.step, self.cfg.train.steps):
+            for step in range(self.step, self.stop_at):
                 batch = self.next_batch(step)
                 logs = self.train_step(batch, step)
                 self.after_step(step, logs)

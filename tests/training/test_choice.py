@@ -131,3 +131,59 @@ def test_a_failed_overwrite_brings_the_old_auto_run_back(tiny_config, tmp_path):
         train(bad, run_dir=tmp_path / "auto", overwrite=True, progress=False)
     assert (tmp_path / "auto" / "summary.json").read_text() == before  # the old run, whole
     assert not list(tmp_path.glob(".auto.replaced-*"))
+
+
+PROBED = ["train.steps=8", "train.val_every=2", "train.checkpoint_every=2"]  # adapt from 4, probe at 6
+
+
+def test_the_probe_stops_the_lower_scoring_candidate_halfway(tiny_config, tmp_path):
+    from masktwins_bio.training.choice import PROBE_FILE, probe_step
+
+    path, _ = tiny_config(method={"name": "masktwins", "adapt_from_step": 4, "agreement": "auto"})
+    cfg = load_config(path, PROBED)
+    assert probe_step(cfg) == 6
+    assert probe_step(load_config(path, PROBED + ["method.agreement_probe=1"])) is None  # both to the end
+    assert probe_step(load_config(path, PROBED + ["method.agreement_probe=0.1"])) is None  # no validation between
+    assert probe_step(load_config(path, PROBED + ["train.max_minutes=1"])) is None  # a wall-clock budget
+    events = []
+    train(cfg, run_dir=tmp_path / "auto", progress=False,
+          callback=lambda step, logs: events.extend((step, k, logs[k]) for k in ("candidate", "choice") if k in logs))
+    summaries = {a: json.loads((candidate_dir(tmp_path / "auto", a) / "summary.json").read_text()) for a in AGREEMENTS}
+    choice = json.loads((tmp_path / "auto" / "summary.json").read_text())["agreement_choice"]
+    chosen, other = choice["chosen"], next(a for a in AGREEMENTS if a != choice["chosen"])
+    assert choice["probe_step"] == 6 and json.loads((tmp_path / "auto" / PROBE_FILE).read_text())["chosen"] == chosen
+    assert summaries[other]["steps"] == 6 and summaries[chosen]["steps"] == 8  # the other stopped at the probe
+    assert choice["scores"][other] == summaries[other]["selection_score"]
+    assert choice["scores"][chosen] >= choice["scores"][other]
+    assert choice["final_score"] == summaries[chosen]["selection_score"]
+    # a live view hears of each candidate from the prefix step, then of the choice at the probe step
+    assert [(step, kind) for step, kind, _ in events] == [(4, "candidate"), (4, "candidate"), (6, "choice")]
+    assert events[-1][2] == {"agreement": chosen, "step": 6, "scores": choice["scores"]}
+    # the chosen candidate is exactly its agreement trained alone to the end (stopped and resumed at the probe)
+    alone = train(load_config(path, PROBED + [f"method.agreement={chosen}"]), run_dir=tmp_path / "alone",
+                  progress=False)
+    a, b = _state(candidate_dir(tmp_path / "auto", chosen) / "last.pt"), _state(alone.checkpoint_path)
+    for name in a["student"]:
+        torch.testing.assert_close(a["student"][name], b["student"][name], rtol=0, atol=0)
+
+
+def test_a_run_interrupted_after_the_probe_resumes_the_chosen_candidate(tiny_config, tmp_path):
+    from masktwins_bio.training.choice import PROBE_FILE
+
+    path, _ = tiny_config(method={"name": "masktwins", "adapt_from_step": 4, "agreement": "auto"})
+    cfg = load_config(path, PROBED)
+    run = tmp_path / "auto"
+    train(cfg, run_dir=run, progress=False, should_stop=lambda: (run / PROBE_FILE).exists())  # stopped at the probe
+    chosen = json.loads((run / PROBE_FILE).read_text())["chosen"]
+    other = next(a for a in AGREEMENTS if a != chosen)
+    assert json.loads((candidate_dir(run, chosen) / "summary.json").read_text())["steps"] == 6
+    before = (candidate_dir(run, other) / "last.pt").read_bytes()
+    train(cfg, run_dir=run, resume=True, progress=False)
+    assert (candidate_dir(run, other) / "last.pt").read_bytes() == before  # the other is not trained again
+    assert json.loads((candidate_dir(run, chosen) / "summary.json").read_text())["steps"] == 8
+    final = json.loads((run / "summary.json").read_text())
+    assert final["agreement_choice"]["chosen"] == chosen and final["steps"] == 8
+    uninterrupted = train(cfg, run_dir=tmp_path / "once", progress=False)
+    a, b = _state(candidate_dir(run, chosen) / "last.pt"), _state(uninterrupted.checkpoint_path)
+    for name in a["student"]:
+        torch.testing.assert_close(a["student"][name], b["student"][name], rtol=0, atol=0)

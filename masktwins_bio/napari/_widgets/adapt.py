@@ -456,6 +456,11 @@ class AdaptWidget(JobPanel):
                 c = logs["candidate"]
                 emit("log", f"adapting with the {c['agreement']} agreement ({c['index'] + 1} of {c['of']}; the "
                             "higher label-free score is kept)")
+            if "choice" in logs:  # ... compared halfway (method.agreement_probe): only the better one trains on
+                c = logs["choice"]
+                shown = ", ".join(f"{a} {v:.4f}" for a, v in c["scores"].items())
+                emit("log", f"kept the {c['agreement']} agreement at step {c['step']} (label-free scores {shown}); "
+                            f"training it on to step {steps}")
             if "progress" in logs:  # every step; shown at most ten times a second, and the last step always
                 now = time.perf_counter()
                 if now - shown_at[0] >= 0.1 or step == steps:
