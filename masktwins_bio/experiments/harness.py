@@ -55,7 +55,8 @@ def preset_recipe(preset: str = "cpu", steps: Optional[int] = None) -> dict:
         # hundred; scale the averaging horizon with the budget (0.99 at <= 2000 steps, 0.999 from 20k steps).
         # The views' agreement is chosen without labels (training/choice.py): symmetric removes a source model's
         # false positives, directed keeps the true objects it under-segments; the label-free score of the two
-        # adapted models told which one a pair needs in 6 of 6 paired runs (BENCHMARKS.md; one more adaptation).
+        # adapted models told which one a pair needs in 6 of 6 paired runs (BENCHMARKS.md; half an adaptation more:
+        # the two are compared halfway, method.agreement_probe).
         "method": {"name": "masktwins", "ema_alpha": round(min(0.999, max(0.99, 1 - 20 / steps)), 4),
                    "agreement": "auto"},
     }

@@ -124,7 +124,8 @@ def train_choosing_agreement(cfg: Config, run_dir=None, *, resume: bool = False,
     if resume and not any((candidate_dir(run_dir, a) / "last.pt").exists() for a in AGREEMENTS):
         raise InputError(f"{run_dir}: no checkpoint (last.pt) of either agreement to resume from; run without "
                          "--resume")
-    if not (resume or overwrite) and run_dir.exists() and any(run_dir.iterdir()):
+    # rank 0 alone: under DDP the other ranks would see the folder rank 0 has just begun to write
+    if main and not (resume or overwrite) and run_dir.exists() and any(run_dir.iterdir()):
         from ..io.guard import refuse_existing
 
         refuse_existing(run_dir, "run directory", resumable=True, other="--set run_dir=another/path")
@@ -209,6 +210,9 @@ def _train_candidates(cfg: Config, run_dir: Path, main: bool, resume: bool, over
             summary = Trainer(sub_cfgs[agreement], run_dir=sub, resume=again, overwrite=not again,
                               fork_from=None if again else fork, snapshot_steps=snaps, should_stop=should_stop,
                               stop_at=until, **kwargs).run().summary
+            # under DDP only rank 0 returns the summary; every rank reads it (written before the run's last
+            # barrier), so that all ranks make the same choice and train the same candidate on
+            summary = summary or json.loads((sub / "summary.json").read_text())
         results[agreement] = summary
     chosen = max(results, key=lambda a: (_score(results[a]), -AGREEMENTS.index(a)))
     scores = {a: results[a].get("selection_score") for a in results}
