@@ -301,10 +301,12 @@ class MethodConfig(_Section):
         pseudo_voxels: Where a masked view learns the teacher's pseudo-labels (MaskTwins variants): ``all`` voxels
             (the paper) or only those its mask ``hidden`` (the cross-entropy averaged over them), so the target is
             learnt only by inferring hidden sections and never by self-training on what a view sees - the
-            mean teacher's self-training reinforces a source model's false positives on FAFB -> VNC III.
+            mean teacher's self-training reinforces a source model's false positives on FAFB -> VNC III. Screened
+            there (seed 0): ahead during the adaptation, then -0.5 IoU at the end (more precision, less recall).
         adapt_lr_scale: Factor on the learning rate from ``adapt_from_step`` on (the schedule's own shape kept). The
             poly decay leaves a two-stage run's adaptation about half the source stage's mean learning rate, and
-            on FAFB -> VNC III the target IoU is still rising at the last step (BENCHMARKS.md); 1 = unchanged.
+            on FAFB -> VNC III the target IoU is still rising at the last step; 1 = unchanged. Screened there (seed
+            0): 2 left the curve and the result where they were (+0.1 IoU; BENCHMARKS.md, session 13).
     """
 
     name: _registered(METHODS) = "masktwins"
