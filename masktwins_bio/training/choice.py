@@ -137,8 +137,9 @@ def train_choosing_agreement(cfg: Config, run_dir=None, *, resume: bool = False,
         if main:  # the old run stays whole until the new one has made progress (as a single run's --overwrite)
             aside = set_aside(run_dir)
     try:
+        # one torchrun process group for all the candidates' runs, closed at the end
         result = _train_candidates(cfg, run_dir, main, resume, overwrite, fork_from, snapshot_steps, should_stop,
-                                   **kwargs)
+                                   keep_process_group=True, **kwargs)
     except BaseException as exc:
         if aside is not None:
             from ..io.guard import settle_replacement
@@ -146,6 +147,8 @@ def train_choosing_agreement(cfg: Config, run_dir=None, *, resume: bool = False,
             settle_replacement(run_dir, aside, type(exc),
                                lambda: any((candidate_dir(run_dir, a) / "last.pt").exists() for a in AGREEMENTS))
         raise
+    finally:
+        DistContext.from_env().shutdown()
     if aside is not None:
         from ..io.guard import discard_asides
 

@@ -147,14 +147,18 @@ class Trainer:
         snapshot_steps: Steps after which a copy of the checkpoint is kept as ``step<N>.pt`` (a prefix to fork).
         stop_at: Stop after this many steps (a checkpoint, model and summary are written; ``resume`` continues
             exactly as if uninterrupted): ``method.agreement: auto``'s probe.
+        keep_process_group: Leave a torchrun process group open at the end, for another run in the same processes
+            (``auto``'s candidates: destroying and re-creating the group between runs could hang).
     """
 
     def __init__(self, cfg: Config, run_dir=None, resume: bool = False, overwrite: bool = False,
                  volumes: Optional[TrainingVolumes] = None, progress: bool = True,
                  callback: Optional[Callable[[int, dict], None]] = None,
                  should_stop: Optional[Callable[[], bool]] = None, fork_from=None,
-                 snapshot_steps: Sequence[int] = (), stop_at: Optional[int] = None):
+                 snapshot_steps: Sequence[int] = (), stop_at: Optional[int] = None,
+                 keep_process_group: bool = False):
         self.cfg = cfg
+        self.keep_process_group = keep_process_group
         self.stop_at = cfg.train.steps if stop_at is None else min(int(stop_at), cfg.train.steps)
         self.run_dir = Path(run_dir or cfg.get_run_dir())
         self.resume = resume
@@ -662,7 +666,8 @@ class Trainer:
             summary = {}
         self.logger.close()
         self.dist.barrier()
-        self.dist.shutdown()
+        if not self.keep_process_group:
+            self.dist.shutdown()
         return TrainResult(self.run_dir, self.run_dir / "model.pt", self.run_dir / "last.pt", self.step,
                            self.best["step"], self.history, summary)
 
