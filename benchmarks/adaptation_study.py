@@ -13,6 +13,8 @@ found there (mean +- std over seeds, x100), which is what BENCHMARKS.md shows.
     python benchmarks/adaptation_study.py --report-runs                        # ... from every evaluated seed
     python benchmarks/adaptation_study.py --report-runs --out runs/final --also runs/s9   # seeds of several folders
     python benchmarks/adaptation_study.py --report-choice --out runs/s11 --also runs/s12  # the agreement choice
+    python benchmarks/adaptation_study.py --report-choice --choice-method masktwins_random_pair --out runs/s14 \
+        --also runs/s13                                                       # ... of the random pair
     python benchmarks/adaptation_study.py --rows base --dry-run                # print the commands only
 
 Data: ``$MASKTWINS_DATA_ROOT`` or ``../shared/data`` beside the checkout (VNC III and FAFB, see their SOURCE.md).
@@ -83,6 +85,9 @@ ROWS: dict[str, tuple[str, list[str], bool]] = {
     "from_scratch": ("mean_teacher,masktwins", ["method.adapt_from_step=0"], False),
     # the fork point: adapt from a longer-trained source model (FAFB -> VNC III is still converging at step 2000)
     "adapt_3000": ("masktwins", ["method.adapt_from_step=3000"], False),
+    # session 14: adapt from an earlier fork, 3000 adapting steps in the same budget (the symmetric candidate's target
+    # IoU on FAFB -> VNC III still rises at the last step; adapting from step 3000 lost 1.5 there on the 8 nm grid)
+    "adapt_1000_symmetric": ("masktwins", ["method.adapt_from_step=1000", "method.agreement=symmetric"], False),
     # a faster-converging source recipe, shared by every method (its own prefix)
     "lr_2e-3": ("source_only,masktwins", ["train.lr=0.002"], False),
     # source recipe x network / context (sixth session): each trains its own prefix
@@ -259,6 +264,19 @@ def report_runs(out: Path, also: Sequence[Path] = ()) -> str:
 CHOICE_ROWS = {"symmetric": ("agree_symmetric", "src_mask_0.5"), "visible": ("agree_visible",)}
 
 
+def _budget(run: Path, summary: dict) -> int:
+    """The run's step budget: ``train.steps`` of its ``config.yaml`` (a candidate stopped at the probe records the
+    probe step as its ``steps``), else the summary's ``steps``."""
+    config = run / "config.yaml"
+    if config.exists():
+        import yaml
+
+        steps = (yaml.safe_load(config.read_text()) or {}).get("train", {}).get("steps")
+        if steps:
+            return int(steps)
+    return int(summary["steps"])
+
+
 def _score_at_probe(run: Path, share: float = 0.5):
     """``(step, score)``: a candidate's selection score as ``method.agreement_probe`` sees it - the best label-free
     score of its adaptation's validations up to the probe step (``share`` of the adaptation; the default 0.5) -
@@ -268,11 +286,11 @@ def _score_at_probe(run: Path, share: float = 0.5):
         return None
     s = json.loads(summary.read_text())
     if "agreement_choice" in s:  # an auto run evaluated as itself: its chosen candidate's history is the same
-        s = json.loads((Path(s["agreement_choice"]["runs"][s["agreement_choice"]["chosen"]]) /
-                        "summary.json").read_text())
+        run = Path(s["agreement_choice"]["runs"][s["agreement_choice"]["chosen"]])
+        s = json.loads((run / "summary.json").read_text())
     if not {"adapt_from_step", "steps", "history"} <= set(s):
         return None
-    adapt, steps = s["adapt_from_step"], s["steps"]
+    adapt, steps = s["adapt_from_step"], _budget(run, s)
     limit = adapt + share * (steps - adapt)
     seen = [h for h in s["history"] if adapt < h["step"] <= limit]
     if not seen:
@@ -280,61 +298,136 @@ def _score_at_probe(run: Path, share: float = 0.5):
     return seen[-1]["step"], max(h["label_free_score"] for h in seen)
 
 
-def report_choice(out: Path, also: Sequence[Path] = ()) -> str:
-    """Per direction and seed: each agreement's label-free score (``selection_score`` of the run) and per-section
-    IoU, the one ``method.agreement: auto`` keeps (the higher score; ties: symmetric) and whether it is the better
-    one; then per direction the mean +- std of the symmetric, the directed and the chosen runs over the seeds where
-    both exist (the :data:`CHOICE_ROWS` runs of ``out`` and ``also``, and ``agree_auto`` runs' own candidates), and
-    the chosen runs' metrics as a :func:`report_runs` line."""
+def _unfinished_at_probe(run: Path):
+    """``(step, score)`` at the probe of a candidate run that stopped (or is still training) after its probe step,
+    from its ``log.csv`` validations; None if it has not reached the probe."""
+    import yaml
+
+    from masktwins_bio.config import config_from_dict
+    from masktwins_bio.training.choice import probe_step
+
+    if not ((run / "config.yaml").exists() and (run / "log.csv").exists()):
+        return None
+    cfg = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()), str(run / "config.yaml"))
+    step, adapt = probe_step(cfg), cfg.adapt_start_step()
+    if step is None:
+        return None
+    scores = {}
+    with open(run / "log.csv") as f:
+        for line in f:
+            at, tag, value = line.rstrip("\n").split(",")[:3]
+            if tag == "val/label_free_score" and adapt < int(at) <= step:
+                scores[int(at)] = float(value)
+    return (step, max(scores.values())) if step in scores else None
+
+
+def _choice_candidates(folders: Sequence[Path], direction: str, method: str) -> dict:
+    """``{seed: {agreement: candidate}}`` of one direction, each candidate a dict with its final label-free score
+    (None for a candidate an ``auto`` run stopped at the probe), its per-section IoU, the folder evaluated, and its
+    ``(step, score)`` at the probe (None where its history does not reach it)."""
+    found: dict[str, dict[str, dict]] = {}
+
+    def iou(folder: Path) -> float:
+        return 100 * json.loads((folder / "target_eval" / "summary.json").read_text())["semantic"][
+            "per_section_mean"]["iou"]
+
+    for agreement, row in ((a, r) for a, rows in CHOICE_ROWS.items() for r in rows):
+        for f in folders:
+            for seed_dir in sorted((f / direction / row / method).glob("seed*")):
+                run_summary, ev = seed_dir / "summary.json", seed_dir / "target_eval" / "summary.json"
+                if run_summary.exists() and ev.exists():
+                    found.setdefault(seed_dir.name, {}).setdefault(agreement, {
+                        "score": json.loads(run_summary.read_text())["selection_score"], "iou": iou(seed_dir),
+                        "run": seed_dir, "probe": _score_at_probe(seed_dir)})
+                elif not run_summary.exists() and (probe := _unfinished_at_probe(seed_dir)):
+                    # stopped by hand past the probe, as auto stops the lower-scoring candidate: never evaluated
+                    found.setdefault(seed_dir.name, {}).setdefault(agreement, {
+                        "score": None, "iou": None, "run": seed_dir, "probe": probe, "stopped": True})
+    for f in folders:
+        for seed_dir in sorted((f / direction / "agree_auto" / method).glob("seed*")):
+            if not (seed_dir / "summary.json").exists():
+                continue
+            choice = json.loads((seed_dir / "summary.json").read_text())["agreement_choice"]
+            for agreement in ("symmetric", "visible"):
+                cand = seed_dir / f"agreement-{agreement}"
+                # the chosen candidate is evaluated as the auto run itself, the other (with target labels) in its
+                # own folder - at its probe model when the run stopped it there
+                evaluated = seed_dir if agreement == choice["chosen"] else cand
+                if not ((cand / "summary.json").exists() and (evaluated / "target_eval" / "summary.json").exists()):
+                    continue
+                stopped = "probe_step" in choice and agreement != choice["chosen"]
+                probe = (choice["probe_step"], choice["scores"][agreement]) if "probe_step" in choice else None
+                found.setdefault(seed_dir.name, {}).setdefault(agreement, {
+                    "score": None if stopped else json.loads((cand / "summary.json").read_text())["selection_score"],
+                    "iou": iou(evaluated), "run": evaluated, "probe": probe, "stopped": stopped})
+    return found
+
+
+def _score_cell(cand: dict) -> str:
+    return "-" if cand["score"] is None else f"{cand['score']:.5f}"
+
+
+def _iou_cell(cand: dict) -> str:
+    if cand["iou"] is None:
+        return "-"
+    return f"{cand['iou']:.1f}" + (f" @{cand['probe'][0]}" if cand.get("stopped") else "")
+
+
+def report_choice(out: Path, also: Sequence[Path] = (), method: str = "masktwins") -> str:
+    """Per direction and seed: what ``method.agreement: auto`` keeps for ``method`` (a MaskTwins variant), composed
+    from each agreement's run - the candidate with the higher label-free score at the probe (halfway through the
+    adaptation, the default ``method.agreement_probe``; ties: symmetric), or at the end where the histories do not
+    reach the probe - with each candidate's final score and per-section IoU, whether the kept one is the better, and
+    what comparing the final scores (``agreement_probe: 1``) would keep. Then per direction the mean +- std of the
+    symmetric, the directed and the chosen runs, and the chosen runs' metrics as a :func:`report_runs` line. Runs:
+    the :data:`CHOICE_ROWS` runs of ``out`` and ``also`` (the same agreement's run is counted from the first folder
+    that has it), and ``agree_auto`` runs' own candidates. A candidate an ``auto`` run stopped at the probe shows its
+    IoU at the probe model (marked ``@step``) and leaves "right" unknown; a row's run stopped by hand after its probe
+    validation (no ``summary.json``, as ``auto`` stops the lower-scoring candidate) counts with its probe score from
+    ``log.csv`` and no IoU."""
     folders = [out, *also]
-    lines = ["| direction | seed | score sym. | score vis. | IoU sym. | IoU vis. | chosen | right | at the probe "
-             "(step: sym. / vis.) | probe chose the same |", "|---" * 10 + "|"]
+    lines = ["| direction | seed | score sym. | score vis. | IoU sym. | IoU vis. | at the probe (step: sym. / vis.) | "
+             "chosen | right | final scores would choose |", "|---" * 10 + "|"]
     means, runs_lines = [], []
     for direction in DIRECTIONS:
-        found: dict[str, dict[str, tuple[float, float]]] = {}
-        for agreement, row in ((a, r) for a, rows in CHOICE_ROWS.items() for r in rows):
-            for f in folders:
-                for seed_dir in sorted((f / direction / row / "masktwins").glob("seed*")):
-                    run_summary, ev = seed_dir / "summary.json", seed_dir / "target_eval" / "summary.json"
-                    if run_summary.exists() and ev.exists():
-                        found.setdefault(seed_dir.name, {}).setdefault(agreement, (
-                            json.loads(run_summary.read_text())["selection_score"],
-                            100 * json.loads(ev.read_text())["semantic"]["per_section_mean"]["iou"], seed_dir))
-            for seed_dir in sorted((f / direction / "agree_auto" / "masktwins").glob("seed*")):
-                for agreement in ("symmetric", "visible"):
-                    cand = seed_dir / f"agreement-{agreement}"
-                    evaluated = cand  # the chosen candidate is evaluated as the auto run itself
-                    if agreement == json.loads((seed_dir / "summary.json").read_text())["agreement_choice"]["chosen"]:
-                        evaluated = seed_dir
-                    ev = evaluated / "target_eval" / "summary.json"
-                    if (cand / "summary.json").exists() and ev.exists():
-                        found.setdefault(seed_dir.name, {}).setdefault(agreement, (
-                            json.loads((cand / "summary.json").read_text())["selection_score"],
-                            100 * json.loads(ev.read_text())["semantic"]["per_section_mean"]["iou"], evaluated))
+        found = _choice_candidates(folders, direction, method)
         cols = {"symmetric": [], "visible": [], "chosen": []}
-        right, chosen_runs = 0, {}
+        right = known = 0
+        chosen_runs = {}
         for seed, got in sorted(found.items(), key=lambda kv: int(kv[0][len("seed"):])):
             if len(got) < 2:
                 continue
-            (s_sym, iou_sym, _), (s_vis, iou_vis, _) = got["symmetric"], got["visible"]
-            chosen = "visible" if s_vis > s_sym else "symmetric"
-            chosen_runs[seed] = got[chosen][2]
-            ok = got[chosen][1] >= max(iou_sym, iou_vis)
-            right += ok
-            cols["symmetric"].append(iou_sym), cols["visible"].append(iou_vis), cols["chosen"].append(got[chosen][1])
-            probe = {a: _score_at_probe(got[a][2]) for a in ("symmetric", "visible")}
-            at_probe, same = "-", "-"
-            if all(probe.values()):
-                at_probe = f"{probe['symmetric'][0]}: {probe['symmetric'][1]:.5f} / {probe['visible'][1]:.5f}"
-                same = "yes" if ("visible" if probe["visible"][1] > probe["symmetric"][1] else "symmetric") == chosen \
-                    else "no"
-            lines.append(f"| {direction} | {seed[len('seed'):]} | {s_sym:.5f} | {s_vis:.5f} | {iou_sym:.1f} | "
-                         f"{iou_vis:.1f} | {chosen} | {'yes' if ok else 'no'} | {at_probe} | {same} |")
+            sym, vis = got["symmetric"], got["visible"]
+            if sym["probe"] and vis["probe"]:
+                chosen = "visible" if vis["probe"][1] > sym["probe"][1] else "symmetric"
+                at_probe = f"{sym['probe'][0]}: {sym['probe'][1]:.5f} / {vis['probe'][1]:.5f}"
+            elif sym["score"] is not None and vis["score"] is not None:
+                chosen = "visible" if vis["score"] > sym["score"] else "symmetric"
+                at_probe = "-"
+            else:  # a stopped candidate beside one whose history does not reach the probe: no choice to compose
+                continue
+            finals = sym["score"] is not None and vis["score"] is not None
+            final_choice = ("visible" if vis["score"] > sym["score"] else "symmetric") if finals else "-"
+            ok = "?"
+            if finals:
+                ok = "yes" if got[chosen]["iou"] >= max(sym["iou"], vis["iou"]) else "no"
+                right, known = right + (ok == "yes"), known + 1
+                cols["symmetric"].append(sym["iou"]), cols["visible"].append(vis["iou"])
+            if got[chosen]["iou"] is None:  # the kept candidate was stopped at the probe: nothing to report yet
+                ok = "kept run unfinished"
+            else:
+                cols["chosen"].append(got[chosen]["iou"])
+                chosen_runs[seed] = got[chosen]["run"]
+            lines.append(f"| {direction} | {seed[len('seed'):]} | {_score_cell(sym)} | {_score_cell(vis)} | "
+                         f"{_iou_cell(sym)} | {_iou_cell(vis)} | {at_probe} | {chosen} | {ok} | {final_choice} |")
         if cols["chosen"]:
-            cells = ", ".join(f"{k} {np.mean(v):.1f} +- {np.std(v):.1f}" for k, v in cols.items())
-            means.append(f"{direction}: {cells} (IoU x100 over {len(cols['chosen'])} seeds; the choice right in "
-                         f"{right} of {len(cols['chosen'])})")
-            runs_lines.append(_runs_line(direction, "auto (chosen)", "masktwins", chosen_runs, RUNS_COLUMNS))
+            cells = ", ".join(f"{k} {np.mean(v):.1f} +- {np.std(v):.1f}" + ("" if k == "chosen" else
+                                                                            f" ({len(v)} seeds)")
+                              for k, v in cols.items() if v)
+            verdict = (f"the choice right in {right} of the {known} seeds with both candidates trained to the end"
+                       if known else "no seed with both candidates trained to the end")
+            means.append(f"{direction}: {cells} (IoU x100 over {len(cols['chosen'])} seeds; {verdict})")
+            runs_lines.append(_runs_line(direction, "auto (chosen)", method, chosen_runs, RUNS_COLUMNS))
     head = ["| direction | row | method | seeds | arith. | " + " | ".join(RUNS_COLUMNS) + " | P / R |",
             "|---" * (len(RUNS_COLUMNS) + 6) + "|"]
     return "\n".join(lines + [""] + means + [""] + head + runs_lines)
@@ -356,6 +449,8 @@ def main() -> int:
     ap.add_argument("--report-choice", action="store_true",
                     help="the label-free choice between the symmetric and the directed agreement, per seed (rows "
                          "agree_symmetric or src_mask_0.5, and agree_visible, or agree_auto runs; with --also)")
+    ap.add_argument("--choice-method", default="masktwins", help="the MaskTwins variant whose agreement choice "
+                    "--report-choice composes (e.g. masktwins_random_pair)")
     ap.add_argument("--report-runs", action="store_true", help="the table from every evaluated seed's own summary "
                     "(rows stopped early or grown by several invocations)")
     ap.add_argument("--jobs", type=int, default=1, help="directions trained at once, the CPU threads split between "
@@ -374,7 +469,7 @@ def main() -> int:
         print(report_runs(args.out, args.also))
         return 0
     if args.report_choice:
-        print(report_choice(args.out, args.also))
+        print(report_choice(args.out, args.also, args.choice_method))
         return 0
     rows = args.rows.split(",")
     for row in rows:
