@@ -10,6 +10,7 @@ the lower pyramid levels with each block (:meth:`OmeZarrWriter.create_block_leve
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import itertools
@@ -98,6 +99,29 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, what: st
     return p
 
 
+def drain_zarr_io(timeout: float = 30.0) -> None:
+    """Wait (at most ``timeout`` seconds) for the work still running on Zarr's IO event loop.
+
+    Zarr runs every chunk read and write as a coroutine on its own thread and blocks the calling thread until it is
+    done. An exception raised in the calling thread meanwhile - Ctrl-C, or SIGTERM, which the CLI raises where the
+    process is - ends the wait but not the write, which then recreates the directories of a store removed after it
+    (seen in CI: a ``.partial`` store left behind by a SIGTERM during ``convert``).
+    """
+    from zarr.core import sync as zarr_sync
+
+    loop = zarr_sync.loop[0]  # None until Zarr first ran something: nothing in flight
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def others_done():
+        running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if running:
+            await asyncio.wait(running, timeout=timeout)
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(others_done(), loop).result(timeout + 1)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, overwrite: bool = False, inputs: Iterable = (),
                   what: str = "output", command: Optional[str] = None, locked: bool = False) -> Iterator[Path]:
@@ -116,6 +140,7 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False, inputs: Iter
     try:
         yield tmp
     except BaseException:
+        drain_zarr_io()  # else a chunk write still in flight would recreate the store after it is removed
         shutil.rmtree(tmp, ignore_errors=True)
         if tmp.is_file():
             tmp.unlink()

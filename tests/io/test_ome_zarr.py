@@ -93,3 +93,31 @@ def test_block_written_levels_equal_finalize(tmp_path, dtype, kind, block_shape,
     got, expected = zarr.open_group(str(tmp_path / "b.zarr")), zarr.open_group(str(tmp_path / "ref.zarr"))
     for level in range(len(factors)):
         assert got[str(level)][:].tobytes() == expected[str(level)][:].tobytes(), f"level {level}"
+
+
+def test_atomic_output_waits_for_a_zarr_write_still_in_flight(tmp_path):
+    """An exception raised while the calling thread waits on Zarr (Ctrl-C, SIGTERM) leaves the chunk write running on
+    Zarr's IO thread; removing the partial store must wait for it, or the write recreates the store afterwards."""
+    import asyncio
+    import shutil
+    import time
+
+    from zarr.core.sync import loop
+
+    from masktwins_bio.io.ome_zarr import atomic_output
+
+    zarr.zeros((2,), store=str(tmp_path / "warm.zarr"))  # Zarr's IO loop running, as in any real write
+    shutil.rmtree(tmp_path / "warm.zarr")
+
+    async def late_chunk_write(store):
+        await asyncio.sleep(0.3)
+        (store / "0" / "c").mkdir(parents=True, exist_ok=True)
+        (store / "0" / "c" / "0").write_bytes(b"chunk")
+
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(tmp_path / "o.zarr") as tmp:
+            tmp.mkdir()
+            asyncio.run_coroutine_threadsafe(late_chunk_write(tmp), loop[0])  # what an interrupted write leaves
+            raise KeyboardInterrupt
+    time.sleep(0.5)
+    assert list(tmp_path.iterdir()) == []
