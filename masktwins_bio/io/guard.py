@@ -10,6 +10,8 @@ the path.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -150,7 +152,31 @@ def check_replaceable(path: PathLike, inputs: Iterable = (), what: str = "output
                      "yourself or choose another path")
 
 
+def drain_zarr_io(timeout: float = 30.0) -> None:
+    """Wait (at most ``timeout`` seconds) for the work still running on Zarr's IO event loop.
+
+    Zarr runs every chunk read and write as a coroutine on its own thread and blocks the calling thread until it is
+    done. An exception raised in the calling thread meanwhile - Ctrl-C, or SIGTERM, which the CLI raises where the
+    process is - ends the wait but not the write, which then recreates the directories of a store removed after it
+    (seen in CI: a ``.partial`` store left behind by a SIGTERM during ``convert``).
+    """
+    from zarr.core import sync as zarr_sync
+
+    loop = zarr_sync.loop[0]  # None until Zarr first ran something: nothing in flight
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    async def others_done():
+        running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if running:
+            await asyncio.wait(running, timeout=timeout)
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(others_done(), loop).result(timeout + 1)
+
+
 def _remove(path: Path) -> None:
+    drain_zarr_io()  # a write still in flight would recreate what is removed here
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():

@@ -10,7 +10,6 @@ the lower pyramid levels with each block (:meth:`OmeZarrWriter.create_block_leve
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import itertools
@@ -29,7 +28,7 @@ from .._version import __version__
 from ..errors import InputError
 from ..files import DEFAULT_OME_VERSION, OME_VERSIONS
 from .attributes import PROVENANCE_KEY, ome_attributes, provenance
-from .guard import check_not_an_input, check_parent, check_replaceable, refuse_existing
+from .guard import check_not_an_input, check_parent, check_replaceable, drain_zarr_io, refuse_existing
 
 __all__ = [
     "OmeZarrWriter",
@@ -97,29 +96,6 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, what: st
             refuse_existing(p, what)
     check_parent(p)
     return p
-
-
-def drain_zarr_io(timeout: float = 30.0) -> None:
-    """Wait (at most ``timeout`` seconds) for the work still running on Zarr's IO event loop.
-
-    Zarr runs every chunk read and write as a coroutine on its own thread and blocks the calling thread until it is
-    done. An exception raised in the calling thread meanwhile - Ctrl-C, or SIGTERM, which the CLI raises where the
-    process is - ends the wait but not the write, which then recreates the directories of a store removed after it
-    (seen in CI: a ``.partial`` store left behind by a SIGTERM during ``convert``).
-    """
-    from zarr.core import sync as zarr_sync
-
-    loop = zarr_sync.loop[0]  # None until Zarr first ran something: nothing in flight
-    if loop is None or loop.is_closed() or not loop.is_running():
-        return
-
-    async def others_done():
-        running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        if running:
-            await asyncio.wait(running, timeout=timeout)
-
-    with contextlib.suppress(Exception):
-        asyncio.run_coroutine_threadsafe(others_done(), loop).result(timeout + 1)
 
 
 @contextlib.contextmanager

@@ -95,29 +95,58 @@ def test_block_written_levels_equal_finalize(tmp_path, dtype, kind, block_shape,
         assert got[str(level)][:].tobytes() == expected[str(level)][:].tobytes(), f"level {level}"
 
 
-def test_atomic_output_waits_for_a_zarr_write_still_in_flight(tmp_path):
-    """An exception raised while the calling thread waits on Zarr (Ctrl-C, SIGTERM) leaves the chunk write running on
-    Zarr's IO thread; removing the partial store must wait for it, or the write recreates the store afterwards."""
+
+async def _late_chunk_write(store):
+    """A chunk write that Zarr's IO thread finishes after the calling thread stopped waiting for it."""
+    import asyncio
+
+    await asyncio.sleep(0.3)
+    (store / "0" / "c").mkdir(parents=True, exist_ok=True)
+    (store / "0" / "c" / "0").write_bytes(b"chunk")
+
+
+def _write_in_flight(store):
+    """Leave a chunk write of ``store`` running on Zarr's IO loop, as a write interrupted in the caller does."""
     import asyncio
     import shutil
-    import time
 
     from zarr.core.sync import loop
 
+    warm = store.parent / "warm.zarr"
+    zarr.zeros((2,), store=str(warm))  # Zarr's IO loop running, as in any real write
+    shutil.rmtree(warm)
+    asyncio.run_coroutine_threadsafe(_late_chunk_write(store), loop[0])
+
+
+def test_atomic_output_waits_for_a_zarr_write_still_in_flight(tmp_path):
+    """An exception raised while the calling thread waits on Zarr (Ctrl-C, SIGTERM) leaves the chunk write running on
+    Zarr's IO thread; removing the partial store must wait for it, or the write recreates the store afterwards."""
+    import time
+
     from masktwins_bio.io.ome_zarr import atomic_output
-
-    zarr.zeros((2,), store=str(tmp_path / "warm.zarr"))  # Zarr's IO loop running, as in any real write
-    shutil.rmtree(tmp_path / "warm.zarr")
-
-    async def late_chunk_write(store):
-        await asyncio.sleep(0.3)
-        (store / "0" / "c").mkdir(parents=True, exist_ok=True)
-        (store / "0" / "c" / "0").write_bytes(b"chunk")
 
     with pytest.raises(KeyboardInterrupt):
         with atomic_output(tmp_path / "o.zarr") as tmp:
             tmp.mkdir()
-            asyncio.run_coroutine_threadsafe(late_chunk_write(tmp), loop[0])  # what an interrupted write leaves
+            _write_in_flight(tmp)
             raise KeyboardInterrupt
     time.sleep(0.5)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_restoring_a_replaced_output_waits_for_a_zarr_write_still_in_flight(tmp_path):
+    """An interrupted ``--overwrite`` puts the old output back; a write of the new one still in flight must not
+    land in it."""
+    import time
+
+    from masktwins_bio.io.guard import restore_aside, set_aside
+
+    out = tmp_path / "o.zarr"
+    out.mkdir()
+    (out / "old").write_text("the previous output")
+    aside = set_aside(out)
+    out.mkdir()  # the new output, begun
+    _write_in_flight(out)
+    restore_aside(aside, out)
+    time.sleep(0.5)
+    assert sorted(p.name for p in out.iterdir()) == ["old"]
