@@ -1,6 +1,11 @@
-"""OmeZarrWriter.finalize: the parallel pyramid equals the plain numpy definition bit for bit, for any worker count."""
+"""OmeZarrWriter.finalize: the parallel pyramid equals the plain numpy definition bit for bit, for any worker count;
+removing a partial or replaced store waits for Zarr writes still in flight."""
 
 from __future__ import annotations
+
+import asyncio
+import shutil
+import time
 
 import numpy as np
 import pytest
@@ -95,11 +100,8 @@ def test_block_written_levels_equal_finalize(tmp_path, dtype, kind, block_shape,
         assert got[str(level)][:].tobytes() == expected[str(level)][:].tobytes(), f"level {level}"
 
 
-
 async def _late_chunk_write(store):
     """A chunk write that Zarr's IO thread finishes after the calling thread stopped waiting for it."""
-    import asyncio
-
     await asyncio.sleep(0.3)
     (store / "0" / "c").mkdir(parents=True, exist_ok=True)
     (store / "0" / "c" / "0").write_bytes(b"chunk")
@@ -107,9 +109,6 @@ async def _late_chunk_write(store):
 
 def _write_in_flight(store):
     """Leave a chunk write of ``store`` running on Zarr's IO loop, as a write interrupted in the caller does."""
-    import asyncio
-    import shutil
-
     from zarr.core.sync import loop
 
     warm = store.parent / "warm.zarr"
@@ -121,8 +120,6 @@ def _write_in_flight(store):
 def test_atomic_output_waits_for_a_zarr_write_still_in_flight(tmp_path):
     """An exception raised while the calling thread waits on Zarr (Ctrl-C, SIGTERM) leaves the chunk write running on
     Zarr's IO thread; removing the partial store must wait for it, or the write recreates the store afterwards."""
-    import time
-
     from masktwins_bio.io.ome_zarr import atomic_output
 
     with pytest.raises(KeyboardInterrupt):
@@ -137,8 +134,6 @@ def test_atomic_output_waits_for_a_zarr_write_still_in_flight(tmp_path):
 def test_restoring_a_replaced_output_waits_for_a_zarr_write_still_in_flight(tmp_path):
     """An interrupted ``--overwrite`` puts the old output back; a write of the new one still in flight must not
     land in it."""
-    import time
-
     from masktwins_bio.io.guard import restore_aside, set_aside
 
     out = tmp_path / "o.zarr"
